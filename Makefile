@@ -1,0 +1,14 @@
+# The two commands a newcomer needs: `make dev` and `make test`.
+.PHONY: dev test bootstrap build
+
+dev:        ## start the service on http://127.0.0.1:8787 (codes on the console)
+	scripts/dev.sh
+
+test:       ## run every test (installs what is missing first)
+	scripts/test.sh
+
+bootstrap:  ## install the toolchain pieces; a no-op when present
+	scripts/bootstrap.sh
+
+build:      ## release build of the Worker into build/
+	scripts/build.sh
