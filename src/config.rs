@@ -1,0 +1,480 @@
+//! Configuration, parsed once from Worker vars and secrets into a typed struct.
+//!
+//! This module does not import `worker`: it reads settings through a lookup
+//! function, so the rules are unit-tested natively. A missing or malformed
+//! setting is an error that names it; production refuses development-only
+//! settings (log delivery, plain-http provider URLs).
+
+use std::fmt;
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+
+/// A secret value. `Debug` never prints it, so a config dump in a log is safe.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailProvider {
+    Resend,
+    Postmark,
+    /// Prints messages to the console. Development only.
+    Log,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmsProvider {
+    Twilio,
+    /// Prints messages to the console. Development only.
+    Log,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailConfig {
+    pub provider: MailProvider,
+    pub api_base: String,
+    /// Present whenever `provider` is not `Log`.
+    pub api_key: Option<Secret>,
+    pub from: String,
+}
+
+/// Where Twilio sends from: a number, or a Messaging Service (which picks one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TwilioSender {
+    PhoneNumber(String),
+    MessagingService(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwilioConfig {
+    pub api_base: String,
+    pub account_sid: String,
+    pub auth_token: Secret,
+    pub sender: TwilioSender,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsConfig {
+    pub provider: SmsProvider,
+    /// Present whenever `provider` is `Twilio`.
+    pub twilio: Option<TwilioConfig>,
+}
+
+/// One Ed25519 signing key: a key id and its 32-byte seed (RFC 8032 private key).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeySeed {
+    pub kid: String,
+    pub seed: [u8; 32],
+}
+
+impl fmt::Debug for SigningKeySeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKeySeed {{ kid: {:?}, seed: [redacted] }}", self.kid)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub environment: Environment,
+    pub app_name: String,
+    pub mail: MailConfig,
+    pub sms: SmsConfig,
+    /// Key for the HMAC over stored codes and for hashing rate-limit keys.
+    pub otp_pepper: Secret,
+    /// The first key signs; all of them verify.
+    pub jwt_signing_keys: Vec<SigningKeySeed>,
+}
+
+/// A setting that is missing or malformed. Never carries a secret's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "setting {}: {}", self.setting, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { setting, problem: problem.into() }
+}
+
+pub const DEFAULT_MAIL_API_BASE_RESEND: &str = "https://api.resend.com";
+pub const DEFAULT_MAIL_API_BASE_POSTMARK: &str = "https://api.postmarkapp.com";
+pub const DEFAULT_TWILIO_API_BASE: &str = "https://api.twilio.com";
+
+/// Reads settings by name. Empty values count as unset.
+struct Settings<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    production: bool,
+}
+
+impl Settings<'_> {
+    fn get(&self, name: &'static str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name).ok_or_else(|| err(name, "is required but not set"))
+    }
+
+    fn one_of<T: Copy>(
+        &self,
+        name: &'static str,
+        default: T,
+        choices: &[(&str, T)],
+    ) -> Result<T, ConfigError> {
+        let Some(value) = self.get(name) else { return Ok(default) };
+        choices
+            .iter()
+            .find(|(label, _)| label.eq_ignore_ascii_case(&value))
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                let labels: Vec<&str> = choices.iter().map(|(l, _)| *l).collect();
+                err(name, format!("must be one of {}", labels.join(", ")))
+            })
+    }
+
+    /// A provider base URL: http(s), no trailing slash; https only in production.
+    fn base_url(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        let url = self.get(name).unwrap_or_else(|| default.to_string());
+        let url = url.trim_end_matches('/').to_string();
+        let rest = if let Some(rest) = url.strip_prefix("https://") {
+            rest
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            if self.production {
+                return Err(err(name, "must use https:// in production"));
+            }
+            rest
+        } else {
+            return Err(err(name, "must be an http(s) URL"));
+        };
+        if rest.is_empty() || rest.contains(char::is_whitespace) {
+            return Err(err(name, "must be an http(s) URL with a host"));
+        }
+        Ok(url)
+    }
+
+    fn refuse_in_production(&self, name: &'static str, what: &str) -> Result<(), ConfigError> {
+        if self.production {
+            Err(err(name, format!("{what} is development-only and refused when ENVIRONMENT=production")))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Config {
+    /// Parses every setting; `lookup` returns a var or secret by name.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut s = Settings { lookup, production: true };
+        let environment = s.one_of(
+            "ENVIRONMENT",
+            Environment::Production,
+            &[("development", Environment::Development), ("production", Environment::Production)],
+        )?;
+        s.production = environment == Environment::Production;
+
+        let app_name = s.get("APP_NAME").unwrap_or_else(|| "OTP Edge".to_string());
+        let mail = parse_mail(&s)?;
+        let sms = parse_sms(&s)?;
+
+        let otp_pepper = s.required("OTP_PEPPER")?;
+        // NIST SP 800-63B 5.1.1.2 asks for a secret salt of at least 112 bits;
+        // 32 characters of base64 or hex is comfortably above that.
+        if otp_pepper.len() < 32 {
+            return Err(err("OTP_PEPPER", "must be at least 32 characters (use 32 random bytes, base64url)"));
+        }
+        let jwt_signing_keys = parse_signing_keys(&s.required("JWT_SIGNING_KEYS")?)?;
+
+        Ok(Config {
+            environment,
+            app_name,
+            mail,
+            sms,
+            otp_pepper: Secret::new(otp_pepper),
+            jwt_signing_keys,
+        })
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+}
+
+fn parse_mail(s: &Settings) -> Result<MailConfig, ConfigError> {
+    let provider = s.one_of(
+        "MAIL_PROVIDER",
+        MailProvider::Resend,
+        &[("resend", MailProvider::Resend), ("postmark", MailProvider::Postmark), ("log", MailProvider::Log)],
+    )?;
+    let default_base = match provider {
+        MailProvider::Postmark => DEFAULT_MAIL_API_BASE_POSTMARK,
+        _ => DEFAULT_MAIL_API_BASE_RESEND,
+    };
+    let api_base = s.base_url("MAIL_API_BASE", default_base)?;
+    let from = s.get("DEFAULT_FROM_EMAIL").unwrap_or_else(|| "noreply@example.com".to_string());
+    if !looks_like_sender(&from) {
+        return Err(err("DEFAULT_FROM_EMAIL", "must be an address like noreply@yourapp.com or \"App <noreply@yourapp.com>\""));
+    }
+    let api_key = match provider {
+        MailProvider::Log => {
+            s.refuse_in_production("MAIL_PROVIDER", "log")?;
+            None
+        }
+        MailProvider::Resend | MailProvider::Postmark => {
+            if s.get("DEFAULT_FROM_EMAIL").is_none() {
+                return Err(err("DEFAULT_FROM_EMAIL", "is required when MAIL_PROVIDER sends real mail"));
+            }
+            Some(Secret::new(s.required("MAIL_API_KEY")?))
+        }
+    };
+    Ok(MailConfig { provider, api_base, api_key, from })
+}
+
+fn parse_sms(s: &Settings) -> Result<SmsConfig, ConfigError> {
+    let provider = s.one_of(
+        "SMS_PROVIDER",
+        SmsProvider::Twilio,
+        &[("twilio", SmsProvider::Twilio), ("log", SmsProvider::Log)],
+    )?;
+    let twilio = match provider {
+        SmsProvider::Log => {
+            s.refuse_in_production("SMS_PROVIDER", "log")?;
+            None
+        }
+        SmsProvider::Twilio => {
+            let api_base = s.base_url("TWILIO_API_BASE", DEFAULT_TWILIO_API_BASE)?;
+            let account_sid = s.required("TWILIO_ACCOUNT_SID")?;
+            if !account_sid.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(err("TWILIO_ACCOUNT_SID", "must be letters and digits only (AC...)"));
+            }
+            let auth_token = Secret::new(s.required("TWILIO_AUTH_TOKEN")?);
+            let sender = match (s.get("TWILIO_MESSAGING_SERVICE_SID"), s.get("TWILIO_PHONE_NUMBER")) {
+                (Some(sid), _) => TwilioSender::MessagingService(sid),
+                (None, Some(number)) => {
+                    if !is_e164(&number) {
+                        return Err(err("TWILIO_PHONE_NUMBER", "must be an E.164 number such as +15005550006"));
+                    }
+                    TwilioSender::PhoneNumber(number)
+                }
+                (None, None) => {
+                    return Err(err(
+                        "TWILIO_PHONE_NUMBER",
+                        "is required unless TWILIO_MESSAGING_SERVICE_SID is set",
+                    ))
+                }
+            };
+            Some(TwilioConfig { api_base, account_sid, auth_token, sender })
+        }
+    };
+    Ok(SmsConfig { provider, twilio })
+}
+
+/// `JWT_SIGNING_KEYS`: comma-separated `kid:seed`, each seed 32 random bytes in
+/// base64url. The first key signs new tokens; all of them verify.
+pub fn parse_signing_keys(value: &str) -> Result<Vec<SigningKeySeed>, ConfigError> {
+    const NAME: &str = "JWT_SIGNING_KEYS";
+    let mut keys: Vec<SigningKeySeed> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (kid, seed) = entry
+            .split_once(':')
+            .ok_or_else(|| err(NAME, "each key must be kid:base64url-seed"))?;
+        let kid_ok = !kid.is_empty()
+            && kid.len() <= 64
+            && kid.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !kid_ok {
+            return Err(err(NAME, "a key id must be 1 to 64 of A-Z a-z 0-9 - _ ."));
+        }
+        let bytes = Base64UrlUnpadded::decode_vec(seed.trim_end_matches('='))
+            .map_err(|_| err(NAME, format!("key {kid}: seed is not base64url")))?;
+        let seed: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| err(NAME, format!("key {kid}: seed must decode to exactly 32 bytes")))?;
+        if keys.iter().any(|k| k.kid == kid) {
+            return Err(err(NAME, format!("key id {kid} appears twice")));
+        }
+        keys.push(SigningKeySeed { kid: kid.to_string(), seed });
+    }
+    if keys.is_empty() {
+        return Err(err(NAME, "must hold at least one key"));
+    }
+    Ok(keys)
+}
+
+fn is_e164(s: &str) -> bool {
+    let Some(digits) = s.strip_prefix('+') else { return false };
+    (2..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+/// `a@b.c` or `Name <a@b.c>`: enough to catch a typo in a sender setting.
+fn looks_like_sender(s: &str) -> bool {
+    let addr = match (s.find('<'), s.strip_suffix('>')) {
+        (Some(i), Some(inner)) => &inner[i + 1..],
+        (None, None) => s,
+        _ => return false,
+    };
+    match addr.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty() && domain.contains('.') && !addr.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const SEED: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"; // bytes 0..32
+
+    fn dev() -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("ENVIRONMENT", "development".to_string()),
+            ("MAIL_PROVIDER", "log".to_string()),
+            ("SMS_PROVIDER", "log".to_string()),
+            ("OTP_PEPPER", "p".repeat(43)),
+            ("JWT_SIGNING_KEYS", format!("k1:{SEED}")),
+        ])
+    }
+
+    fn prod() -> HashMap<&'static str, String> {
+        let mut m = dev();
+        m.insert("ENVIRONMENT", "production".into());
+        m.insert("MAIL_PROVIDER", "resend".into());
+        m.insert("MAIL_API_KEY", "re_123".into());
+        m.insert("DEFAULT_FROM_EMAIL", "Acme <noreply@acme.test>".into());
+        m.insert("SMS_PROVIDER", "twilio".into());
+        m.insert("TWILIO_ACCOUNT_SID", "AC0123".into());
+        m.insert("TWILIO_AUTH_TOKEN", "tok".into());
+        m.insert("TWILIO_PHONE_NUMBER", "+15005550006".into());
+        m
+    }
+
+    fn parse(m: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+        Config::from_lookup(&|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn development_settings_parse() {
+        let c = parse(&dev()).unwrap();
+        assert_eq!(c.environment, Environment::Development);
+        assert_eq!(c.mail.provider, MailProvider::Log);
+        assert_eq!(c.sms.twilio, None);
+        assert_eq!(c.jwt_signing_keys[0].kid, "k1");
+        assert_eq!(c.jwt_signing_keys[0].seed[31], 31);
+    }
+
+    #[test]
+    fn production_settings_parse_with_real_provider_defaults() {
+        let c = parse(&prod()).unwrap();
+        assert!(c.is_production());
+        assert_eq!(c.mail.api_base, "https://api.resend.com");
+        let t = c.sms.twilio.unwrap();
+        assert_eq!(t.api_base, "https://api.twilio.com");
+        assert_eq!(t.sender, TwilioSender::PhoneNumber("+15005550006".into()));
+    }
+
+    #[test]
+    fn environment_defaults_to_production() {
+        let mut m = dev();
+        m.remove("ENVIRONMENT");
+        assert_eq!(parse(&m).unwrap_err().setting, "MAIL_PROVIDER");
+    }
+
+    #[test]
+    fn production_refuses_development_only_settings() {
+        for (name, value) in [
+            ("MAIL_PROVIDER", "log"),
+            ("SMS_PROVIDER", "log"),
+            ("MAIL_API_BASE", "http://127.0.0.1:9000"),
+            ("TWILIO_API_BASE", "http://127.0.0.1:9001"),
+        ] {
+            let mut m = prod();
+            m.insert(name, value.into());
+            let e = parse(&m).unwrap_err();
+            assert_eq!(e.setting, name, "{value}");
+            assert!(e.problem.contains("production"), "{e}");
+        }
+    }
+
+    #[test]
+    fn missing_and_malformed_settings_name_the_setting() {
+        let cases: Vec<(&str, Option<&str>)> = vec![
+            ("OTP_PEPPER", None),
+            ("OTP_PEPPER", Some("short")),
+            ("JWT_SIGNING_KEYS", None),
+            ("JWT_SIGNING_KEYS", Some("nokid")),
+            ("JWT_SIGNING_KEYS", Some("k1:AAAA")),
+            ("ENVIRONMENT", Some("staging")),
+            ("MAIL_PROVIDER", Some("smtp")),
+        ];
+        for (name, value) in cases {
+            let mut m = dev();
+            match value {
+                Some(v) => m.insert(name, v.into()),
+                None => m.remove(name),
+            };
+            assert_eq!(parse(&m).unwrap_err().setting, name, "{name}={value:?}");
+        }
+        for name in ["MAIL_API_KEY", "TWILIO_AUTH_TOKEN", "TWILIO_ACCOUNT_SID", "TWILIO_PHONE_NUMBER"] {
+            let mut m = prod();
+            m.remove(name);
+            assert_eq!(parse(&m).unwrap_err().setting, name);
+        }
+    }
+
+    #[test]
+    fn messaging_service_replaces_the_phone_number() {
+        let mut m = prod();
+        m.remove("TWILIO_PHONE_NUMBER");
+        m.insert("TWILIO_MESSAGING_SERVICE_SID", "MG123".into());
+        let t = parse(&m).unwrap().sms.twilio.unwrap();
+        assert_eq!(t.sender, TwilioSender::MessagingService("MG123".into()));
+    }
+
+    #[test]
+    fn signing_keys_keep_order_and_refuse_duplicates() {
+        let keys = parse_signing_keys(&format!("new:{SEED}, old:{SEED}")).unwrap();
+        assert_eq!(keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), ["new", "old"]);
+        assert!(parse_signing_keys(&format!("a:{SEED},a:{SEED}")).is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let c = parse(&prod()).unwrap();
+        let dump = format!("{c:?}");
+        assert!(!dump.contains("re_123") && !dump.contains(&"p".repeat(43)) && !dump.contains("tok\""));
+        assert!(dump.contains("[redacted]"));
+    }
+}
