@@ -1,0 +1,8 @@
+//! Black-box tests: the real Worker under `wrangler dev`, spoken to over HTTP.
+//! One file per endpoint or flow; `helpers` starts everything.
+
+mod deploy;
+mod health;
+#[allow(dead_code)] // not every stage of the suite uses every helper
+mod helpers;
+mod routing;

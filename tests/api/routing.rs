@@ -1,0 +1,34 @@
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn unknown_paths_get_a_json_404() {
+    let app = spawn_app().await;
+
+    for path in ["/", "/nope", "/api/auth/otp/", "/healthz/extra"] {
+        let resp = app.get(path).await;
+        assert_eq!(resp.status(), 404, "{path}");
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "NOT_FOUND", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn wrong_methods_get_a_json_405_with_allow() {
+    let app = spawn_app().await;
+
+    let resp = app.post_json("/healthz", &serde_json::json!({})).await;
+
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "GET");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "METHOD_NOT_ALLOWED");
+}
+
+#[tokio::test]
+async fn paths_work_with_and_without_the_trailing_slash() {
+    let app = spawn_app().await;
+
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.get("/healthz/").await.status(), 200);
+}
