@@ -9,6 +9,9 @@ use std::fmt;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 
+use crate::domain::destination::Destination;
+use crate::domain::otp::{self, OtpCode};
+
 /// A secret value. `Debug` never prints it, so a config dump in a log is safe.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -93,6 +96,28 @@ impl fmt::Debug for SigningKeySeed {
     }
 }
 
+/// How codes are made and how long they live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtpSettings {
+    /// Digits per code, 6 to 10.
+    pub length: usize,
+    pub ttl_phone_seconds: u64,
+    pub ttl_email_seconds: u64,
+    /// Verification attempts per code.
+    pub max_attempts: u32,
+    /// Lifetime of the verification token a register/verify/reset code yields.
+    pub verification_token_ttl_seconds: u64,
+}
+
+/// A destination that gets a fixed code and no message, until `expires_at_ms`
+/// (for automated tests and app-store review; refused in production).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestIdentity {
+    pub destination: Destination,
+    pub code: OtpCode,
+    pub expires_at_ms: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub environment: Environment,
@@ -103,6 +128,12 @@ pub struct Config {
     pub otp_pepper: Secret,
     /// The first key signs; all of them verify.
     pub jwt_signing_keys: Vec<SigningKeySeed>,
+    pub otp: OtpSettings,
+    /// Login requests for unknown or disabled accounts look like real ones.
+    pub enumeration_protection: bool,
+    pub test_identities: Vec<TestIdentity>,
+    /// Bound on each provider call (a retry gets its own).
+    pub delivery_timeout_ms: u64,
 }
 
 /// A setting that is missing or malformed. Never carries a secret's value.
@@ -182,6 +213,25 @@ impl Settings<'_> {
         Ok(url)
     }
 
+    /// A whole number in `range`, or `default` when unset.
+    fn number(&self, name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ConfigError> {
+        let Some(value) = self.get(name) else { return Ok(default) };
+        value
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| err(name, format!("must be a whole number from {} to {}", range.start(), range.end())))
+    }
+
+    fn boolean(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(|v| v.to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if v == "true" || v == "1" => Ok(true),
+            Some(v) if v == "false" || v == "0" => Ok(false),
+            Some(_) => Err(err(name, "must be true or false")),
+        }
+    }
+
     fn refuse_in_production(&self, name: &'static str, what: &str) -> Result<(), ConfigError> {
         if self.production {
             Err(err(name, format!("{what} is development-only and refused when ENVIRONMENT=production")))
@@ -214,6 +264,24 @@ impl Config {
         }
         let jwt_signing_keys = parse_signing_keys(&s.required("JWT_SIGNING_KEYS")?)?;
 
+        let otp = OtpSettings {
+            length: s.number("OTP_LENGTH", 6, otp::MIN_LENGTH as u64..=otp::MAX_LENGTH as u64)? as usize,
+            ttl_phone_seconds: s.number("OTP_TTL_PHONE_SECONDS", 300, 1..=3600)?,
+            ttl_email_seconds: s.number("OTP_TTL_EMAIL_SECONDS", 600, 1..=3600)?,
+            max_attempts: s.number("OTP_MAX_ATTEMPTS", 3, 1..=10)? as u32,
+            verification_token_ttl_seconds: s.number("VERIFICATION_TOKEN_TTL_SECONDS", 600, 1..=86_400)?,
+        };
+        let enumeration_protection = s.boolean("ENUMERATION_PROTECTION", true)?;
+        let test_identities = match s.get("TEST_IDENTITIES") {
+            None => Vec::new(),
+            Some(value) => {
+                s.refuse_in_production("TEST_IDENTITIES", "a fixed-code test identity")?;
+                parse_test_identities(&value, otp.length)?
+            }
+        };
+
+        let delivery_timeout_ms = s.number("DELIVERY_TIMEOUT_MS", 5000, 100..=30_000)?;
+
         Ok(Config {
             environment,
             app_name,
@@ -221,12 +289,52 @@ impl Config {
             sms,
             otp_pepper: Secret::new(otp_pepper),
             jwt_signing_keys,
+            otp,
+            enumeration_protection,
+            test_identities,
+            delivery_timeout_ms,
         })
     }
 
     pub fn is_production(&self) -> bool {
         self.environment == Environment::Production
     }
+
+    /// The fixed code for `destination`, if it is a test identity still valid at `now_ms`.
+    pub fn test_identity(&self, destination: &Destination, now_ms: i64) -> Option<&TestIdentity> {
+        self.test_identities
+            .iter()
+            .find(|t| &t.destination == destination && now_ms < t.expires_at_ms)
+    }
+}
+
+/// `TEST_IDENTITIES`: comma-separated `destination:code:YYYY-MM-DD`, valid
+/// until the start (00:00 UTC) of that date.
+pub fn parse_test_identities(value: &str, code_length: usize) -> Result<Vec<TestIdentity>, ConfigError> {
+    const NAME: &str = "TEST_IDENTITIES";
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            let mut parts = entry.rsplitn(3, ':');
+            let (date, code, dest) = (parts.next(), parts.next(), parts.next());
+            let (Some(date), Some(code), Some(dest)) = (date, code, dest) else {
+                return Err(err(NAME, "each entry must be destination:code:YYYY-MM-DD"));
+            };
+            let destination = Destination::parse(dest)
+                .map_err(|_| err(NAME, "an entry's destination is not an email or E.164 phone"))?;
+            let code = OtpCode::parse(code, code_length)
+                .ok_or_else(|| err(NAME, format!("an entry's code must be {code_length} digits (OTP_LENGTH)")))?;
+            let expires_at_ms = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+                .map_err(|_| err(NAME, "an entry's expiry must be a date, YYYY-MM-DD"))?
+                .and_hms_opt(0, 0, 0)
+                .expect("midnight exists")
+                .and_utc()
+                .timestamp_millis();
+            Ok(TestIdentity { destination, code, expires_at_ms })
+        })
+        .collect()
 }
 
 fn parse_mail(s: &Settings) -> Result<MailConfig, ConfigError> {
@@ -468,6 +576,48 @@ mod tests {
         let keys = parse_signing_keys(&format!("new:{SEED}, old:{SEED}")).unwrap();
         assert_eq!(keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), ["new", "old"]);
         assert!(parse_signing_keys(&format!("a:{SEED},a:{SEED}")).is_err());
+    }
+
+    #[test]
+    fn otp_settings_have_the_reference_defaults_and_bounds() {
+        let c = parse(&dev()).unwrap();
+        assert_eq!(
+            c.otp,
+            OtpSettings { length: 6, ttl_phone_seconds: 300, ttl_email_seconds: 600, max_attempts: 3, verification_token_ttl_seconds: 600 }
+        );
+        assert!(c.enumeration_protection);
+        for (name, bad) in [("OTP_LENGTH", "5"), ("OTP_LENGTH", "11"), ("OTP_TTL_EMAIL_SECONDS", "0"), ("OTP_MAX_ATTEMPTS", "x"), ("ENUMERATION_PROTECTION", "maybe")] {
+            let mut m = dev();
+            m.insert(name, bad.into());
+            assert_eq!(parse(&m).unwrap_err().setting, name, "{name}={bad}");
+        }
+        let mut m = dev();
+        m.insert("OTP_LENGTH", "8".into());
+        m.insert("ENUMERATION_PROTECTION", "false".into());
+        let c = parse(&m).unwrap();
+        assert_eq!(c.otp.length, 8);
+        assert!(!c.enumeration_protection);
+    }
+
+    #[test]
+    fn test_identities_parse_expire_and_are_refused_in_production() {
+        let mut m = dev();
+        m.insert("TEST_IDENTITIES", "Review@Acme.test:246810:2027-01-31, +1 555 000 1234:135790:2027-01-31".into());
+        let c = parse(&m).unwrap();
+        let review = Destination::parse("review@acme.test").unwrap();
+        let before = chrono::NaiveDate::from_ymd_opt(2027, 1, 30).unwrap().and_hms_opt(23, 59, 59).unwrap().and_utc().timestamp_millis();
+        assert_eq!(c.test_identity(&review, before).unwrap().code.expose(), "246810");
+        assert!(c.test_identity(&review, before + 1000).is_none(), "expired at 2027-01-31T00:00Z");
+        let phone = Destination::parse("+15550001234").unwrap();
+        assert!(c.test_identity(&phone, before).is_some());
+
+        for bad in ["a@b.co:12345:2027-01-01", "nobody:123456:2027-01-01", "a@b.co:123456:tomorrow", "a@b.co:123456"] {
+            m.insert("TEST_IDENTITIES", bad.into());
+            assert_eq!(parse(&m).unwrap_err().setting, "TEST_IDENTITIES", "{bad}");
+        }
+        let mut p = prod();
+        p.insert("TEST_IDENTITIES", "a@b.co:123456:2027-01-01".into());
+        assert!(parse(&p).unwrap_err().problem.contains("production"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! unit-tested natively.
 
 pub mod config;
+pub mod domain;
 pub mod flows;
 pub mod http;
 pub mod log;
@@ -13,7 +14,7 @@ pub mod platform;
 
 pub use platform::limiter::RateLimiter;
 
-use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
+use worker::{event, Context, Date, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
 #[event(start)]
 fn start() {
@@ -25,7 +26,20 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     Ok(http::handle(req, env, ctx).await)
 }
 
+/// Rows kept after they expire or are used, for support questions.
+const KEEP_STALE_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The cron trigger: deletes OTP rows and verification tokens that expired
+/// or were used more than a day ago.
 #[event(scheduled)]
-async fn scheduled(_event: ScheduledEvent, _env: Env, _ctx: ScheduleContext) {
-    // Cleanup jobs are added by the flows that create rows to clean.
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let now_ms = Date::now().as_millis() as i64;
+    let result = match platform::db::Db::from_env(&env) {
+        Ok(db) => db.delete_stale(now_ms, KEEP_STALE_MS).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => log::info("cleanup_done", serde_json::json!({})),
+        Err(e) => log::error("cleanup_failed", &e.to_string()),
+    }
 }

@@ -2,24 +2,30 @@
 //! mapping of results and errors to JSON responses.
 
 pub mod error;
+pub mod input;
 
 use serde::Serialize;
-use worker::{Context, Env, Headers, Method, Request, Response};
+use worker::{Context, Date, Env, Headers, Method, Request, Response};
 
 pub use error::ApiError;
 
-use crate::flows;
+use crate::flows::{self, App, Client, MAX_USER_AGENT};
+use crate::platform::{db::Db, env};
 
 /// Routes, matched on the path without its trailing slash, so `/x` and `/x/`
 /// are the same endpoint (clients of the reference use the slash).
 enum Route {
     Healthz,
+    OtpRequest,
+    OtpVerify,
 }
 
 fn resolve(method: &Method, path: &str) -> Result<Route, ApiError> {
     let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
     let (route, allow) = match path {
         "/healthz" => (Route::Healthz, "GET"),
+        "/api/auth/otp/request" => (Route::OtpRequest, "POST"),
+        "/api/auth/otp/verify" => (Route::OtpVerify, "POST"),
         _ => return Err(ApiError::not_found()),
     };
     let allowed = allow.split(", ").any(|m| m == method.as_ref() || (m == "GET" && *method == Method::Head));
@@ -32,9 +38,9 @@ fn resolve(method: &Method, path: &str) -> Result<Route, ApiError> {
 
 /// Entry point for every request: never lets an error escape as a non-JSON
 /// answer.
-pub async fn handle(req: Request, env: Env, _ctx: Context) -> Response {
+pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     let result = match resolve(&req.method(), &req.path()) {
-        Ok(route) => dispatch(route, req, &env).await,
+        Ok(route) => dispatch(route, req, env, ctx).await,
         Err(e) => Err(e),
     };
     match result {
@@ -43,14 +49,53 @@ pub async fn handle(req: Request, env: Env, _ctx: Context) -> Response {
     }
 }
 
-async fn dispatch(route: Route, _req: Request, env: &Env) -> Result<Response, ApiError> {
+async fn dispatch(route: Route, mut req: Request, env: Env, ctx: Context) -> Result<Response, ApiError> {
+    if let Route::Healthz = route {
+        let health = flows::health::check(&env).await;
+        return json(if health.is_up() { 200 } else { 503 }, &health);
+    }
+    let app = app(&req, env, ctx)?;
     match route {
-        Route::Healthz => {
-            let health = flows::health::check(env).await;
-            let status = if health.is_up() { 200 } else { 503 };
-            json(status, &health)
+        Route::Healthz => unreachable!("answered above"),
+        Route::OtpRequest => {
+            let input = input::otp_request(&body(&mut req).await?)?;
+            json(200, &flows::otp_request::request_otp(&app, input).await?)
+        }
+        Route::OtpVerify => {
+            let input = input::otp_verify(&body(&mut req).await?, app.config.otp.length)?;
+            json(200, &flows::otp_verify::verify_otp(&app, input).await?)
         }
     }
+}
+
+/// What every flow needs: the configuration, D1, the caller and the time.
+fn app(req: &Request, env: Env, ctx: Context) -> Result<App, ApiError> {
+    let config = env::config(&env).map_err(|e| {
+        crate::log::error("config_invalid", &e.to_string());
+        ApiError::new(500, "CONFIGURATION_ERROR", format!("Service misconfigured: {e}"))
+    })?;
+    let db = Db::from_env(&env).map_err(|e| ApiError::unavailable("Database", e))?;
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let client = Client {
+        ip: header("cf-connecting-ip").unwrap_or_else(|| "0.0.0.0".to_string()),
+        user_agent: header("user-agent").unwrap_or_default().chars().take(MAX_USER_AGENT).collect(),
+        accept_language: header("accept-language"),
+    };
+    Ok(App { config, env, ctx, db, client, now_ms: Date::now().as_millis() as i64 })
+}
+
+/// The request body, refused with 413 past the limit, whatever
+/// Content-Length claims.
+async fn body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+    let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > input::MAX_BODY_BYTES) {
+        return Err(ApiError::payload_too_large(input::MAX_BODY_BYTES));
+    }
+    let bytes = req.bytes().await.map_err(|_| ApiError::validation("Could not read the request body"))?;
+    if bytes.len() > input::MAX_BODY_BYTES {
+        return Err(ApiError::payload_too_large(input::MAX_BODY_BYTES));
+    }
+    Ok(bytes)
 }
 
 /// A JSON response with the headers every answer of an auth API carries.

@@ -1,9 +1,86 @@
 //! D1 access: every SQL statement the Worker runs against the `DB` binding.
+//! Read-modify-write steps are single statements (`UPDATE ... RETURNING`) or
+//! one `batch` (a transaction), so parallel requests cannot interleave them.
 
-use worker::{D1Database, Env};
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+use worker::{D1Database, D1PreparedStatement, Env};
+
+use crate::domain::destination::{Channel, Destination};
+use crate::domain::otp::{Purpose, RowState};
 
 pub struct Db {
     inner: D1Database,
+}
+
+/// A user row, as the API shows it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserRow {
+    pub id: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub phone_e164: Option<String>,
+    pub status: String,
+    pub email_verified: i64,
+    pub phone_verified: i64,
+}
+
+impl UserRow {
+    pub fn is_active(&self) -> bool {
+        self.status == "active"
+    }
+}
+
+/// A new OTP request row.
+pub struct NewOtp<'a> {
+    pub id: &'a str,
+    pub user_id: Option<&'a str>,
+    pub destination: &'a Destination,
+    pub purpose: Purpose,
+    pub otp_hash: &'a str,
+    pub max_attempts: u32,
+    pub now_ms: i64,
+    pub expires_at_ms: i64,
+    pub ip: &'a str,
+    pub user_agent: &'a str,
+}
+
+/// What an accepted verification attempt needs to check the code.
+#[derive(Debug, Deserialize)]
+pub struct AttemptRow {
+    pub otp_hash: String,
+    pub purpose: String,
+    pub otp_type: String,
+    pub destination: String,
+    pub user_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StateRow {
+    is_verified: i64,
+    invalidated_at: Option<i64>,
+    expires_at: i64,
+    attempts: i64,
+    max_attempts: i64,
+}
+
+/// A verification token's binding, returned when it is consumed.
+#[derive(Debug, Deserialize)]
+pub struct VerifiedDestination {
+    pub otp_type: String,
+    pub destination: String,
+}
+
+fn num(n: i64) -> JsValue {
+    JsValue::from_f64(n as f64)
+}
+
+fn text(s: &str) -> JsValue {
+    JsValue::from_str(s)
+}
+
+fn opt_text(s: Option<&str>) -> JsValue {
+    s.map(JsValue::from_str).unwrap_or(JsValue::NULL)
 }
 
 impl Db {
@@ -11,10 +88,14 @@ impl Db {
         Ok(Db { inner: env.d1("DB")? })
     }
 
+    fn stmt(&self, sql: &str, args: &[JsValue]) -> worker::Result<D1PreparedStatement> {
+        self.inner.prepare(sql).bind(args)
+    }
+
     /// A real query that also proves the migrations ran: counts the tables
     /// the service needs.
     pub async fn ping(&self) -> worker::Result<bool> {
-        #[derive(serde::Deserialize)]
+        #[derive(Deserialize)]
         struct Row {
             tables: u32,
         }
@@ -28,4 +109,198 @@ impl Db {
             .await?;
         Ok(row.is_some_and(|r| r.tables == 4))
     }
+
+    pub async fn user_by_destination(&self, destination: &Destination) -> worker::Result<Option<UserRow>> {
+        let column = match destination.channel() {
+            Channel::Email => "email",
+            Channel::Phone => "phone_e164",
+        };
+        self.stmt(
+            &format!(
+                "SELECT id, username, email, phone_e164, status, email_verified, phone_verified \
+                 FROM users WHERE {column} = ?1"
+            ),
+            &[text(destination.as_str())],
+        )?
+        .first(None)
+        .await
+    }
+
+    /// Records that the user controls `destination` and returns the user.
+    pub async fn mark_destination_verified(&self, user_id: &str, destination: &Destination, now_ms: i64) -> worker::Result<UserRow> {
+        let column = match destination.channel() {
+            Channel::Email => "email_verified",
+            Channel::Phone => "phone_verified",
+        };
+        self.stmt(
+            &format!(
+                "UPDATE users SET {column} = 1, updated_at = ?2 WHERE id = ?1 \
+                 RETURNING id, username, email, phone_e164, status, email_verified, phone_verified"
+            ),
+            &[text(user_id), num(now_ms)],
+        )?
+        .first(None)
+        .await?
+        .ok_or_else(|| worker::Error::RustError(format!("user {user_id} vanished")))
+    }
+
+    /// Stores a new code and, in the same transaction, invalidates the older
+    /// pending codes for that destination and purpose: only the newest verifies.
+    pub async fn insert_otp(&self, otp: &NewOtp<'_>) -> worker::Result<()> {
+        let invalidate = self.stmt(
+            "UPDATE otp_requests SET invalidated_at = ?1 \
+             WHERE destination = ?2 AND purpose = ?3 AND is_verified = 0 AND invalidated_at IS NULL",
+            &[num(otp.now_ms), text(otp.destination.as_str()), text(otp.purpose.as_str())],
+        )?;
+        let insert = self.stmt(
+            "INSERT INTO otp_requests (id, user_id, otp_type, destination, otp_hash, purpose, max_attempts, \
+             created_at, expires_at, ip_address, user_agent) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            &[
+                text(otp.id),
+                opt_text(otp.user_id),
+                text(otp.destination.channel().as_str()),
+                text(otp.destination.as_str()),
+                text(otp.otp_hash),
+                text(otp.purpose.as_str()),
+                num(otp.max_attempts as i64),
+                num(otp.now_ms),
+                num(otp.expires_at_ms),
+                text(otp.ip),
+                text(otp.user_agent),
+            ],
+        )?;
+        self.inner.batch(vec![invalidate, insert]).await?;
+        Ok(())
+    }
+
+    /// Makes a code unverifiable (its delivery failed).
+    pub async fn invalidate_otp(&self, id: &str, now_ms: i64) -> worker::Result<()> {
+        self.stmt(
+            "UPDATE otp_requests SET invalidated_at = ?2 WHERE id = ?1 AND invalidated_at IS NULL",
+            &[text(id), num(now_ms)],
+        )?
+        .run()
+        .await?;
+        Ok(())
+    }
+
+    /// Takes one attempt, atomically: only a live code with attempts left
+    /// gives a row, so parallel verifies can never exceed the limit.
+    pub async fn consume_attempt(&self, id: &str, now_ms: i64) -> worker::Result<Option<AttemptRow>> {
+        self.stmt(
+            "UPDATE otp_requests SET attempts = attempts + 1 \
+             WHERE id = ?1 AND is_verified = 0 AND invalidated_at IS NULL AND expires_at > ?2 \
+             AND attempts < max_attempts \
+             RETURNING otp_hash, purpose, otp_type, destination, user_id",
+            &[text(id), num(now_ms)],
+        )?
+        .first(None)
+        .await
+    }
+
+    /// Why a row refused an attempt (or `None`: no such row).
+    pub async fn otp_state(&self, id: &str) -> worker::Result<Option<RowState>> {
+        let row: Option<StateRow> = self
+            .stmt(
+                "SELECT is_verified, invalidated_at, expires_at, attempts, max_attempts \
+                 FROM otp_requests WHERE id = ?1",
+                &[text(id)],
+            )?
+            .first(None)
+            .await?;
+        Ok(row.map(|r| RowState {
+            is_verified: r.is_verified != 0,
+            invalidated: r.invalidated_at.is_some(),
+            expires_at_ms: r.expires_at,
+            attempts: r.attempts,
+            max_attempts: r.max_attempts,
+        }))
+    }
+
+    /// Marks a code used, atomically: of many parallel correct verifies,
+    /// exactly one gets `true`.
+    pub async fn mark_verified(&self, id: &str, now_ms: i64) -> worker::Result<bool> {
+        #[derive(Deserialize)]
+        struct Row {
+            #[allow(dead_code)]
+            id: String,
+        }
+        let row: Option<Row> = self
+            .stmt(
+                "UPDATE otp_requests SET is_verified = 1, verified_at = ?2 \
+                 WHERE id = ?1 AND is_verified = 0 AND invalidated_at IS NULL AND expires_at > ?2 \
+                 RETURNING id",
+                &[text(id), num(now_ms)],
+            )?
+            .first(None)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn insert_verification_token(
+        &self,
+        token_hash: &str,
+        otp_id: &str,
+        purpose: Purpose,
+        destination: &Destination,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> worker::Result<()> {
+        self.stmt(
+            "INSERT INTO verification_tokens (token_hash, otp_request_id, purpose, otp_type, destination, \
+             created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            &[
+                text(token_hash),
+                text(otp_id),
+                text(purpose.as_str()),
+                text(destination.channel().as_str()),
+                text(destination.as_str()),
+                num(now_ms),
+                num(expires_at_ms),
+            ],
+        )?
+        .run()
+        .await?;
+        Ok(())
+    }
+
+    /// Uses up a verification token, atomically (single use), if it is live
+    /// and was issued for `purpose`.
+    pub async fn consume_verification_token(
+        &self,
+        token_hash: &str,
+        purpose: Purpose,
+        now_ms: i64,
+    ) -> worker::Result<Option<VerifiedDestination>> {
+        self.stmt(
+            "UPDATE verification_tokens SET consumed_at = ?3 \
+             WHERE token_hash = ?1 AND purpose = ?2 AND consumed_at IS NULL AND expires_at > ?3 \
+             RETURNING otp_type, destination",
+            &[text(token_hash), text(purpose.as_str()), num(now_ms)],
+        )?
+        .first(None)
+        .await
+    }
+
+    /// The cron cleanup: OTP rows and verification tokens that expired, or
+    /// were used, more than `keep_ms` ago.
+    pub async fn delete_stale(&self, now_ms: i64, keep_ms: i64) -> worker::Result<()> {
+        let cutoff = num(now_ms - keep_ms);
+        let otps = self.stmt(
+            "DELETE FROM otp_requests WHERE expires_at < ?1 OR verified_at < ?1 OR invalidated_at < ?1",
+            &[cutoff.clone()],
+        )?;
+        let tokens = self.stmt(
+            "DELETE FROM verification_tokens WHERE expires_at < ?1 OR consumed_at < ?1",
+            &[cutoff],
+        )?;
+        self.inner.batch(vec![otps, tokens]).await?;
+        Ok(())
+    }
+}
+
+/// Parses a stored destination back into its type.
+pub fn stored_destination(otp_type: &str, value: &str) -> Option<Destination> {
+    Destination::from_stored(Channel::parse(otp_type)?, value).ok()
 }

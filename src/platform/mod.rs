@@ -3,5 +3,6 @@
 //! in `domain` and `config`, which do not import `worker`.
 
 pub mod db;
+pub mod delivery;
 pub mod env;
 pub mod limiter;

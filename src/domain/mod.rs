@@ -1,0 +1,8 @@
+//! The rules: destinations, codes, hashing, limits, tokens and messages.
+//! Nothing here imports `worker`; everything is unit-tested natively.
+
+pub mod crypto;
+pub mod destination;
+pub mod message;
+pub mod otp;
+pub mod outbound;

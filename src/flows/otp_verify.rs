@@ -1,0 +1,125 @@
+//! `POST /api/auth/otp/verify/`: check a code, atomically, and act on its purpose.
+
+use serde::Serialize;
+
+use super::App;
+use crate::domain::crypto::{hex, random_bytes, sha256};
+use crate::domain::destination::Destination;
+use crate::domain::otp::{self, Purpose, VerifyFailure};
+use crate::http::input::OtpVerifyInput;
+use crate::http::ApiError;
+use crate::platform::db::{stored_destination, UserRow};
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+
+/// A successful verification, shaped per purpose as in the reference.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum Verified {
+    Login { message: &'static str, user: UserView },
+    Register { message: &'static str, verified_destination: String, verification_token: String },
+    Other { message: &'static str, verification_token: String },
+}
+
+#[derive(Serialize)]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub email_verified: bool,
+    pub phone_verified: bool,
+}
+
+impl From<&UserRow> for UserView {
+    fn from(u: &UserRow) -> Self {
+        UserView {
+            id: u.id.clone(),
+            username: u.username.clone(),
+            email: u.email.clone(),
+            phone: u.phone_e164.clone(),
+            email_verified: u.email_verified != 0,
+            phone_verified: u.phone_verified != 0,
+        }
+    }
+}
+
+fn invalid(f: VerifyFailure) -> ApiError {
+    ApiError::new(400, "INVALID_OTP", f.message())
+}
+
+fn db_down(e: worker::Error) -> ApiError {
+    ApiError::unavailable("Database", e)
+}
+
+pub async fn verify_otp(app: &App, input: OtpVerifyInput) -> Result<Verified, ApiError> {
+    let otp_id = input.otp_id.hyphenated().to_string();
+    let db = &app.db;
+
+    // One attempt, taken atomically before the code is even looked at.
+    let Some(row) = db.consume_attempt(&otp_id, app.now_ms).await.map_err(db_down)? else {
+        let state = db.otp_state(&otp_id).await.map_err(db_down)?;
+        return Err(invalid(otp::refusal_reason(state.as_ref(), app.now_ms)));
+    };
+    let (Some(purpose), Some(destination)) =
+        (Purpose::parse(&row.purpose), stored_destination(&row.otp_type, &row.destination))
+    else {
+        return Err(ApiError::internal(format!("otp row {otp_id} holds an unreadable purpose or destination")));
+    };
+    let pepper = app.config.otp_pepper.expose();
+    if !otp::code_matches(pepper, &otp_id, purpose, &destination, &input.code, &row.otp_hash) {
+        return Err(invalid(VerifyFailure::WrongCode));
+    }
+    // Exactly one of many parallel correct verifies gets past this.
+    if !db.mark_verified(&otp_id, app.now_ms).await.map_err(db_down)? {
+        return Err(invalid(VerifyFailure::AlreadyUsed));
+    }
+
+    match purpose {
+        Purpose::Login => {
+            let user = db.user_by_destination(&destination).await.map_err(db_down)?;
+            match user {
+                Some(u) if u.is_active() => {
+                    let user = db.mark_destination_verified(&u.id, &destination, app.now_ms).await.map_err(db_down)?;
+                    Ok(Verified::Login { message: "OTP verified", user: UserView::from(&user) })
+                }
+                Some(_) => Err(ApiError::new(403, "ACCOUNT_DISABLED", "Account is not active")),
+                None => Err(ApiError::new(404, "USER_NOT_FOUND", "User not found")),
+            }
+        }
+        Purpose::Register => {
+            let verification_token = issue_verification_token(app, &otp_id, purpose, &destination).await?;
+            Ok(Verified::Register {
+                message: "OTP verified",
+                verified_destination: destination.as_str().to_string(),
+                verification_token,
+            })
+        }
+        Purpose::Verify | Purpose::Reset => {
+            if purpose == Purpose::Verify {
+                // Proof of control of the destination verifies it on its account.
+                if let Some(u) = db.user_by_destination(&destination).await.map_err(db_down)? {
+                    db.mark_destination_verified(&u.id, &destination, app.now_ms).await.map_err(db_down)?;
+                }
+            }
+            let verification_token = issue_verification_token(app, &otp_id, purpose, &destination).await?;
+            Ok(Verified::Other { message: "OTP verified successfully", verification_token })
+        }
+    }
+}
+
+/// A single-use token proving control of `destination` for `purpose`:
+/// 256 random bits, base64url; only its SHA-256 is stored.
+async fn issue_verification_token(app: &App, otp_id: &str, purpose: Purpose, destination: &Destination) -> Result<String, ApiError> {
+    let token = Base64UrlUnpadded::encode_string(&random_bytes::<32>());
+    let ttl_ms = app.config.otp.verification_token_ttl_seconds as i64 * 1000;
+    app.db
+        .insert_verification_token(&verification_token_hash(&token), otp_id, purpose, destination, app.now_ms, app.now_ms + ttl_ms)
+        .await
+        .map_err(db_down)?;
+    Ok(token)
+}
+
+pub fn verification_token_hash(token: &str) -> String {
+    hex(&sha256(token.as_bytes()))
+}

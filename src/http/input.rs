@@ -1,0 +1,190 @@
+//! Request bodies parsed into typed inputs. Every problem is a 4xx
+//! `ApiError` with a stable code; nothing here can panic on client input.
+//! Pure: no `worker` import, unit-tested natively.
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::error::ApiError;
+use crate::domain::destination::Destination;
+use crate::domain::otp::{OtpCode, Purpose};
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// A JSON object body, with typed field access.
+pub struct Body(Map<String, Value>);
+
+impl Body {
+    pub fn parse(bytes: &[u8]) -> Result<Body, ApiError> {
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(ApiError::payload_too_large(MAX_BODY_BYTES));
+        }
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(map)) => Ok(Body(map)),
+            Ok(_) => Err(ApiError::validation("Request body must be a JSON object")),
+            Err(_) => Err(ApiError::validation("Request body must be valid JSON")),
+        }
+    }
+
+    /// A string field; absent and `null` are `None`, other types an error.
+    pub fn optional_str(&self, field: &str) -> Result<Option<&str>, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(ApiError::validation(format!("{field} must be a string"))),
+        }
+    }
+
+    /// An optional short text field: trimmed, empty is `None`, at most
+    /// `max` characters, no control characters.
+    pub fn optional_text(&self, field: &str, max: usize) -> Result<Option<String>, ApiError> {
+        let Some(s) = self.optional_str(field)?.map(str::trim).filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        if s.chars().count() > max || s.chars().any(char::is_control) {
+            return Err(ApiError::validation(format!("{field} must be at most {max} printable characters")));
+        }
+        Ok(Some(s.to_string()))
+    }
+}
+
+#[derive(Debug)]
+pub struct OtpRequestInput {
+    pub destination: Destination,
+    pub purpose: Purpose,
+    /// A BCP 47 language tag the client asked for, if any.
+    pub locale: Option<String>,
+}
+
+pub fn otp_request(bytes: &[u8]) -> Result<OtpRequestInput, ApiError> {
+    let body = Body::parse(bytes)?;
+    let destination = body.optional_str("destination")?.map(str::trim).unwrap_or("");
+    if destination.is_empty() {
+        return Err(ApiError::validation("Email or phone number required"));
+    }
+    let destination = Destination::parse(destination).map_err(|e| ApiError::validation(e.to_string()))?;
+    let purpose = match body.optional_str("purpose")? {
+        None => Purpose::Login,
+        Some(p) => Purpose::parse(p).ok_or_else(|| {
+            ApiError::validation("purpose must be one of login, register, verify, reset")
+        })?,
+    };
+    let locale = body.optional_text("locale", 35)?;
+    Ok(OtpRequestInput { destination, purpose, locale })
+}
+
+/// The device a login comes from, as the reference's verify body names it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DeviceInput {
+    pub install_id: Option<String>,
+    pub platform: Option<String>,
+    pub app_version: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct OtpVerifyInput {
+    pub otp_id: Uuid,
+    pub code: OtpCode,
+    pub device: DeviceInput,
+}
+
+pub fn otp_verify(bytes: &[u8], code_length: usize) -> Result<OtpVerifyInput, ApiError> {
+    let body = Body::parse(bytes)?;
+    let otp_id = body.optional_str("otp_id")?.map(str::trim).unwrap_or("");
+    let code = body.optional_str("otp_code")?.map(str::trim).unwrap_or("");
+    if otp_id.is_empty() || code.is_empty() {
+        return Err(ApiError::validation("OTP ID and code required"));
+    }
+    let otp_id = parse_uuid(otp_id).ok_or_else(|| ApiError::validation("otp_id must be a UUID"))?;
+    let code = OtpCode::parse(code, code_length)
+        .ok_or_else(|| ApiError::validation(format!("otp_code must be {code_length} digits")))?;
+    let device = DeviceInput {
+        install_id: body.optional_text("install_id", 128)?,
+        platform: body.optional_text("platform", 32)?,
+        app_version: body.optional_text("app_version", 32)?,
+    };
+    Ok(OtpVerifyInput { otp_id, code, device })
+}
+
+/// Only the canonical hyphenated form (what `otp_id` answers carry).
+pub fn parse_uuid(s: &str) -> Option<Uuid> {
+    (s.len() == 36).then(|| Uuid::try_parse(s).ok()).flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(e: ApiError) -> (u16, &'static str) {
+        (e.status, e.code)
+    }
+
+    #[test]
+    fn request_defaults_to_login_and_normalizes() {
+        let r = otp_request(br#"{"destination":"  Bob@Example.com "}"#).unwrap();
+        assert_eq!(r.destination.as_str(), "bob@example.com");
+        assert_eq!(r.purpose, Purpose::Login);
+        let r = otp_request(br#"{"destination":"+1 (555) 010-9999","purpose":"reset","locale":"es-MX","extra":1}"#).unwrap();
+        assert_eq!(r.destination.as_str(), "+15550109999");
+        assert_eq!(r.purpose, Purpose::Reset);
+        assert_eq!(r.locale.as_deref(), Some("es-MX"));
+    }
+
+    #[test]
+    fn bad_request_bodies_are_validation_errors() {
+        for body in [
+            &b""[..], b"not json", b"[]", b"\"x\"", b"null", b"{}", br#"{"destination":""}"#,
+            br#"{"destination":"   "}"#, br#"{"destination":42}"#, br#"{"destination":["a@b.co"]}"#,
+            br#"{"destination":"nope"}"#, br#"{"destination":"a@b.co","purpose":"admin"}"#,
+            br#"{"destination":"a@b.co","purpose":1}"#, br#"{"destination":"a@b.co","locale":5}"#,
+            b"{\"destination\":\"a@b.co\"", b"\xff\xfe",
+        ] {
+            let e = otp_request(body).unwrap_err();
+            assert_eq!(code_of(e), (400, "VALIDATION_ERROR"), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn oversized_bodies_are_413() {
+        let big = format!(r#"{{"destination":"a@b.co","pad":"{}"}}"#, "x".repeat(MAX_BODY_BYTES));
+        assert_eq!(code_of(otp_request(big.as_bytes()).unwrap_err()), (413, "PAYLOAD_TOO_LARGE"));
+    }
+
+    #[test]
+    fn verify_parses_and_trims() {
+        let v = otp_verify(
+            br#"{"otp_id":"67e55044-10b1-426f-9247-bb680e5fe0c8","otp_code":" 012345 ","install_id":"dev-1","platform":"ios"}"#,
+            6,
+        )
+        .unwrap();
+        assert_eq!(v.code.expose(), "012345");
+        assert_eq!(v.device.install_id.as_deref(), Some("dev-1"));
+        assert_eq!(v.device.platform.as_deref(), Some("ios"));
+        assert_eq!(v.device.app_version, None);
+    }
+
+    #[test]
+    fn bad_verify_bodies_are_validation_errors() {
+        let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+        let long_install = format!(r#"{{"otp_id":"{id}","otp_code":"123456","install_id":"{}"}}"#, "i".repeat(129));
+        for body in [
+            "{}".to_string(),
+            format!(r#"{{"otp_id":"{id}"}}"#),
+            r#"{"otp_code":"123456"}"#.to_string(),
+            r#"{"otp_id":"not-a-uuid","otp_code":"123456"}"#.to_string(),
+            r#"{"otp_id":"67e5504410b1426f9247bb680e5fe0c8","otp_code":"123456"}"#.to_string(),
+            format!(r#"{{"otp_id":"{id}","otp_code":123456}}"#),
+            format!(r#"{{"otp_id":1,"otp_code":"123456"}}"#),
+            format!(r#"{{"otp_id":"{id}","otp_code":"12345"}}"#),
+            format!(r#"{{"otp_id":"{id}","otp_code":"1234567"}}"#),
+            format!(r#"{{"otp_id":"{id}","otp_code":"١٢٣٤٥٦"}}"#),
+            format!(r#"{{"otp_id":"{id}","otp_code":"12345a"}}"#),
+            format!(r#"{{"otp_id":"{id}","otp_code":"123456","platform":7}}"#),
+            long_install,
+        ] {
+            let e = otp_verify(body.as_bytes(), 6).unwrap_err();
+            assert_eq!(code_of(e), (400, "VALIDATION_ERROR"), "{body}");
+        }
+    }
+}
