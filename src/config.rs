@@ -118,6 +118,27 @@ pub struct TestIdentity {
     pub expires_at_ms: i64,
 }
 
+/// Abuse limits, enforced exactly by the rate-limiter Durable Object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// OTP requests per destination per `request_window_seconds`.
+    pub requests_per_destination: u32,
+    pub request_window_seconds: u64,
+    /// Minimum gap between two requests for one destination; 0 disables.
+    pub resend_cooldown_seconds: u64,
+    /// Failed verifications per destination, across all its codes.
+    pub verify_failures_per_destination: u32,
+    pub verify_failure_window_seconds: u64,
+    pub ip_requests: u32,
+    pub ip_verifies: u32,
+    pub ip_window_seconds: u64,
+    /// Country calling codes SMS may go to; empty allows all.
+    pub sms_allowed_country_codes: Vec<String>,
+    /// SMS the whole service sends per `sms_cap_window_seconds`.
+    pub sms_cap: u32,
+    pub sms_cap_window_seconds: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub environment: Environment,
@@ -134,6 +155,7 @@ pub struct Config {
     pub test_identities: Vec<TestIdentity>,
     /// Bound on each provider call (a retry gets its own).
     pub delivery_timeout_ms: u64,
+    pub limits: LimitSettings,
 }
 
 /// A setting that is missing or malformed. Never carries a secret's value.
@@ -281,6 +303,7 @@ impl Config {
         };
 
         let delivery_timeout_ms = s.number("DELIVERY_TIMEOUT_MS", 5000, 100..=30_000)?;
+        let limits = parse_limits(&s)?;
 
         Ok(Config {
             environment,
@@ -293,6 +316,7 @@ impl Config {
             enumeration_protection,
             test_identities,
             delivery_timeout_ms,
+            limits,
         })
     }
 
@@ -335,6 +359,38 @@ pub fn parse_test_identities(value: &str, code_length: usize) -> Result<Vec<Test
             Ok(TestIdentity { destination, code, expires_at_ms })
         })
         .collect()
+}
+
+const DAY: u64 = 86_400;
+
+fn parse_limits(s: &Settings) -> Result<LimitSettings, ConfigError> {
+    let count = |name, default| s.number(name, default, 1..=1_000_000).map(|n| n as u32);
+    let window = |name, default| s.number(name, default, 1..=30 * DAY);
+    let codes = s.get("SMS_ALLOWED_COUNTRY_CODES").unwrap_or_default();
+    let sms_allowed_country_codes: Vec<String> = codes
+        .split(',')
+        .map(|c| c.trim().trim_start_matches('+').to_string())
+        .filter(|c| !c.is_empty())
+        .collect();
+    if sms_allowed_country_codes
+        .iter()
+        .any(|c| c.len() > 3 || c.starts_with('0') || !c.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(err("SMS_ALLOWED_COUNTRY_CODES", "must be comma-separated country calling codes such as 1,44,49"));
+    }
+    Ok(LimitSettings {
+        requests_per_destination: count("RATE_LIMIT_PER_HOUR", 5)?,
+        request_window_seconds: window("RATE_LIMIT_WINDOW_SECONDS", 3600)?,
+        resend_cooldown_seconds: s.number("RESEND_COOLDOWN_SECONDS", 0, 0..=DAY)?,
+        verify_failures_per_destination: count("VERIFY_FAILURES_PER_DAY", 10)?,
+        verify_failure_window_seconds: window("VERIFY_FAILURES_WINDOW_SECONDS", DAY)?,
+        ip_requests: count("IP_REQUESTS_PER_HOUR", 300)?,
+        ip_verifies: count("IP_VERIFIES_PER_HOUR", 600)?,
+        ip_window_seconds: window("IP_WINDOW_SECONDS", 3600)?,
+        sms_allowed_country_codes,
+        sms_cap: count("SMS_DAILY_CAP", 10_000)?,
+        sms_cap_window_seconds: window("SMS_CAP_WINDOW_SECONDS", DAY)?,
+    })
 }
 
 fn parse_mail(s: &Settings) -> Result<MailConfig, ConfigError> {
@@ -618,6 +674,23 @@ mod tests {
         let mut p = prod();
         p.insert("TEST_IDENTITIES", "a@b.co:123456:2027-01-01".into());
         assert!(parse(&p).unwrap_err().problem.contains("production"));
+    }
+
+    #[test]
+    fn limits_have_documented_defaults_and_are_checked() {
+        let l = parse(&dev()).unwrap().limits;
+        assert_eq!((l.requests_per_destination, l.request_window_seconds, l.resend_cooldown_seconds), (5, 3600, 0));
+        assert_eq!((l.verify_failures_per_destination, l.verify_failure_window_seconds), (10, 86_400));
+        assert_eq!((l.ip_requests, l.ip_verifies, l.ip_window_seconds), (300, 600, 3600));
+        assert!(l.sms_allowed_country_codes.is_empty());
+        let mut m = dev();
+        m.insert("SMS_ALLOWED_COUNTRY_CODES", "+1, 44,49".into());
+        assert_eq!(parse(&m).unwrap().limits.sms_allowed_country_codes, ["1", "44", "49"]);
+        for (name, bad) in [("SMS_ALLOWED_COUNTRY_CODES", "1,uk"), ("SMS_ALLOWED_COUNTRY_CODES", "0044"), ("RATE_LIMIT_PER_HOUR", "0"), ("IP_WINDOW_SECONDS", "-1")] {
+            let mut m = dev();
+            m.insert(name, bad.into());
+            assert_eq!(parse(&m).unwrap_err().setting, name, "{name}={bad}");
+        }
     }
 
     #[test]

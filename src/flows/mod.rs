@@ -2,6 +2,7 @@
 //! request's `App` (configuration, D1, the caller) and returns a typed body
 //! or an `ApiError`.
 
+pub mod abuse;
 pub mod health;
 pub mod otp_request;
 pub mod otp_verify;

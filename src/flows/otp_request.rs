@@ -35,6 +35,7 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
     let config = app.config;
     let OtpRequestInput { destination, purpose, locale: _ } = input;
     let channel = destination.channel();
+    super::abuse::admit_request(app, &destination).await?;
 
     let mut user_id = None;
     let mut decoy = false;

@@ -55,6 +55,7 @@ fn db_down(e: worker::Error) -> ApiError {
 pub async fn verify_otp(app: &App, input: OtpVerifyInput) -> Result<Verified, ApiError> {
     let otp_id = input.otp_id.hyphenated().to_string();
     let db = &app.db;
+    super::abuse::admit_verify(app).await?;
 
     // One attempt, taken atomically before the code is even looked at.
     let Some(row) = db.consume_attempt(&otp_id, app.now_ms).await.map_err(db_down)? else {
@@ -66,10 +67,14 @@ pub async fn verify_otp(app: &App, input: OtpVerifyInput) -> Result<Verified, Ap
     else {
         return Err(ApiError::internal(format!("otp row {otp_id} holds an unreadable purpose or destination")));
     };
+    // Counted as a failure unless the code turns out right: exact under
+    // parallel guesses across all of the destination's codes.
+    let failure_slot = super::abuse::reserve_failure(app, &destination).await?;
     let pepper = app.config.otp_pepper.expose();
     if !otp::code_matches(pepper, &otp_id, purpose, &destination, &input.code, &row.otp_hash) {
         return Err(invalid(VerifyFailure::WrongCode));
     }
+    failure_slot.forgive().await;
     // Exactly one of many parallel correct verifies gets past this.
     if !db.mark_verified(&otp_id, app.now_ms).await.map_err(db_down)? {
         return Err(invalid(VerifyFailure::AlreadyUsed));

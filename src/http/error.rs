@@ -46,6 +46,11 @@ impl ApiError {
         Self::new(413, "PAYLOAD_TOO_LARGE", format!("Request body must be at most {limit} bytes"))
     }
 
+    /// 429 with the seconds after which the same request can succeed.
+    pub fn rate_limited(code: &'static str, message: &str, retry_after: u64) -> Self {
+        ApiError { retry_after: Some(retry_after), ..Self::new(429, code, message) }
+    }
+
     /// A server-side fault. The cause goes to the log, not to the client.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         crate::log::error("internal_error", &cause.to_string());

@@ -1,0 +1,205 @@
+//! Rate limits as sliding logs: a rule allows at most `limit` events in any
+//! window of `window_ms`. The Durable Object keeps the timestamps; this
+//! module decides. Pure, so the window arithmetic is unit-tested natively.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::crypto::{hex, hmac_sha256};
+use super::destination::{Destination, Phone};
+
+/// At most `limit` events of `bucket` in any `window_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub bucket: String,
+    pub window_ms: i64,
+    pub limit: u32,
+}
+
+impl Rule {
+    pub fn new(bucket: &str, window_seconds: u64, limit: u32) -> Rule {
+        Rule { bucket: bucket.to_string(), window_ms: window_seconds as i64 * 1000, limit }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// Waiting `retry_after_ms` frees a slot.
+    Refuse { retry_after_ms: i64 },
+}
+
+/// Decides one rule from the bucket's newest events inside the window
+/// (`at > now - window`), newest first, at most `limit` of them.
+///
+/// With `limit` events in the window the next is refused until the oldest of
+/// those leaves it, at `at + window`: then exactly `limit - 1` remain.
+pub fn decide(rule: &Rule, now_ms: i64, newest_in_window: &[i64]) -> Decision {
+    if rule.limit == 0 {
+        return Decision::Refuse { retry_after_ms: rule.window_ms.max(1) };
+    }
+    let limit = rule.limit as usize;
+    if newest_in_window.len() < limit {
+        return Decision::Allow;
+    }
+    let oldest_counted = newest_in_window[limit - 1];
+    Decision::Refuse { retry_after_ms: (oldest_counted + rule.window_ms - now_ms).max(1) }
+}
+
+/// All rules must allow; a refusal waits for the slowest rule to free up.
+pub fn decide_all(rules: &[Rule], now_ms: i64, mut newest_in_window: impl FnMut(&Rule) -> Vec<i64>) -> Decision {
+    rules.iter().fold(Decision::Allow, |acc, rule| match (acc, decide(rule, now_ms, &newest_in_window(rule))) {
+        (Decision::Allow, d) | (d, Decision::Allow) => d,
+        (Decision::Refuse { retry_after_ms: a }, Decision::Refuse { retry_after_ms: b }) => {
+            Decision::Refuse { retry_after_ms: a.max(b) }
+        }
+    })
+}
+
+/// Start of the window at `now`: events at or before it no longer count.
+pub fn window_floor(rule: &Rule, now_ms: i64) -> i64 {
+    now_ms - rule.window_ms
+}
+
+/// `Retry-After` in whole seconds, rounded up so waiting it always suffices.
+pub fn retry_after_seconds(retry_after_ms: i64) -> u64 {
+    ((retry_after_ms.max(1) + 999) / 1000) as u64
+}
+
+/// The rate-limit key of a client address: IPv4 as is, IPv6 by its /64 (one
+/// subscriber usually holds a whole /64, so counting single addresses would
+/// let one client rotate through billions of them).
+pub fn ip_key(ip: &str) -> String {
+    match ip.trim().parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Err(_) => "unknown".to_string(),
+    }
+}
+
+/// Durable Object names: a keyed hash, so no email, phone or IP appears in
+/// object names, storage or platform logs.
+pub fn destination_object(pepper: &str, destination: &Destination) -> String {
+    format!("dest:{}", hex(&hmac_sha256(pepper.as_bytes(), &[b"rate-limit-destination", destination.as_str().as_bytes()])))
+}
+
+pub fn ip_object(pepper: &str, ip_key: &str) -> String {
+    format!("ip:{}", hex(&hmac_sha256(pepper.as_bytes(), &[b"rate-limit-ip", ip_key.as_bytes()])))
+}
+
+/// The one object that counts SMS sent by the whole service.
+pub const SMS_CAP_OBJECT: &str = "sms-cap";
+
+/// SMS pumping guard: is the number in an allowed country calling code?
+/// An empty list allows all. ITU calling codes are prefix-free, so a prefix
+/// test is exact.
+pub fn sms_country_allowed(allowed_codes: &[String], phone: &Phone) -> bool {
+    allowed_codes.is_empty() || allowed_codes.iter().any(|code| phone.digits().starts_with(code.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000;
+
+    fn hourly(limit: u32) -> Rule {
+        Rule { bucket: "req".into(), window_ms: HOUR, limit }
+    }
+
+    #[test]
+    fn allows_until_the_limit_then_refuses() {
+        let r = hourly(5);
+        let now = 10 * HOUR;
+        assert_eq!(decide(&r, now, &[]), Decision::Allow);
+        assert_eq!(decide(&r, now, &[now - 1, now - 2, now - 3, now - 4]), Decision::Allow);
+        let five = [now - 100, now - 200, now - 300, now - 400, now - 500];
+        // The oldest counted event (now - 500) leaves the window at now - 500 + HOUR.
+        assert_eq!(decide(&r, now, &five), Decision::Refuse { retry_after_ms: HOUR - 500 });
+    }
+
+    #[test]
+    fn waiting_retry_after_frees_exactly_one_slot() {
+        let r = hourly(2);
+        let mut log: Vec<i64> = Vec::new(); // newest first
+        let newest = |log: &Vec<i64>, now: i64| -> Vec<i64> {
+            log.iter().copied().filter(|&at| at > window_floor(&r, now)).take(r.limit as usize).collect()
+        };
+        let mut now = 1_000;
+        for _ in 0..2 {
+            assert_eq!(decide(&r, now, &newest(&log, now)), Decision::Allow);
+            log.insert(0, now);
+            now += 10_000;
+        }
+        let Decision::Refuse { retry_after_ms } = decide(&r, now, &newest(&log, now)) else { panic!("should refuse") };
+        // One millisecond early is still refused; on time is allowed.
+        assert!(matches!(decide(&r, now + retry_after_ms - 1, &newest(&log, now + retry_after_ms - 1)), Decision::Refuse { .. }));
+        assert_eq!(decide(&r, now + retry_after_ms, &newest(&log, now + retry_after_ms)), Decision::Allow);
+    }
+
+    #[test]
+    fn the_slowest_rule_sets_retry_after() {
+        let hour = hourly(5);
+        let cooldown = Rule { bucket: "req".into(), window_ms: 30_000, limit: 1 };
+        let now = HOUR;
+        let events = vec![now - 1_000];
+        let d = decide_all(&[hour.clone(), cooldown.clone()], now, |rule| {
+            events.iter().copied().filter(|&at| at > window_floor(rule, now)).collect()
+        });
+        assert_eq!(d, Decision::Refuse { retry_after_ms: 29_000 });
+        let full: Vec<i64> = (1..=5).map(|i| now - i * 60_000).collect();
+        let d = decide_all(&[hour, cooldown], now, |rule| full.iter().copied().filter(|&at| at > window_floor(rule, now)).collect());
+        assert_eq!(d, Decision::Refuse { retry_after_ms: HOUR - 300_000 });
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_seconds(1), 1);
+        assert_eq!(retry_after_seconds(1000), 1);
+        assert_eq!(retry_after_seconds(1001), 2);
+        assert_eq!(retry_after_seconds(-5), 1);
+        assert_eq!(retry_after_seconds(HOUR), 3600);
+    }
+
+    #[test]
+    fn a_zero_limit_refuses_everything() {
+        assert!(matches!(decide(&hourly(0), 0, &[]), Decision::Refuse { .. }));
+    }
+
+    #[test]
+    fn ipv6_is_keyed_by_its_64() {
+        assert_eq!(ip_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(ip_key("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::/64");
+        assert_ne!(ip_key("2001:db8:1:3::1"), ip_key("2001:db8:1:2::1"));
+        assert_eq!(ip_key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(ip_key("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(ip_key("garbage"), "unknown");
+    }
+
+    #[test]
+    fn object_names_hide_the_key() {
+        let d = Destination::parse("alice@example.com").unwrap();
+        let name = destination_object("pepper", &d);
+        assert!(name.starts_with("dest:") && !name.contains("alice"));
+        assert_eq!(name, destination_object("pepper", &Destination::parse(" ALICE@example.com").unwrap()));
+        assert_ne!(name, destination_object("other-pepper", &d));
+        assert!(!ip_object("pepper", "203.0.113.7").contains("203"));
+    }
+
+    #[test]
+    fn country_allow_list() {
+        let uk = Phone::parse("+447700900123").unwrap();
+        let us = Phone::parse("+15555550100").unwrap();
+        let allowed = vec!["1".to_string(), "49".to_string()];
+        assert!(sms_country_allowed(&allowed, &us));
+        assert!(!sms_country_allowed(&allowed, &uk));
+        assert!(sms_country_allowed(&[], &uk));
+    }
+}
