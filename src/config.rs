@@ -11,6 +11,7 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 
 use crate::domain::destination::Destination;
 use crate::domain::otp::{self, OtpCode};
+use crate::domain::tokens::TokenSettings;
 
 /// A secret value. `Debug` never prints it, so a config dump in a log is safe.
 #[derive(Clone, PartialEq, Eq)]
@@ -156,6 +157,7 @@ pub struct Config {
     /// Bound on each provider call (a retry gets its own).
     pub delivery_timeout_ms: u64,
     pub limits: LimitSettings,
+    pub tokens: TokenSettings,
 }
 
 /// A setting that is missing or malformed. Never carries a secret's value.
@@ -304,6 +306,13 @@ impl Config {
 
         let delivery_timeout_ms = s.number("DELIVERY_TIMEOUT_MS", 5000, 100..=30_000)?;
         let limits = parse_limits(&s)?;
+        let tokens = TokenSettings {
+            issuer: s.get("JWT_ISSUER").unwrap_or_else(|| "otp-edge".to_string()),
+            audience: s.get("JWT_AUDIENCE").unwrap_or_else(|| "otp-edge".to_string()),
+            access_lifetime_seconds: s.number("ACCESS_TOKEN_LIFETIME_SECONDS", 300, 1..=DAY)?,
+            refresh_lifetime_seconds: s.number("REFRESH_TOKEN_LIFETIME_SECONDS", 30 * DAY, 60..=365 * DAY)?,
+            refresh_reuse_grace_seconds: s.number("REFRESH_REUSE_GRACE_SECONDS", 10, 0..=300)?,
+        };
 
         Ok(Config {
             environment,
@@ -317,6 +326,7 @@ impl Config {
             test_identities,
             delivery_timeout_ms,
             limits,
+            tokens,
         })
     }
 

@@ -7,3 +7,4 @@ pub mod limits;
 pub mod message;
 pub mod otp;
 pub mod outbound;
+pub mod tokens;

@@ -3,9 +3,13 @@
 //! or an `ApiError`.
 
 pub mod abuse;
+pub mod account;
 pub mod health;
 pub mod otp_request;
 pub mod otp_verify;
+pub mod refresh;
+pub mod register;
+pub mod session;
 
 use worker::{Context, Env};
 

@@ -16,7 +16,7 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 #[derive(Serialize)]
 #[serde(untagged)]
 pub enum Verified {
-    Login { message: &'static str, user: UserView },
+    Login(super::session::LoggedIn),
     Register { message: &'static str, verified_destination: String, verification_token: String },
     Other { message: &'static str, verification_token: String },
 }
@@ -86,7 +86,7 @@ pub async fn verify_otp(app: &App, input: OtpVerifyInput) -> Result<Verified, Ap
             match user {
                 Some(u) if u.is_active() => {
                     let user = db.mark_destination_verified(&u.id, &destination, app.now_ms).await.map_err(db_down)?;
-                    Ok(Verified::Login { message: "OTP verified", user: UserView::from(&user) })
+                    Ok(Verified::Login(super::session::open(app, &user, &input.device).await?))
                 }
                 Some(_) => Err(ApiError::new(403, "ACCOUNT_DISABLED", "Account is not active")),
                 None => Err(ApiError::new(404, "USER_NOT_FOUND", "User not found")),

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// For 405: the methods the path accepts.
     pub allow: Option<&'static str>,
+    /// For 401: the `WWW-Authenticate` challenge (RFC 6750).
+    pub www_authenticate: Option<&'static str>,
 }
 
 /// The JSON body of an error: `{code, message}` plus `retry_after` when known.
@@ -27,7 +29,7 @@ pub struct ErrorBody<'a> {
 
 impl ApiError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), retry_after: None, allow: None }
+        ApiError { status, code, message: message.into(), retry_after: None, allow: None, www_authenticate: None }
     }
 
     pub fn validation(message: impl Into<String>) -> Self {
@@ -44,6 +46,12 @@ impl ApiError {
 
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(413, "PAYLOAD_TOO_LARGE", format!("Request body must be at most {limit} bytes"))
+    }
+
+    /// 401 for a missing or refused access token.
+    pub fn unauthorized(code: &'static str, message: &str) -> Self {
+        let challenge = if code == "NOT_AUTHENTICATED" { "Bearer" } else { "Bearer error=\"invalid_token\"" };
+        ApiError { www_authenticate: Some(challenge), ..Self::new(401, code, message) }
     }
 
     /// 429 with the seconds after which the same request can succeed.

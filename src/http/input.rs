@@ -99,12 +99,54 @@ pub fn otp_verify(bytes: &[u8], code_length: usize) -> Result<OtpVerifyInput, Ap
     let otp_id = parse_uuid(otp_id).ok_or_else(|| ApiError::validation("otp_id must be a UUID"))?;
     let code = OtpCode::parse(code, code_length)
         .ok_or_else(|| ApiError::validation(format!("otp_code must be {code_length} digits")))?;
-    let device = DeviceInput {
+    Ok(OtpVerifyInput { otp_id, code, device: device(&body)? })
+}
+
+#[derive(Debug)]
+pub struct RegisterInput {
+    pub verification_token: String,
+    pub username: String,
+    pub device: DeviceInput,
+}
+
+/// Usernames: 3 to 30 of a-z 0-9 _ . -, starting with a letter or digit;
+/// case-insensitive (stored lower-cased) so `Alice` and `alice` are one name.
+pub fn username(input: &str) -> Result<String, ApiError> {
+    let name = input.trim().to_ascii_lowercase();
+    let ok = (3..=30).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(name)
+    } else {
+        Err(ApiError::validation(
+            "username must be 3 to 30 characters of a-z, 0-9, _ . -, starting with a letter or digit",
+        ))
+    }
+}
+
+fn device(body: &Body) -> Result<DeviceInput, ApiError> {
+    Ok(DeviceInput {
         install_id: body.optional_text("install_id", 128)?,
         platform: body.optional_text("platform", 32)?,
         app_version: body.optional_text("app_version", 32)?,
+    })
+}
+
+pub fn register(bytes: &[u8]) -> Result<RegisterInput, ApiError> {
+    let body = Body::parse(bytes)?;
+    let token = body.optional_text("verification_token", 128)?;
+    let name = body.optional_str("username")?.unwrap_or("");
+    let Some(verification_token) = token else {
+        return Err(ApiError::validation("verification_token and username required"));
     };
-    Ok(OtpVerifyInput { otp_id, code, device })
+    Ok(RegisterInput { verification_token, username: username(name)?, device: device(&body)? })
+}
+
+/// `{refresh}`: the opaque refresh token.
+pub fn refresh(bytes: &[u8]) -> Result<String, ApiError> {
+    let body = Body::parse(bytes)?;
+    body.optional_text("refresh", 256)?.ok_or_else(|| ApiError::validation("refresh required"))
 }
 
 /// Only the canonical hyphenated form (what `otp_id` answers carry).
@@ -149,6 +191,30 @@ mod tests {
     fn oversized_bodies_are_413() {
         let big = format!(r#"{{"destination":"a@b.co","pad":"{}"}}"#, "x".repeat(MAX_BODY_BYTES));
         assert_eq!(code_of(otp_request(big.as_bytes()).unwrap_err()), (413, "PAYLOAD_TOO_LARGE"));
+    }
+
+    #[test]
+    fn usernames_follow_the_documented_rules() {
+        assert_eq!(username("  Alice_01 ").unwrap(), "alice_01");
+        for good in ["abc", "a.b-c_d", "0day", &"x".repeat(30)] {
+            assert!(username(good).is_ok(), "{good}");
+        }
+        for bad in ["ab", "", "_abc", ".abc", "a b c", "ünï", "abc!", &"x".repeat(31)] {
+            assert_eq!(username(bad).unwrap_err().code, "VALIDATION_ERROR", "{bad}");
+        }
+    }
+
+    #[test]
+    fn register_and_refresh_bodies() {
+        let r = register(br#"{"verification_token":"tok","username":"Bob","install_id":"i1"}"#).unwrap();
+        assert_eq!((r.verification_token.as_str(), r.username.as_str()), ("tok", "bob"));
+        assert_eq!(r.device.install_id.as_deref(), Some("i1"));
+        for bad in [&br#"{"username":"bob"}"#[..], br#"{"verification_token":"t"}"#, br#"{"verification_token":1,"username":"bob"}"#] {
+            assert_eq!(register(bad).unwrap_err().code, "VALIDATION_ERROR");
+        }
+        assert_eq!(refresh(br#"{"refresh":"abc"}"#).unwrap(), "abc");
+        assert_eq!(refresh(br#"{"refresh":5}"#).unwrap_err().code, "VALIDATION_ERROR");
+        assert_eq!(refresh(b"{}").unwrap_err().code, "VALIDATION_ERROR");
     }
 
     #[test]

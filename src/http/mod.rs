@@ -16,17 +16,33 @@ use crate::platform::{db::Db, env};
 /// are the same endpoint (clients of the reference use the slash).
 enum Route {
     Healthz,
+    Jwks,
     OtpRequest,
     OtpVerify,
+    Register,
+    Refresh,
+    Me,
+    Sessions,
+    Session(String),
+    Logout,
 }
 
 fn resolve(method: &Method, path: &str) -> Result<Route, ApiError> {
     let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
     let (route, allow) = match path {
         "/healthz" => (Route::Healthz, "GET"),
+        "/.well-known/jwks.json" => (Route::Jwks, "GET"),
         "/api/auth/otp/request" => (Route::OtpRequest, "POST"),
         "/api/auth/otp/verify" => (Route::OtpVerify, "POST"),
-        _ => return Err(ApiError::not_found()),
+        "/api/auth/register" => (Route::Register, "POST"),
+        "/api/auth/token/refresh" => (Route::Refresh, "POST"),
+        "/api/auth/me" => (Route::Me, "GET"),
+        "/api/auth/sessions" => (Route::Sessions, "GET"),
+        "/api/auth/logout" => (Route::Logout, "POST"),
+        _ => match path.strip_prefix("/api/auth/sessions/") {
+            Some(id) if !id.contains('/') => (Route::Session(id.to_string()), "DELETE"),
+            _ => return Err(ApiError::not_found()),
+        },
     };
     let allowed = allow.split(", ").any(|m| m == method.as_ref() || (m == "GET" && *method == Method::Head));
     if allowed {
@@ -55,8 +71,16 @@ async fn dispatch(route: Route, mut req: Request, env: Env, ctx: Context) -> Res
         return json(if health.is_up() { 200 } else { 503 }, &health);
     }
     let app = app(&req, env, ctx)?;
+    let authorization = req.headers().get("authorization").ok().flatten();
+    let authenticate = || flows::account::authenticate(&app, authorization.as_deref());
     match route {
         Route::Healthz => unreachable!("answered above"),
+        Route::Jwks => {
+            let mut resp = json(200, &flows::session::keys(&app).jwks())?;
+            // Public keys: verifiers may cache them (and must refetch on an unknown kid).
+            let _ = resp.headers_mut().set("cache-control", "public, max-age=300");
+            Ok(resp)
+        }
         Route::OtpRequest => {
             let input = input::otp_request(&body(&mut req).await?)?;
             json(200, &flows::otp_request::request_otp(&app, input).await?)
@@ -64,6 +88,33 @@ async fn dispatch(route: Route, mut req: Request, env: Env, ctx: Context) -> Res
         Route::OtpVerify => {
             let input = input::otp_verify(&body(&mut req).await?, app.config.otp.length)?;
             json(200, &flows::otp_verify::verify_otp(&app, input).await?)
+        }
+        Route::Register => {
+            let input = input::register(&body(&mut req).await?)?;
+            json(201, &flows::register::register(&app, input).await?)
+        }
+        Route::Refresh => {
+            let presented = input::refresh(&body(&mut req).await?)?;
+            json(200, &flows::refresh::refresh(&app, &presented).await?)
+        }
+        Route::Me => {
+            let who = authenticate().await?;
+            json(200, &flows::account::me(&app, &who).await?)
+        }
+        Route::Sessions => {
+            let who = authenticate().await?;
+            json(200, &flows::account::sessions(&app, &who).await?)
+        }
+        Route::Session(id) => {
+            let who = authenticate().await?;
+            let Some(id) = input::parse_uuid(&id) else {
+                return Err(ApiError::new(404, "SESSION_NOT_FOUND", "No such active session"));
+            };
+            json(200, &flows::account::revoke(&app, &who, &id.hyphenated().to_string()).await?)
+        }
+        Route::Logout => {
+            let who = authenticate().await?;
+            json(200, &flows::account::logout(&app, &who).await?)
         }
     }
 }
@@ -122,6 +173,9 @@ pub fn error_response(e: &ApiError) -> Response {
     }
     if let Some(allow) = e.allow {
         let _ = headers.set("allow", allow);
+    }
+    if let Some(challenge) = e.www_authenticate {
+        let _ = headers.set("www-authenticate", challenge);
     }
     resp
 }

@@ -304,3 +304,212 @@ impl Db {
 pub fn stored_destination(otp_type: &str, value: &str) -> Option<Destination> {
     Destination::from_stored(Channel::parse(otp_type)?, value).ok()
 }
+
+/// A live session, as the refresh and auth checks need it.
+#[derive(Debug, Deserialize)]
+pub struct SessionRef {
+    pub id: String,
+    pub user_id: String,
+}
+
+/// A rotated-out refresh token and the state of its session.
+#[derive(Debug, Deserialize)]
+pub struct RetiredToken {
+    pub session_id: String,
+    pub user_id: String,
+    pub retired_at: i64,
+    pub current_hash: String,
+    pub revoked_at: Option<i64>,
+    pub expires_at: i64,
+}
+
+/// A session as the sessions list shows it.
+#[derive(Debug, Deserialize)]
+pub struct SessionRow {
+    pub id: String,
+    pub ip_address: String,
+    pub user_agent: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub expires_at: i64,
+    pub install_id: Option<String>,
+    pub platform: Option<String>,
+    pub app_version: Option<String>,
+}
+
+/// A new session and, when the client names its install, its device.
+pub struct NewSession<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+    pub install_id: Option<&'a str>,
+    pub platform: &'a str,
+    pub app_version: Option<&'a str>,
+    pub refresh_hash: &'a str,
+    pub ip: &'a str,
+    pub user_agent: &'a str,
+    pub now_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// Why a new user could not be created.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CreateUserError {
+    /// The verification token is unknown, used, expired or not for registration.
+    InvalidToken,
+    UsernameTaken,
+    AccountExists,
+}
+
+const USER_COLUMNS: &str = "id, username, email, phone_e164, status, email_verified, phone_verified";
+
+impl Db {
+    pub async fn user_by_id(&self, id: &str) -> worker::Result<Option<UserRow>> {
+        self.stmt(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), &[text(id)])?.first(None).await
+    }
+
+    /// Upserts the device by (user, install_id) and opens the session, in one
+    /// transaction.
+    pub async fn open_session(&self, s: &NewSession<'_>) -> worker::Result<()> {
+        let mut statements = Vec::new();
+        if let Some(install_id) = s.install_id {
+            statements.push(self.stmt(
+                "INSERT INTO devices (id, user_id, install_id, platform, app_version, created_at, last_seen_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) \
+                 ON CONFLICT (user_id, install_id) DO UPDATE SET platform = excluded.platform, \
+                 app_version = excluded.app_version, last_seen_at = excluded.last_seen_at",
+                &[
+                    text(&crate::domain::crypto::new_uuid().hyphenated().to_string()),
+                    text(s.user_id),
+                    text(install_id),
+                    text(s.platform),
+                    opt_text(s.app_version),
+                    num(s.now_ms),
+                ],
+            )?);
+        }
+        statements.push(self.stmt(
+            "INSERT INTO sessions (id, user_id, device_id, refresh_token_hash, ip_address, user_agent, \
+             created_at, last_used_at, expires_at) \
+             VALUES (?1, ?2, (SELECT id FROM devices WHERE user_id = ?2 AND install_id = ?3), ?4, ?5, ?6, ?7, ?7, ?8)",
+            &[
+                text(s.id),
+                text(s.user_id),
+                opt_text(s.install_id),
+                text(s.refresh_hash),
+                text(s.ip),
+                text(s.user_agent),
+                num(s.now_ms),
+                num(s.expires_at_ms),
+            ],
+        )?);
+        self.inner.batch(statements).await?;
+        Ok(())
+    }
+
+    /// Consumes a register verification token and creates the user it
+    /// verified, in one transaction: a taken username or destination rolls
+    /// back both, so the token can be used again with another username.
+    pub async fn create_user(&self, token_hash: &str, user_id: &str, username: &str, now_ms: i64) -> worker::Result<Result<UserRow, CreateUserError>> {
+        let consume = self.stmt(
+            "UPDATE verification_tokens SET consumed_at = ?2 \
+             WHERE token_hash = ?1 AND purpose = 'register' AND consumed_at IS NULL AND expires_at > ?2",
+            &[text(token_hash), num(now_ms)],
+        )?;
+        let insert = self.stmt(
+            &format!(
+                "INSERT INTO users (id, username, email, phone_e164, status, email_verified, phone_verified, created_at, updated_at) \
+                 SELECT ?1, ?2, CASE WHEN otp_type = 'email' THEN destination END, \
+                 CASE WHEN otp_type = 'phone' THEN destination END, 'active', otp_type = 'email', otp_type = 'phone', ?4, ?4 \
+                 FROM verification_tokens WHERE token_hash = ?3 AND purpose = 'register' AND consumed_at = ?4 \
+                 RETURNING {USER_COLUMNS}"
+            ),
+            &[text(user_id), text(username), text(token_hash), num(now_ms)],
+        )?;
+        match self.inner.batch(vec![consume, insert]).await {
+            Ok(results) => {
+                let created: Vec<UserRow> = results.get(1).map(|r| r.results()).transpose()?.unwrap_or_default();
+                Ok(created.into_iter().next().ok_or(CreateUserError::InvalidToken))
+            }
+            Err(e) => {
+                let message = e.to_string();
+                if message.contains("users.username") {
+                    Ok(Err(CreateUserError::UsernameTaken))
+                } else if message.contains("users.email") || message.contains("users.phone_e164") {
+                    Ok(Err(CreateUserError::AccountExists))
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Exchanges a live session's current refresh token for its successor,
+    /// retiring the old one, atomically. `None`: not a current token.
+    pub async fn rotate_refresh(&self, old_hash: &str, new_hash: &str, now_ms: i64, expires_at_ms: i64) -> worker::Result<Option<SessionRef>> {
+        let live = "refresh_token_hash = ?1 AND revoked_at IS NULL AND expires_at > ?2";
+        let retire = self.stmt(
+            &format!("INSERT INTO retired_refresh_tokens (token_hash, session_id, retired_at) SELECT ?1, id, ?2 FROM sessions WHERE {live}"),
+            &[text(old_hash), num(now_ms)],
+        )?;
+        let rotate = self.stmt(
+            &format!(
+                "UPDATE sessions SET refresh_token_hash = ?3, last_used_at = ?2, expires_at = ?4 WHERE {live} \
+                 RETURNING id, user_id"
+            ),
+            &[text(old_hash), num(now_ms), text(new_hash), num(expires_at_ms)],
+        )?;
+        let results = self.inner.batch(vec![retire, rotate]).await?;
+        let rows: Vec<SessionRef> = results.get(1).map(|r| r.results()).transpose()?.unwrap_or_default();
+        Ok(rows.into_iter().next())
+    }
+
+    pub async fn retired_refresh(&self, hash: &str) -> worker::Result<Option<RetiredToken>> {
+        self.stmt(
+            "SELECT r.session_id, s.user_id, r.retired_at, s.refresh_token_hash AS current_hash, s.revoked_at, s.expires_at \
+             FROM retired_refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = ?1",
+            &[text(hash)],
+        )?
+        .first(None)
+        .await
+    }
+
+    /// Revokes a session; with `user_id`, only one of that user's. Returns
+    /// whether a live session was revoked.
+    pub async fn revoke_session(&self, id: &str, user_id: Option<&str>, reason: &str, now_ms: i64) -> worker::Result<bool> {
+        let rows: Vec<SessionRef> = self
+            .stmt(
+                "UPDATE sessions SET revoked_at = ?3, revoked_reason = ?4 \
+                 WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2) AND revoked_at IS NULL RETURNING id, user_id",
+                &[text(id), opt_text(user_id), num(now_ms), text(reason)],
+            )?
+            .all()
+            .await?
+            .results()?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Is this session live (not revoked, not expired) and the user's?
+    pub async fn session_is_live(&self, id: &str, user_id: &str, now_ms: i64) -> worker::Result<bool> {
+        let row: Option<SessionRef> = self
+            .stmt(
+                "SELECT id, user_id FROM sessions WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL AND expires_at > ?3",
+                &[text(id), text(user_id), num(now_ms)],
+            )?
+            .first(None)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn live_sessions(&self, user_id: &str, now_ms: i64) -> worker::Result<Vec<SessionRow>> {
+        self.stmt(
+            "SELECT s.id, s.ip_address, s.user_agent, s.created_at, s.last_used_at, s.expires_at, \
+             d.install_id, d.platform, d.app_version \
+             FROM sessions s LEFT JOIN devices d ON d.id = s.device_id \
+             WHERE s.user_id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 ORDER BY s.created_at DESC",
+            &[text(user_id), num(now_ms)],
+        )?
+        .all()
+        .await?
+        .results()
+    }
+}

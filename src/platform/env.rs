@@ -30,3 +30,9 @@ fn read_setting(env: &Env, name: &str) -> Option<String> {
         other => Some(other.to_string()),
     }
 }
+
+/// The signing keys derived from the configuration, once per isolate.
+pub fn keys(config: &Config) -> &'static crate::domain::tokens::Keys {
+    static KEYS: OnceLock<crate::domain::tokens::Keys> = OnceLock::new();
+    KEYS.get_or_init(|| crate::domain::tokens::Keys::from_seeds(&config.jwt_signing_keys))
+}

@@ -1,0 +1,345 @@
+//! Access tokens (EdDSA JWTs through jwt-compact), the JWKS that publishes
+//! their keys, and opaque refresh tokens. Pure; unit-tested natively.
+
+use std::borrow::Cow;
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use chrono::{DateTime, TimeZone, Utc};
+use ed25519_compact::{KeyPair, PublicKey, SecretKey, Seed, Signature};
+use jwt_compact::alg::{SecretBytes, SigningKey, VerifyingKey};
+use jwt_compact::{Algorithm, AlgorithmExt, Claims, Header, TimeOptions, UntrustedToken, ValidationError};
+use serde::{Deserialize, Serialize};
+
+use super::crypto::{hex, hmac_sha256, random_bytes, sha256};
+use crate::config::SigningKeySeed;
+
+/// Ed25519 with deterministic RFC 8032 signatures. jwt-compact's own
+/// ed25519-compact binding adds random noise from a getrandom version that
+/// has no entropy source on Workers; a deterministic signature is standard
+/// Ed25519 and also makes a re-issued token byte-identical.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EdDsa;
+
+impl Algorithm for EdDsa {
+    type SigningKey = SecretKey;
+    type VerifyingKey = PublicKey;
+    type Signature = Signature;
+
+    fn name(&self) -> Cow<'static, str> {
+        Cow::Borrowed("EdDSA")
+    }
+
+    fn sign(&self, signing_key: &SecretKey, message: &[u8]) -> Signature {
+        signing_key.sign(message, None)
+    }
+
+    fn verify_signature(&self, signature: &Signature, verifying_key: &PublicKey, message: &[u8]) -> bool {
+        verifying_key.verify(message, signature).is_ok()
+    }
+}
+
+impl SigningKey<EdDsa> for SecretKey {
+    fn from_slice(raw: &[u8]) -> anyhow::Result<Self> {
+        SecretKey::from_slice(raw).map_err(|e| anyhow::anyhow!(e))
+    }
+    fn to_verifying_key(&self) -> PublicKey {
+        self.public_key()
+    }
+    fn as_bytes(&self) -> SecretBytes<'_> {
+        SecretBytes::borrowed(self.as_ref())
+    }
+}
+
+impl VerifyingKey<EdDsa> for PublicKey {
+    fn from_slice(raw: &[u8]) -> anyhow::Result<Self> {
+        PublicKey::from_slice(raw).map_err(|e| anyhow::anyhow!(e))
+    }
+    fn as_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(self.as_ref())
+    }
+}
+
+/// `token_type` of an access token (as SimpleJWT names it).
+pub const ACCESS: &str = "access";
+
+/// The claims of an access token besides `iat` and `exp`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub sub: String,
+    pub sid: String,
+    pub jti: String,
+    pub iss: String,
+    pub aud: String,
+    pub token_type: String,
+}
+
+/// Who issues tokens, for whom, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub access_lifetime_seconds: u64,
+    pub refresh_lifetime_seconds: u64,
+    pub refresh_reuse_grace_seconds: u64,
+}
+
+struct KeyEntry {
+    kid: String,
+    secret: SecretKey,
+    public: PublicKey,
+}
+
+/// The signing keys: the first signs, all verify.
+pub struct Keys {
+    entries: Vec<KeyEntry>,
+}
+
+impl Keys {
+    pub fn from_seeds(seeds: &[SigningKeySeed]) -> Keys {
+        let entries = seeds
+            .iter()
+            .map(|s| {
+                let pair = KeyPair::from_seed(Seed::new(s.seed));
+                KeyEntry { kid: s.kid.clone(), secret: pair.sk, public: pair.pk }
+            })
+            .collect();
+        Keys { entries }
+    }
+
+    /// The public keys as a JWK Set (RFC 7517, RFC 8037 for OKP keys).
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<serde_json::Value> = self
+            .entries
+            .iter()
+            .map(|k| {
+                serde_json::json!({
+                    "kty": "OKP",
+                    "crv": "Ed25519",
+                    "kid": k.kid,
+                    "use": "sig",
+                    "alg": "EdDSA",
+                    "x": Base64UrlUnpadded::encode_string(k.public.as_ref()),
+                })
+            })
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// Signs an access token. Deterministic: the same inputs give the same token.
+    pub fn issue_access(&self, settings: &TokenSettings, user_id: &str, session_id: &str, jti: &str, issued_at_ms: i64) -> String {
+        let signer = &self.entries[0];
+        let iat = at(issued_at_ms / 1000 * 1000);
+        let mut claims = Claims::new(AccessClaims {
+            sub: user_id.to_string(),
+            sid: session_id.to_string(),
+            jti: jti.to_string(),
+            iss: settings.issuer.clone(),
+            aud: settings.audience.clone(),
+            token_type: ACCESS.to_string(),
+        });
+        claims.issued_at = Some(iat);
+        claims.expiration = Some(iat + chrono::Duration::seconds(settings.access_lifetime_seconds as i64));
+        let header = Header::empty().with_key_id(signer.kid.clone()).with_token_type("JWT");
+        EdDsa.token(&header, &claims, &signer.secret).expect("claims always serialize")
+    }
+
+    /// Checks an access token completely: EdDSA only, a known `kid`, the
+    /// signature, expiry, issuer, audience and token type.
+    pub fn verify_access(&self, settings: &TokenSettings, token: &str, now_ms: i64) -> Result<AccessClaims, TokenError> {
+        let untrusted = UntrustedToken::new(token).map_err(|_| TokenError::Malformed)?;
+        if untrusted.algorithm() != "EdDSA" {
+            return Err(TokenError::Algorithm);
+        }
+        let kid = untrusted.header().key_id.as_deref().ok_or(TokenError::UnknownKey)?;
+        let key = self.entries.iter().find(|k| k.kid == kid).ok_or(TokenError::UnknownKey)?;
+        let token = EdDsa.validator::<AccessClaims>(&key.public).validate(&untrusted).map_err(|e| match e {
+            ValidationError::AlgorithmMismatch { .. } => TokenError::Algorithm,
+            ValidationError::InvalidSignature | ValidationError::MalformedSignature(_) | ValidationError::InvalidSignatureLen { .. } => {
+                TokenError::Signature
+            }
+            _ => TokenError::Malformed,
+        })?;
+        let claims = token.claims();
+        let clock = TimeOptions::new(chrono::Duration::zero(), move || at(now_ms));
+        claims.validate_expiration(&clock).map_err(|e| match e {
+            ValidationError::NoClaim(_) => TokenError::Claims,
+            _ => TokenError::Expired,
+        })?;
+        let c = &claims.custom;
+        if c.iss != settings.issuer || c.aud != settings.audience || c.token_type != ACCESS {
+            return Err(TokenError::Claims);
+        }
+        Ok(c.clone())
+    }
+}
+
+fn at(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// Why an access token was refused; each maps to a 401 with a stable code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    Malformed,
+    /// `alg` is not EdDSA (`none`, HMAC, anything else).
+    Algorithm,
+    UnknownKey,
+    Signature,
+    Expired,
+    /// Wrong issuer, audience or token type, or a missing claim.
+    Claims,
+}
+
+impl TokenError {
+    pub fn code(self) -> &'static str {
+        match self {
+            TokenError::Malformed => "TOKEN_MALFORMED",
+            TokenError::Algorithm => "TOKEN_ALGORITHM_REJECTED",
+            TokenError::UnknownKey => "TOKEN_KEY_UNKNOWN",
+            TokenError::Signature => "TOKEN_SIGNATURE_INVALID",
+            TokenError::Expired => "TOKEN_EXPIRED",
+            TokenError::Claims => "TOKEN_CLAIMS_INVALID",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            TokenError::Malformed => "The access token is not a well-formed JWT",
+            TokenError::Algorithm => "The access token must be signed with EdDSA",
+            TokenError::UnknownKey => "The access token was signed with an unknown key",
+            TokenError::Signature => "The access token signature is invalid",
+            TokenError::Expired => "The access token has expired",
+            TokenError::Claims => "The access token is not an access token for this service",
+        }
+    }
+}
+
+/// A new refresh token: 256 random bits, base64url, opaque.
+pub fn new_refresh_token() -> String {
+    Base64UrlUnpadded::encode_string(&random_bytes::<32>())
+}
+
+/// The token that replaces `old` on rotation. Derived, not random, so two
+/// concurrent refreshes with the same token (two tabs) get the same
+/// successor within the grace window; unguessable without `OTP_PEPPER`.
+pub fn successor_refresh_token(pepper: &str, old: &str) -> String {
+    Base64UrlUnpadded::encode_string(&hmac_sha256(pepper.as_bytes(), &[b"refresh-rotate", old.as_bytes()]))
+}
+
+/// What is stored for a refresh token: its SHA-256 (it is 256 random bits,
+/// so nothing is left to brute-force).
+pub fn refresh_token_hash(token: &str) -> String {
+    hex(&sha256(token.as_bytes()))
+}
+
+/// The `jti` of the access token issued with a refresh token: derived from
+/// it, so a re-issue within the grace window is the same token.
+pub fn access_jti(refresh_hash: &str) -> String {
+    let digest = sha256(format!("jti:{refresh_hash}").as_bytes());
+    uuid::Builder::from_random_bytes(digest[..16].try_into().expect("16 bytes")).into_uuid().hyphenated().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> TokenSettings {
+        TokenSettings {
+            issuer: "otp-edge".into(),
+            audience: "apps".into(),
+            access_lifetime_seconds: 300,
+            refresh_lifetime_seconds: 86_400,
+            refresh_reuse_grace_seconds: 10,
+        }
+    }
+
+    fn keys(names: &[(&str, u8)]) -> Keys {
+        Keys::from_seeds(&names.iter().map(|(kid, b)| SigningKeySeed { kid: kid.to_string(), seed: [*b; 32] }).collect::<Vec<_>>())
+    }
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn issued_tokens_verify_and_carry_the_claims() {
+        let k = keys(&[("a", 1)]);
+        let t = k.issue_access(&settings(), "user-1", "sess-1", "jti-1", NOW);
+        let c = k.verify_access(&settings(), &t, NOW + 1000).unwrap();
+        assert_eq!((c.sub.as_str(), c.sid.as_str(), c.jti.as_str(), c.token_type.as_str()), ("user-1", "sess-1", "jti-1", "access"));
+        let header: serde_json::Value = serde_json::from_slice(&Base64UrlUnpadded::decode_vec(t.split('.').next().unwrap()).unwrap()).unwrap();
+        assert_eq!(header["alg"], "EdDSA");
+        assert_eq!(header["kid"], "a");
+        let payload: serde_json::Value = serde_json::from_slice(&Base64UrlUnpadded::decode_vec(t.split('.').nth(1).unwrap()).unwrap()).unwrap();
+        assert_eq!(payload["exp"].as_i64().unwrap() - payload["iat"].as_i64().unwrap(), 300);
+        assert_eq!(payload["iss"], "otp-edge");
+        assert_eq!(payload["aud"], "apps");
+    }
+
+    #[test]
+    fn signing_is_deterministic() {
+        let k = keys(&[("a", 1)]);
+        assert_eq!(k.issue_access(&settings(), "u", "s", "j", NOW), k.issue_access(&settings(), "u", "s", "j", NOW));
+    }
+
+    #[test]
+    fn rotation_keeps_old_tokens_valid() {
+        let old = keys(&[("old", 1)]);
+        let t = old.issue_access(&settings(), "u", "s", "j", NOW);
+        let rotated = keys(&[("new", 2), ("old", 1)]);
+        assert!(rotated.verify_access(&settings(), &t, NOW).is_ok());
+        let t2 = rotated.issue_access(&settings(), "u", "s", "j", NOW);
+        assert!(t2.starts_with(&Base64UrlUnpadded::encode_string(br#"{"alg":"EdDSA""#)[..10]));
+        assert_eq!(old.verify_access(&settings(), &t2, NOW), Err(TokenError::UnknownKey));
+    }
+
+    fn forge(header: &str, payload: &str, sig: &str) -> String {
+        format!("{}.{}.{}", Base64UrlUnpadded::encode_string(header.as_bytes()), Base64UrlUnpadded::encode_string(payload.as_bytes()), sig)
+    }
+
+    #[test]
+    fn rejected_tokens_say_why() {
+        let k = keys(&[("a", 1)]);
+        let s = settings();
+        let good = k.issue_access(&s, "u", "s", "j", NOW);
+        let parts: Vec<&str> = good.split('.').collect();
+        let payload = String::from_utf8(Base64UrlUnpadded::decode_vec(parts[1]).unwrap()).unwrap();
+
+        assert_eq!(k.verify_access(&s, &good, NOW + 301_000), Err(TokenError::Expired));
+        assert_eq!(k.verify_access(&s, "not a jwt", NOW), Err(TokenError::Malformed));
+        assert_eq!(k.verify_access(&s, &forge(r#"{"alg":"none","kid":"a"}"#, &payload, ""), NOW), Err(TokenError::Algorithm));
+        assert_eq!(k.verify_access(&s, &forge(r#"{"alg":"HS256","kid":"a"}"#, &payload, parts[2]), NOW), Err(TokenError::Algorithm));
+        assert_eq!(k.verify_access(&s, &forge(r#"{"alg":"EdDSA","kid":"zz"}"#, &payload, parts[2]), NOW), Err(TokenError::UnknownKey));
+        assert_eq!(k.verify_access(&s, &forge(r#"{"alg":"EdDSA"}"#, &payload, parts[2]), NOW), Err(TokenError::UnknownKey));
+        let tampered = payload.replace("\"sub\":\"u\"", "\"sub\":\"admin\"");
+        assert_eq!(k.verify_access(&s, &forge(r#"{"alg":"EdDSA","kid":"a","typ":"JWT"}"#, &tampered, parts[2]), NOW), Err(TokenError::Signature));
+
+        for wrong in [TokenSettings { issuer: "x".into(), ..s.clone() }, TokenSettings { audience: "x".into(), ..s.clone() }] {
+            let t = k.issue_access(&wrong, "u", "s", "j", NOW);
+            assert_eq!(k.verify_access(&s, &t, NOW), Err(TokenError::Claims));
+        }
+    }
+
+    #[test]
+    fn jwks_publishes_every_public_key() {
+        let k = keys(&[("new", 2), ("old", 1)]);
+        let jwks = k.jwks();
+        let list = jwks["keys"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0]["kid"], "new");
+        assert_eq!(list[1]["kty"], "OKP");
+        assert_eq!(list[1]["crv"], "Ed25519");
+        assert_eq!(Base64UrlUnpadded::decode_vec(list[0]["x"].as_str().unwrap()).unwrap().len(), 32);
+        assert!(list[0].get("d").is_none(), "no private part");
+    }
+
+    #[test]
+    fn refresh_tokens_are_opaque_and_rotation_is_stable() {
+        let t = new_refresh_token();
+        assert_eq!(Base64UrlUnpadded::decode_vec(&t).unwrap().len(), 32);
+        assert_ne!(t, new_refresh_token());
+        assert_eq!(successor_refresh_token("p", &t), successor_refresh_token("p", &t));
+        assert_ne!(successor_refresh_token("p", &t), successor_refresh_token("q", &t));
+        assert_eq!(refresh_token_hash(&t).len(), 64);
+        assert_eq!(access_jti("h"), access_jti("h"));
+        assert_ne!(access_jti("h"), access_jti("g"));
+    }
+}

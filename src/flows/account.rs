@@ -1,0 +1,115 @@
+//! The signed-in user's own endpoints: `me`, the sessions list, revoking a
+//! session, and logout. All are authenticated with the access token, and a
+//! revoked session's token is refused at once (checked against D1).
+
+use serde::Serialize;
+
+use super::otp_verify::UserView;
+use super::App;
+use crate::domain::tokens::TokenError;
+use crate::http::ApiError;
+
+fn db_down(e: worker::Error) -> ApiError {
+    ApiError::unavailable("Database", e)
+}
+
+/// The caller behind a valid access token of a live session.
+pub struct Principal {
+    pub user_id: String,
+    pub session_id: String,
+}
+
+/// Checks `Authorization: Bearer <access token>` and that its session is live.
+pub async fn authenticate(app: &App, authorization: Option<&str>) -> Result<Principal, ApiError> {
+    let Some(header) = authorization else {
+        return Err(ApiError::unauthorized("NOT_AUTHENTICATED", "Authorization: Bearer <access token> is required"));
+    };
+    let token = match header.trim().split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
+        _ => return Err(ApiError::unauthorized("TOKEN_MALFORMED", "Authorization must be: Bearer <access token>")),
+    };
+    let claims = super::session::keys(app)
+        .verify_access(&app.config.tokens, token, app.now_ms)
+        .map_err(|e: TokenError| ApiError::unauthorized(e.code(), e.message()))?;
+    if !app.db.session_is_live(&claims.sid, &claims.sub, app.now_ms).await.map_err(db_down)? {
+        return Err(ApiError::unauthorized("SESSION_REVOKED", "This session has ended; log in again"));
+    }
+    Ok(Principal { user_id: claims.sub, session_id: claims.sid })
+}
+
+pub async fn me(app: &App, who: &Principal) -> Result<UserView, ApiError> {
+    match app.db.user_by_id(&who.user_id).await.map_err(db_down)? {
+        Some(user) => Ok(UserView::from(&user)),
+        None => Err(ApiError::unauthorized("SESSION_REVOKED", "This account no longer exists")),
+    }
+}
+
+#[derive(Serialize)]
+pub struct SessionView {
+    pub id: String,
+    pub current: bool,
+    pub device: Option<DeviceView>,
+    pub platform: String,
+    pub ip_address: String,
+    pub user_agent: String,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub expires_at: String,
+}
+
+#[derive(Serialize)]
+pub struct DeviceView {
+    pub install_id: String,
+    pub platform: Option<String>,
+    pub app_version: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Sessions {
+    pub sessions: Vec<SessionView>,
+}
+
+fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub async fn sessions(app: &App, who: &Principal) -> Result<Sessions, ApiError> {
+    let rows = app.db.live_sessions(&who.user_id, app.now_ms).await.map_err(db_down)?;
+    let sessions = rows
+        .into_iter()
+        .map(|s| SessionView {
+            current: s.id == who.session_id,
+            platform: s.platform.clone().unwrap_or_else(|| "web".to_string()),
+            device: s.install_id.map(|install_id| DeviceView { install_id, platform: s.platform, app_version: s.app_version }),
+            id: s.id,
+            ip_address: s.ip_address,
+            user_agent: s.user_agent,
+            created_at: iso(s.created_at),
+            last_used_at: iso(s.last_used_at),
+            expires_at: iso(s.expires_at),
+        })
+        .collect();
+    Ok(Sessions { sessions })
+}
+
+#[derive(Serialize)]
+pub struct Done {
+    pub message: &'static str,
+}
+
+/// Revokes one of the caller's sessions (possibly the current one).
+pub async fn revoke(app: &App, who: &Principal, session_id: &str) -> Result<Done, ApiError> {
+    if !app.db.revoke_session(session_id, Some(&who.user_id), "revoked_by_user", app.now_ms).await.map_err(db_down)? {
+        return Err(ApiError::new(404, "SESSION_NOT_FOUND", "No such active session"));
+    }
+    crate::log::info("session_revoked", serde_json::json!({ "session_id": session_id, "reason": "revoked_by_user" }));
+    Ok(Done { message: "Session revoked" })
+}
+
+pub async fn logout(app: &App, who: &Principal) -> Result<Done, ApiError> {
+    app.db.revoke_session(&who.session_id, Some(&who.user_id), "logout", app.now_ms).await.map_err(db_down)?;
+    crate::log::info("session_revoked", serde_json::json!({ "session_id": who.session_id, "reason": "logout" }));
+    Ok(Done { message: "Logged out" })
+}

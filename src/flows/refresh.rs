@@ -1,0 +1,44 @@
+//! `POST /api/auth/token/refresh/`: rotate the refresh token. A retired
+//! token presented again within the grace window (two tabs racing) gets the
+//! same new pair; later, it is theft, and the whole session is revoked.
+
+use super::session::{self, TokenPair};
+use super::App;
+use crate::domain::tokens;
+use crate::http::ApiError;
+
+fn db_down(e: worker::Error) -> ApiError {
+    ApiError::unavailable("Database", e)
+}
+
+fn unauthorized(code: &'static str, message: &str) -> ApiError {
+    ApiError::new(401, code, message)
+}
+
+pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, ApiError> {
+    let settings = &app.config.tokens;
+    let old_hash = tokens::refresh_token_hash(presented);
+    let successor = tokens::successor_refresh_token(app.config.otp_pepper.expose(), presented);
+    let new_hash = tokens::refresh_token_hash(&successor);
+    let expires_at = app.now_ms + settings.refresh_lifetime_seconds as i64 * 1000;
+
+    if let Some(s) = app.db.rotate_refresh(&old_hash, &new_hash, app.now_ms, expires_at).await.map_err(db_down)? {
+        crate::log::info("token_refreshed", serde_json::json!({ "session_id": s.id }));
+        return Ok(session::pair(app, &s.user_id, &s.id, successor, app.now_ms));
+    }
+
+    let Some(retired) = app.db.retired_refresh(&old_hash).await.map_err(db_down)? else {
+        return Err(unauthorized("REFRESH_TOKEN_INVALID", "Refresh token is invalid or expired"));
+    };
+    if retired.revoked_at.is_some() || retired.expires_at <= app.now_ms {
+        return Err(unauthorized("SESSION_REVOKED", "This session has ended; log in again"));
+    }
+    let within_grace = app.now_ms - retired.retired_at <= settings.refresh_reuse_grace_seconds as i64 * 1000;
+    if within_grace && retired.current_hash == new_hash {
+        // The same pair the first of the two racing requests received.
+        return Ok(session::pair(app, &retired.user_id, &retired.session_id, successor, retired.retired_at));
+    }
+    app.db.revoke_session(&retired.session_id, None, "refresh_token_reuse", app.now_ms).await.map_err(db_down)?;
+    crate::log::emit("warn", "refresh_reuse_detected", serde_json::json!({ "session_id": retired.session_id }));
+    Err(unauthorized("REFRESH_TOKEN_REUSED", "Refresh token was already used; the session has been revoked"))
+}
