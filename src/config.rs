@@ -158,6 +158,8 @@ pub struct Config {
     pub delivery_timeout_ms: u64,
     pub limits: LimitSettings,
     pub tokens: TokenSettings,
+    /// `OTP_WEBOTP_DOMAIN`: the origin SMS codes are bound to (WebOTP).
+    pub webotp_domain: Option<String>,
 }
 
 /// A setting that is missing or malformed. Never carries a secret's value.
@@ -277,6 +279,9 @@ impl Config {
         s.production = environment == Environment::Production;
 
         let app_name = s.get("APP_NAME").unwrap_or_else(|| "OTP Edge".to_string());
+        if app_name.chars().count() > 40 || app_name.chars().any(char::is_control) {
+            return Err(err("APP_NAME", "must be at most 40 printable characters"));
+        }
         let mail = parse_mail(&s)?;
         let sms = parse_sms(&s)?;
 
@@ -304,6 +309,14 @@ impl Config {
             }
         };
 
+        let webotp_domain = s.get("OTP_WEBOTP_DOMAIN").map(|d| d.to_ascii_lowercase());
+        if let Some(d) = &webotp_domain {
+            let host_ok = d.len() <= 60
+                && d.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            if !host_ok {
+                return Err(err("OTP_WEBOTP_DOMAIN", "must be a host name such as app.example.com (at most 60 characters)"));
+            }
+        }
         let delivery_timeout_ms = s.number("DELIVERY_TIMEOUT_MS", 5000, 100..=30_000)?;
         let limits = parse_limits(&s)?;
         let tokens = TokenSettings {
@@ -327,6 +340,7 @@ impl Config {
             delivery_timeout_ms,
             limits,
             tokens,
+            webotp_domain,
         })
     }
 

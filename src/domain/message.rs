@@ -1,7 +1,8 @@
-//! The texts that carry a code: email subject, plain text and HTML bodies,
-//! and the SMS body. Pure; the code appears here and in no other output.
+//! The messages that carry a code: email subject, plain text and HTML bodies,
+//! and the SMS body, in the user's language. Pure; the code appears here and
+//! in no other output.
 
-use super::destination::Channel;
+use super::i18n::{self, Texts};
 use super::otp::{OtpCode, Purpose};
 
 /// Everything a message is made from.
@@ -9,8 +10,11 @@ pub struct MessageInput<'a> {
     pub app_name: &'a str,
     pub purpose: Purpose,
     pub code: &'a OtpCode,
-    pub channel: Channel,
+    /// The real lifetime of the code on its channel.
     pub ttl_seconds: u64,
+    pub texts: &'static Texts,
+    /// `OTP_WEBOTP_DOMAIN`: adds the origin-bound line `@domain #code`.
+    pub webotp_domain: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,55 +24,52 @@ pub struct EmailMessage {
     pub html: String,
 }
 
-/// Subjects per purpose, as the reference names them.
-fn subject(purpose: Purpose, app: &str) -> String {
-    match purpose {
-        Purpose::Login => format!("Your {app} Login Code"),
-        Purpose::Register => "Verify Your Email".to_string(),
-        Purpose::Verify => "Email Verification Code".to_string(),
-        Purpose::Reset => "Password Reset Code".to_string(),
-    }
-}
-
-/// "5 minutes", "1 minute", "30 seconds": the real lifetime of the code.
-pub fn lifetime(seconds: u64) -> String {
-    if seconds % 60 == 0 {
-        let m = seconds / 60;
-        format!("{m} minute{}", if m == 1 { "" } else { "s" })
-    } else {
-        format!("{seconds} second{}", if seconds == 1 { "" } else { "s" })
-    }
+fn fill(template: &str, app: &str, code: &str, life: &str) -> String {
+    template.replace("{app}", app).replace("{code}", code).replace("{life}", life)
 }
 
 pub fn email(input: &MessageInput) -> EmailMessage {
+    let t = input.texts;
     let code = input.code.expose();
-    let life = lifetime(input.ttl_seconds);
+    let life = t.lifetime(input.ttl_seconds);
     let app = input.app_name;
-    let text = format!(
-        "Your {app} verification code is: {code}\n\n\
-         This code will expire in {life}.\n\n\
-         If you didn't request this code, please ignore this email.\n"
-    );
-    let (app_h, life_h) = (escape_html(app), escape_html(&life));
+    let plain = |template: &str| fill(template, app, code, &life);
+    // Every value placed in HTML is escaped, the code included (digits only,
+    // but the rule has no exceptions).
+    let html_of = |template: &str| fill(&escape_html(template), &escape_html(app), &escape_html(code), &escape_html(&life));
+    let text = format!("{}\n\n{}\n\n{}\n", plain(t.code_is), plain(t.expires), plain(t.ignore));
     let html = format!(
-        "<div style=\"font-family: Arial, sans-serif; max-width: 600px; margin: 0 auto;\">\
-         <h2>Your {app_h} Verification Code</h2>\
+        "<!doctype html><html lang=\"{lang}\"><body>\
+         <div style=\"font-family: Arial, sans-serif; max-width: 600px; margin: 0 auto;\">\
+         <h2>{heading}</h2>\
          <div style=\"background: #f5f5f5; padding: 20px; border-radius: 5px; margin: 20px 0;\">\
          <h1 style=\"text-align: center; color: #333; letter-spacing: 5px;\">{code}</h1></div>\
-         <p>This code will expire in {life_h}.</p>\
-         <p style=\"color: #666; font-size: 14px;\">If you didn't request this code, please ignore this email.</p>\
-         </div>"
+         <p>{expires}</p>\
+         <p style=\"color: #666; font-size: 14px;\">{ignore}</p>\
+         </div></body></html>",
+        lang = t.lang,
+        heading = html_of(t.heading),
+        code = escape_html(code),
+        expires = html_of(t.expires),
+        ignore = html_of(t.ignore),
     );
-    EmailMessage { subject: subject(input.purpose, app), text, html }
+    EmailMessage { subject: plain(t.subject(input.purpose)), text, html }
 }
 
+/// The SMS body: one GSM-7 segment (160 characters), ending with the WebOTP
+/// line `@domain #code` when a domain is configured, so browsers and phones
+/// can offer to fill the code in. An app name that would not fit (too long,
+/// or outside GSM-7) is left out rather than splitting the message.
 pub fn sms(input: &MessageInput) -> String {
-    format!(
-        "Your {} verification code is: {}. It expires in {}.",
-        input.app_name,
-        input.code.expose(),
-        lifetime(input.ttl_seconds)
-    )
+    let t = input.texts;
+    let code = input.code.expose();
+    let life = t.lifetime(input.ttl_seconds);
+    let webotp = input.webotp_domain.map(|d| format!("\n\n@{d} #{code}")).unwrap_or_default();
+    let with_app = format!("{}{webotp}", fill(t.sms, input.app_name, code, &life));
+    if i18n::fits_one_sms(&with_app) {
+        return with_app;
+    }
+    format!("{}{webotp}", fill(t.sms_short, "", code, &life))
 }
 
 pub fn escape_html(s: &str) -> String {
@@ -89,25 +90,77 @@ pub fn escape_html(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::i18n::{gsm7_septets, negotiate, LOCALES};
 
-    fn input(code: &OtpCode, ttl: u64) -> MessageInput<'_> {
-        MessageInput { app_name: "Acme <b>", purpose: Purpose::Login, code, channel: Channel::Email, ttl_seconds: ttl }
-    }
-
-    #[test]
-    fn lifetimes_read_naturally() {
-        assert_eq!(lifetime(300), "5 minutes");
-        assert_eq!(lifetime(60), "1 minute");
-        assert_eq!(lifetime(90), "90 seconds");
-        assert_eq!(lifetime(1), "1 second");
+    fn input<'a>(code: &'a OtpCode, app: &'a str, ttl: u64, lang: &str, webotp: Option<&'a str>) -> MessageInput<'a> {
+        MessageInput { app_name: app, purpose: Purpose::Login, code, ttl_seconds: ttl, texts: negotiate(Some(lang), None), webotp_domain: webotp }
     }
 
     #[test]
     fn email_states_the_real_lifetime_and_escapes_html() {
         let code = OtpCode::parse("123456", 6).unwrap();
-        let m = email(&input(&code, 300));
-        assert!(m.text.contains("123456") && m.text.contains("5 minutes"));
-        assert!(m.html.contains("Acme &lt;b&gt;") && !m.html.contains("<b>"));
+        let m = email(&input(&code, "Acme <b>", 300, "en", None));
         assert_eq!(m.subject, "Your Acme <b> Login Code");
+        assert!(m.text.starts_with("Your Acme <b> verification code is: 123456\n"));
+        assert!(m.text.contains("This code will expire in 5 minutes."));
+        assert!(m.html.contains("Acme &lt;b&gt;") && !m.html.contains("<b>"));
+        assert!(m.html.contains(">123456</h1>"));
+    }
+
+    #[test]
+    fn subjects_follow_the_reference_per_purpose() {
+        let code = OtpCode::parse("123456", 6).unwrap();
+        let subject = |purpose| email(&MessageInput { purpose, ..input(&code, "Acme", 600, "en", None) }).subject;
+        assert_eq!(subject(Purpose::Login), "Your Acme Login Code");
+        assert_eq!(subject(Purpose::Register), "Verify Your Email for Acme");
+        assert_eq!(subject(Purpose::Verify), "Acme Email Verification Code");
+        assert_eq!(subject(Purpose::Reset), "Acme Password Reset Code");
+    }
+
+    #[test]
+    fn messages_are_localized() {
+        let code = OtpCode::parse("123456", 6).unwrap();
+        let es = email(&input(&code, "Acme", 600, "es", None));
+        assert_eq!(es.subject, "Tu código de acceso a Acme");
+        assert!(es.text.contains("Este código caduca en 10 minutos."));
+        assert_eq!(sms(&input(&code, "Acme", 300, "de", None)), "123456 ist Ihr Acme-Bestaetigungscode. Er laeuft in 5 Minuten ab.");
+    }
+
+    #[test]
+    fn sms_ends_with_the_webotp_line() {
+        let code = OtpCode::parse("123456", 6).unwrap();
+        let s = sms(&input(&code, "Acme", 300, "en", Some("acme.test")));
+        assert_eq!(s, "123456 is your Acme verification code. It expires in 5 minutes.\n\n@acme.test #123456");
+    }
+
+    /// The worst case of every locale fits one GSM-7 segment: a 10-digit
+    /// code, the longest lifetime wording, a 40-character app name and a
+    /// 60-character WebOTP domain.
+    #[test]
+    fn every_sms_fits_one_segment() {
+        let code = OtpCode::parse("0123456789", 10).unwrap();
+        let app = "A".repeat(40);
+        let domain = format!("{}.example", "d".repeat(52));
+        for t in &LOCALES {
+            for ttl in [59, 3600, 1] {
+                for purpose in Purpose::ALL {
+                    let m = MessageInput { app_name: &app, purpose, code: &code, ttl_seconds: ttl, texts: t, webotp_domain: Some(&domain) };
+                    let body = sms(&m);
+                    assert!(fits_one(&body), "{}: {} septets: {body}", t.lang, gsm7_septets(&body).unwrap_or(999));
+                }
+            }
+        }
+    }
+
+    fn fits_one(s: &str) -> bool {
+        crate::domain::i18n::fits_one_sms(s)
+    }
+
+    #[test]
+    fn an_app_name_outside_gsm7_is_left_out_of_the_sms() {
+        let code = OtpCode::parse("123456", 6).unwrap();
+        let s = sms(&input(&code, "Ακμή ☂", 300, "en", None));
+        assert!(fits_one(&s), "{s}");
+        assert!(s.starts_with("123456 is your verification code."), "{s}");
     }
 }

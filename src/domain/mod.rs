@@ -3,6 +3,7 @@
 
 pub mod crypto;
 pub mod destination;
+pub mod i18n;
 pub mod limits;
 pub mod message;
 pub mod otp;

@@ -5,6 +5,7 @@ use serde::Serialize;
 use super::App;
 use crate::domain::crypto::new_uuid;
 use crate::domain::destination::{Channel, Destination};
+use crate::domain::i18n::{self, Texts};
 use crate::domain::message::MessageInput;
 use crate::domain::otp::{self, OtpCode, Purpose};
 use crate::http::input::OtpRequestInput;
@@ -33,7 +34,8 @@ enum Send {
 
 pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequested, ApiError> {
     let config = app.config;
-    let OtpRequestInput { destination, purpose, locale: _ } = input;
+    let OtpRequestInput { destination, purpose, locale } = input;
+    let texts = i18n::negotiate(locale.as_deref(), app.client.accept_language.as_deref());
     let channel = destination.channel();
     super::abuse::admit_request(app, &destination).await?;
 
@@ -91,7 +93,7 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
     match send {
         Send::Nothing => {}
         Send::Now => {
-            if let Err(e) = send_code(app.config, &app.db, &otp_id, &destination, purpose, &code, ttl_seconds, app.now_ms).await {
+            if let Err(e) = send_code(app.config, &app.db, &otp_id, &destination, purpose, &code, ttl_seconds, texts, app.now_ms).await {
                 return Err(send_failed(channel, e));
             }
         }
@@ -101,7 +103,7 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
             app.ctx.wait_until(async move {
                 let Ok(db) = Db::from_env(&env) else { return };
                 // The outcome is on the row (invalidated on failure) and in the log.
-                let _ = send_code(config, &db, &otp_id, &destination, purpose, &code, ttl_seconds, now_ms).await;
+                let _ = send_code(config, &db, &otp_id, &destination, purpose, &code, ttl_seconds, texts, now_ms).await;
             });
         }
     }
@@ -124,9 +126,17 @@ async fn send_code(
     purpose: Purpose,
     code: &OtpCode,
     ttl_seconds: u64,
+    texts: &'static Texts,
     now_ms: i64,
 ) -> Result<(), DeliveryError> {
-    let input = MessageInput { app_name: &config.app_name, purpose, code, channel: destination.channel(), ttl_seconds };
+    let input = MessageInput {
+        app_name: &config.app_name,
+        purpose,
+        code,
+        ttl_seconds,
+        texts,
+        webotp_domain: config.webotp_domain.as_deref(),
+    };
     let result = delivery::deliver(config, destination, &input).await;
     let masked = destination.masked();
     match &result {
