@@ -39,6 +39,28 @@ pub struct Profile {
 /// Real providers (faked on loopback), development environment.
 pub const DEFAULT: Profile = Profile { name: "default", vars: &[] };
 
+/// Codes live two seconds, so a test can outwait them.
+pub const SHORT_TTL: Profile = Profile {
+    name: "short-ttl",
+    vars: &[("OTP_TTL_EMAIL_SECONDS", "2"), ("OTP_TTL_PHONE_SECONDS", "2")],
+};
+
+/// Login requests say plainly when there is no (active) account.
+pub const NO_ENUMERATION_PROTECTION: Profile =
+    Profile { name: "no-enumeration-protection", vars: &[("ENUMERATION_PROTECTION", "false")] };
+
+/// Fixed-code identities: two valid until 2099, one that expired in 2020.
+pub const TEST_IDS: Profile = Profile {
+    name: "test-ids",
+    vars: &[(
+        "TEST_IDENTITIES",
+        "review@acme.test:246810:2099-01-01,+15550009999:135790:2099-01-01,old@acme.test:111111:2020-01-01",
+    )],
+};
+
+/// Eight-digit codes.
+pub const LONG_CODES: Profile = Profile { name: "long-codes", vars: &[("OTP_LENGTH", "8")] };
+
 fn base_vars(mail: &str, sms: &str) -> Vec<(String, String)> {
     let v = |k: &str, val: &str| (k.to_string(), val.to_string());
     vec![
@@ -59,17 +81,29 @@ fn base_vars(mail: &str, sms: &str) -> Vec<(String, String)> {
     ]
 }
 
+#[derive(Clone)]
 pub struct TestApp {
     pub address: String,
     pub worker: Arc<RunningWorker>,
     pub client: reqwest::Client,
+    /// Per destination, how many messages `code_sent_to` has already read.
+    read_messages: Arc<Mutex<HashMap<String, usize>>>,
+    /// The `CF-Connecting-IP` this test's requests carry (from 198.18.0.0/15).
+    pub client_ip: String,
 }
 
 pub struct RunningWorker {
     pub address: String,
+    pub profile: Profile,
     pub mail: MockServer,
     pub sms: MockServer,
     pub log_path: PathBuf,
+    /// The `--persist-to` directory: local D1 and the Durable Object's storage.
+    pub state_dir: PathBuf,
+    /// The Worker's local D1 fails at once (SQLITE_BUSY, answered as 503) if
+    /// another process holds the SQLite write lock, so `TestApp::d1` runs
+    /// only while no request is in flight: requests share, SQL is exclusive.
+    db_gate: tokio::sync::RwLock<()>,
     /// Held open for the life of the test process; see the module comment.
     _supervisor_stdin: Mutex<ChildStdin>,
     _supervisor: Mutex<Child>,
@@ -97,7 +131,16 @@ pub async fn spawn_app_with(profile: Profile) -> TestApp {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap(),
+        read_messages: Default::default(),
+        client_ip: random_ip(),
     }
+}
+
+/// A random address in 198.18.0.0/15, the range reserved for benchmarks.
+pub fn random_ip() -> String {
+    let mut b = [0u8; 3];
+    getrandom::getrandom(&mut b).expect("OS randomness");
+    format!("198.{}.{}.{}", 18 + (b[0] & 1), b[1], b[2])
 }
 
 impl TestApp {
@@ -106,17 +149,278 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("GET failed")
+        self.send(self.client.get(self.url(path))).await
     }
 
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.client.post(self.url(path)).json(body).send().await.expect("POST failed")
+        self.send(self.client.post(self.url(path)).json(body)).await
+    }
+
+    /// Sends a request built on `self.client`; every request to the Worker goes through here.
+    /// Unless the test sets its own, each `TestApp` speaks from its own random
+    /// client IP (`CF-Connecting-IP`, which Cloudflare sets in production), so
+    /// tests sharing a Worker do not share the per-IP limits.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        let mut request = request.build().expect("a well-formed request");
+        if !request.headers().contains_key("cf-connecting-ip") {
+            request.headers_mut().insert("cf-connecting-ip", self.client_ip.parse().unwrap());
+        }
+        let _in_flight = self.worker.db_gate.read().await;
+        self.client.execute(request).await.expect("request to the Worker failed")
     }
 
     /// Everything the Worker printed so far (its console).
     pub fn worker_log(&self) -> String {
         std::fs::read_to_string(&self.worker.log_path).unwrap_or_default()
     }
+}
+
+/// A code that was requested and delivered.
+#[derive(Debug, Clone)]
+pub struct Otp {
+    pub id: String,
+    pub code: String,
+}
+
+/// The OTP API, the messages the fake providers received, and the database.
+impl TestApp {
+    pub async fn request_otp(&self, destination: &str, purpose: &str) -> reqwest::Response {
+        let body = serde_json::json!({ "destination": destination, "purpose": purpose });
+        self.post_json("/api/auth/otp/request/", &body).await
+    }
+
+    pub async fn verify_otp(&self, otp_id: &str, code: &str) -> reqwest::Response {
+        let body = serde_json::json!({ "otp_id": otp_id, "otp_code": code });
+        self.post_json("/api/auth/otp/verify/", &body).await
+    }
+
+    /// Requests a code that must be sent, and reads it from the message.
+    pub async fn otp_for(&self, destination: &str, purpose: &str) -> Otp {
+        let (status, body) = json_of(self.request_otp(destination, purpose).await).await;
+        assert_eq!(status, 200, "requesting a {purpose} code for {destination}: {body}");
+        let id = body["otp_id"].as_str().expect("otp_id is a string").to_string();
+        Otp { id, code: self.code_sent_to(destination).await }
+    }
+
+    /// The code in the newest message to `destination` (normalized) that this
+    /// test has not read yet. Polls: a login code is sent after the answer.
+    pub async fn code_sent_to(&self, destination: &str) -> String {
+        let already_read = self.read_messages.lock().unwrap().get(destination).copied().unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let texts = self.message_texts_to(destination).await;
+            if texts.len() > already_read {
+                self.read_messages.lock().unwrap().insert(destination.to_string(), texts.len());
+                let newest = texts.last().unwrap();
+                let length = self.otp_length();
+                return first_digit_run(newest, length)
+                    .unwrap_or_else(|| panic!("no {length}-digit code in the message to {destination}: {newest:?}"));
+            }
+            assert!(Instant::now() < deadline, "no new message to {destination} within 10 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// How many messages the fake providers received for `destination`.
+    pub async fn messages_to(&self, destination: &str) -> usize {
+        self.message_texts_to(destination).await.len()
+    }
+
+    /// Absence can only be seen by waiting: a login message goes out after the
+    /// answer, within milliseconds on loopback; a second is ample.
+    pub async fn assert_nothing_sent_to(&self, destination: &str) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(self.messages_to(destination).await, 0, "a message was sent to {destination}");
+    }
+
+    /// Texts of the messages to `destination`, oldest first: the `text` of a
+    /// Resend email, the `Body` of a Twilio SMS.
+    async fn message_texts_to(&self, destination: &str) -> Vec<String> {
+        let mails = self.worker.mail.received_requests().await.unwrap_or_default();
+        let texts = mails.iter().filter(|r| r.url.path() == "/emails").filter_map(|r| {
+            let mail: serde_json::Value = r.body_json().ok()?;
+            let to = mail["to"].as_array()?;
+            to.iter().any(|t| t == destination).then(|| mail["text"].as_str().unwrap_or_default().to_string())
+        });
+        let sms = self.worker.sms.received_requests().await.unwrap_or_default();
+        let texts_by_sms = sms.iter().filter(|r| r.url.path().ends_with("/Messages.json")).filter_map(|r| {
+            let form = form_decode(&r.body);
+            let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            (field("To").as_deref() == Some(destination)).then(|| field("Body").unwrap_or_default())
+        });
+        texts.chain(texts_by_sms).collect()
+    }
+
+    fn otp_length(&self) -> usize {
+        let configured = self.worker.profile.vars.iter().find(|(k, _)| *k == "OTP_LENGTH");
+        configured.map_or(6, |(_, v)| v.parse().unwrap())
+    }
+
+    /// Runs SQL against the Worker's local D1; the rows of every statement.
+    /// Waits for requests in flight to finish (see `db_gate`), and retries
+    /// while the Worker still holds the database locked.
+    pub async fn d1(&self, sql: &str) -> Vec<serde_json::Value> {
+        let _exclusive = self.worker.db_gate.write().await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (state_dir, sql) = (self.worker.state_dir.clone(), sql.to_string());
+            let output = tokio::task::spawn_blocking(move || {
+                wrangler()
+                    .args(["d1", "execute", "DB", "--local", "--json", "--persist-to"])
+                    .arg(&state_dir)
+                    .arg("--command")
+                    .arg(&sql)
+                    .output()
+                    .expect("could not run wrangler d1 execute")
+            })
+            .await
+            .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            if stdout.contains("SQLITE_BUSY") && attempt < 10 {
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                continue;
+            }
+            assert!(output.status.success(), "d1 failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+            let statements: Vec<serde_json::Value> = serde_json::from_str(&stdout)
+                .unwrap_or_else(|e| panic!("d1 output is not a JSON array ({e}): {stdout}"));
+            return statements
+                .into_iter()
+                .flat_map(|s| s["results"].as_array().cloned().expect("a statement without results"))
+                .collect();
+        }
+    }
+
+    /// A user with this normalized email or phone; returns the user's id.
+    pub async fn seed_user(&self, destination: &str, status: &str) -> String {
+        let (id, now) = (random_uuid(), now_ms());
+        let column = if destination.contains('@') { "email" } else { "phone_e164" };
+        self.d1(&format!(
+            "INSERT INTO users (id, username, {column}, status, email_verified, phone_verified, created_at, updated_at) \
+             VALUES ({}, {}, {}, {}, 0, 0, {now}, {now})",
+            sql_str(&id),
+            sql_str(&format!("user_{}", random_hex(12))),
+            sql_str(destination),
+            sql_str(status),
+        ))
+        .await;
+        id
+    }
+
+    /// The `otp_requests` row of a code.
+    pub async fn otp_row(&self, otp_id: &str) -> serde_json::Value {
+        let rows = self.d1(&format!("SELECT * FROM otp_requests WHERE id = {}", sql_str(otp_id))).await;
+        assert_eq!(rows.len(), 1, "no otp_requests row for {otp_id}");
+        rows.into_iter().next().unwrap()
+    }
+}
+
+/// Status and JSON body of a response; fails if the body is not JSON.
+pub async fn json_of(resp: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = resp.status().as_u16();
+    let content_type = resp.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_string());
+    let text = resp.text().await.expect("could not read the body");
+    assert!(
+        content_type.as_deref().is_some_and(|t| t.starts_with("application/json")),
+        "{status} answer is {content_type:?}, not JSON: {text}"
+    );
+    let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status} answer is not JSON ({e}): {text}"));
+    (status, body)
+}
+
+/// A JSON error `{code, message}` with this status and code; returns its message.
+pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> String {
+    let (actual, body) = json_of(resp).await;
+    assert_eq!((actual, body["code"].as_str()), (status, Some(code)), "{body}");
+    body["message"].as_str().unwrap_or_else(|| panic!("error without a message: {body}")).to_string()
+}
+
+/// A refused verification with exactly this message.
+pub async fn assert_invalid_otp(resp: reqwest::Response, message: &str) {
+    assert_eq!(assert_error(resp, 400, "INVALID_OTP").await, message);
+}
+
+/// A successful login: 200, as the user with this id.
+pub async fn assert_logged_in_as(resp: reqwest::Response, user_id: &str) {
+    let (status, body) = json_of(resp).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["id"], user_id, "{body}");
+}
+
+/// A digit-wise different code of the same length.
+pub fn wrong_code(code: &str) -> String {
+    code.chars().map(|c| char::from_digit((c.to_digit(10).unwrap() + 1) % 10, 10).unwrap()).collect()
+}
+
+pub fn random_email() -> String {
+    format!("user-{}@example.com", random_hex(12))
+}
+
+/// A random number in the +1 555 range, E.164.
+pub fn random_phone() -> String {
+    format!("+1555{}", random_digits(7))
+}
+
+pub fn random_hex(len: usize) -> String {
+    random_chars(len, 16)
+}
+
+pub fn random_digits(len: usize) -> String {
+    random_chars(len, 10)
+}
+
+fn random_chars(len: usize, radix: u32) -> String {
+    let mut bytes = vec![0u8; len];
+    getrandom::getrandom(&mut bytes).expect("OS randomness");
+    bytes.iter().map(|b| char::from_digit(*b as u32 % radix, radix).unwrap()).collect()
+}
+
+/// A random (version 4) UUID string.
+pub fn random_uuid() -> String {
+    otp_edge::domain::crypto::new_uuid().hyphenated().to_string()
+}
+
+pub fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12]) && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// A SQL string literal.
+pub fn sql_str(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The first run of exactly `len` ASCII digits.
+fn first_digit_run(text: &str, len: usize) -> Option<String> {
+    text.split(|c: char| !c.is_ascii_digit()).find(|run| run.len() == len).map(str::to_string)
+}
+
+/// `application/x-www-form-urlencoded` pairs.
+fn form_decode(body: &[u8]) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let mut out = Vec::new();
+        let mut bytes = s.bytes();
+        while let Some(b) = bytes.next() {
+            match b {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex: String = bytes.by_ref().take(2).map(char::from).collect();
+                    out.push(u8::from_str_radix(&hex, 16).expect("bad percent-encoding"));
+                }
+                _ => out.push(b),
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
 }
 
 /// The project root (where wrangler.toml is).
@@ -224,7 +528,7 @@ async fn start_worker(profile: Profile) -> Arc<RunningWorker> {
         .args(["--inspector-port", &free_port().to_string()])
         .arg("--persist-to")
         .arg(&state_dir)
-        .args(["--show-interactive-dev-session=false", "--test-scheduled", "--log-level", "info"]);
+        .args(["--show-interactive-dev-session=false", "--test-scheduled", "--log-level", "log"]);
     for (k, v) in &vars {
         dev.arg("--var").arg(format!("{k}:{v}"));
     }
@@ -234,9 +538,12 @@ async fn start_worker(profile: Profile) -> Arc<RunningWorker> {
     wait_until_up(&address, &log_path).await;
     Arc::new(RunningWorker {
         address,
+        profile,
         mail,
         sms,
         log_path,
+        state_dir,
+        db_gate: Default::default(),
         _supervisor_stdin: Mutex::new(stdin),
         _supervisor: Mutex::new(supervisor),
     })

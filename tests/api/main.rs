@@ -1,8 +1,13 @@
 //! Black-box tests: the real Worker under `wrangler dev`, spoken to over HTTP.
 //! One file per endpoint or flow; `helpers` starts everything.
 
+mod bad_input;
+mod cleanup;
 mod deploy;
+mod enumeration;
 mod health;
 #[allow(dead_code)] // not every stage of the suite uses every helper
 mod helpers;
+mod otp_request;
+mod otp_verify;
 mod routing;

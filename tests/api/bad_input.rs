@@ -1,0 +1,142 @@
+//! Whatever a client sends, the answer is a clear JSON error: never a 5xx,
+//! never HTML, never a message sent, never an attempt spent.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    assert_error, assert_invalid_otp, json_of, random_email, spawn_app, wrong_code, TestApp,
+};
+
+const REQUEST: &str = "/api/auth/otp/request/";
+const VERIFY: &str = "/api/auth/otp/verify/";
+
+async fn post_raw(app: &TestApp, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    app.send(app.client.post(app.url(path)).header("content-type", "application/json").body(body)).await
+}
+
+async fn assert_validation_error(resp: reqwest::Response, what: &str) {
+    let (status, body) = json_of(resp).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("VALIDATION_ERROR")), "{what}: {body}");
+    assert!(body["message"].is_string(), "{what}: {body}");
+}
+
+#[tokio::test]
+async fn a_request_without_a_valid_destination_is_refused() {
+    let app = spawn_app().await;
+    let too_long = format!("{}@example.com", "a".repeat(1000));
+
+    for destination in [
+        json!(null),
+        json!(""),
+        json!("   "),
+        json!("not-an-email"),
+        json!("user@"),
+        json!("@example.com"),
+        json!("a\u{0}b@example.com"),
+        json!(too_long),
+        json!("5550109999"),
+        json!("+0123456789"),
+        json!("+1"),
+        json!("+1234567890123456"),
+        json!("+1 555 01O 9999"),
+        json!("+١٥٥٥٠١٠٩٩٩٩"),
+        json!(15550109999u64),
+        json!(true),
+        json!(["someone@example.com"]),
+        json!({ "email": "someone@example.com" }),
+    ] {
+        let resp = app.post_json(REQUEST, &json!({ "destination": destination, "purpose": "register" })).await;
+        assert_validation_error(resp, &destination.to_string()).await;
+    }
+    let resp = app.post_json(REQUEST, &json!({ "purpose": "register" })).await;
+    assert_validation_error(resp, "no destination").await;
+}
+
+#[tokio::test]
+async fn a_request_for_an_unknown_purpose_is_refused_and_sends_nothing() {
+    let app = spawn_app().await;
+    let email = random_email();
+
+    for purpose in [json!("signup"), json!("LOGIN"), json!(1), json!(true), json!(["login"]), json!({})] {
+        let resp = app.post_json(REQUEST, &json!({ "destination": email, "purpose": purpose })).await;
+        assert_validation_error(resp, &purpose.to_string()).await;
+    }
+    app.assert_nothing_sent_to(&email).await;
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_a_json_object_is_refused() {
+    let app = spawn_app().await;
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+
+    for path in [REQUEST, VERIFY] {
+        for body in [
+            "",
+            "destination=someone%40example.com",
+            "{",
+            r#"{"destination": "someone@example.com""#,
+            "[]",
+            r#""someone@example.com""#,
+            "null",
+            "42",
+            "true",
+            deep.as_str(),
+        ] {
+            assert_validation_error(post_raw(&app, path, body.to_string()).await, &format!("{path} {body:.40}")).await;
+        }
+        let not_utf8 = b"{\"destination\": \"\xff\xfe@example.com\"}".to_vec();
+        assert_validation_error(post_raw(&app, path, not_utf8).await, &format!("{path} invalid UTF-8")).await;
+    }
+}
+
+/// A valid JSON request body padded with trailing whitespace to `len` bytes.
+fn padded_request(destination: &str, len: usize) -> String {
+    let body = json!({ "destination": destination, "purpose": "register" }).to_string();
+    format!("{body:len$}")
+}
+
+#[tokio::test]
+async fn a_body_over_16_kib_is_refused() {
+    let app = spawn_app().await;
+    let (fits, too_big) = (random_email(), random_email());
+
+    let resp = post_raw(&app, REQUEST, padded_request(&fits, 16 * 1024)).await;
+    assert_eq!(json_of(resp).await.0, 200, "exactly 16 KiB is allowed");
+    app.code_sent_to(&fits).await;
+
+    let resp = post_raw(&app, REQUEST, padded_request(&too_big, 16 * 1024 + 1)).await;
+    assert_error(resp, 413, "PAYLOAD_TOO_LARGE").await;
+    let resp = post_raw(&app, VERIFY, format!("{:16385}", "{}")).await;
+    assert_error(resp, 413, "PAYLOAD_TOO_LARGE").await;
+    app.assert_nothing_sent_to(&too_big).await;
+}
+
+#[tokio::test]
+async fn a_malformed_verification_is_refused_without_spending_an_attempt() {
+    let app = spawn_app().await;
+    let otp = app.otp_for(&random_email(), "register").await;
+    let (id, code) = (otp.id.as_str(), otp.code.as_str());
+    let code_as_number: Value = code.parse::<u64>().unwrap().into();
+
+    let mut bodies = vec![
+        json!({ "otp_code": code }),
+        json!({ "otp_id": id }),
+        json!({ "otp_id": "not-a-uuid", "otp_code": code }),
+        json!({ "otp_id": "", "otp_code": code }),
+        json!({ "otp_id": 12345, "otp_code": code }),
+        json!({ "otp_id": id, "otp_code": code_as_number }),
+        json!({ "otp_id": id, "otp_code": null }),
+    ];
+    for bad_code in ["", "12345", "1234567", "١٢٣٤٥٦", "１２３４５６", "12345a", "abcdef", "123 456", "+12345"] {
+        bodies.push(json!({ "otp_id": id, "otp_code": bad_code }));
+    }
+    for body in &bodies {
+        assert_validation_error(app.post_json(VERIFY, body).await, &body.to_string()).await;
+    }
+
+    // All three attempts are still there: two wrong codes, then the right one.
+    for _ in 0..2 {
+        assert_invalid_otp(app.verify_otp(id, &wrong_code(code)).await, "Invalid OTP").await;
+    }
+    assert_eq!(json_of(app.verify_otp(id, code).await).await.0, 200);
+}
