@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make dev` and `make test`.
-.PHONY: dev test bootstrap build
+.PHONY: dev test bootstrap build bench
 
 dev:        ## start the service on http://127.0.0.1:8787 (codes on the console)
 	scripts/dev.sh
@@ -12,3 +12,6 @@ bootstrap:  ## install the toolchain pieces; a no-op when present
 
 build:      ## release build of the Worker into build/
 	scripts/build.sh
+
+bench:      ## benchmark: flows against the no-op baseline; writes BENCHMARKS.md
+	scripts/bench.sh
