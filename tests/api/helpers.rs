@@ -104,9 +104,24 @@ pub struct RunningWorker {
     /// another process holds the SQLite write lock, so `TestApp::d1` runs
     /// only while no request is in flight: requests share, SQL is exclusive.
     db_gate: tokio::sync::RwLock<()>,
-    /// Held open for the life of the test process; see the module comment.
-    _supervisor_stdin: Mutex<ChildStdin>,
-    _supervisor: Mutex<Child>,
+    /// Held open while the Worker should run: for a shared Worker, the life
+    /// of the test process (see the module comment); `stop` closes it.
+    supervisor_stdin: Mutex<Option<ChildStdin>>,
+    supervisor: Mutex<Child>,
+}
+
+impl RunningWorker {
+    /// Stops this Worker and waits until its processes are gone (so another
+    /// Worker can start on the same state). Dropping the last handle to a
+    /// private Worker stops it too, without waiting.
+    pub async fn stop(&self) {
+        drop(self.supervisor_stdin.lock().unwrap().take());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.supervisor.lock().unwrap().try_wait().expect("could not wait for the supervisor").is_none() {
+            assert!(Instant::now() < deadline, "the Worker at {} did not stop within 30 s", self.address);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -124,15 +139,52 @@ pub async fn spawn_app_with(profile: Profile) -> TestApp {
         .or_default()
         .clone();
     let worker = cell.get_or_init(|| start_worker(profile)).await.clone();
-    TestApp {
-        address: worker.address.clone(),
-        worker,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
-        read_messages: Default::default(),
-        client_ip: random_ip(),
+    TestApp::of(worker)
+}
+
+/// A state directory (local D1 and the Durable Object's storage) of one
+/// test's own, migrated once when created, on which Workers can be started
+/// one after another: a restart with other settings keeps users and
+/// sessions. Removed when dropped, or when the test process exits.
+pub struct WorkerState {
+    name: String,
+    run_dir: PathBuf,
+    state_dir: PathBuf,
+    starts: std::sync::atomic::AtomicUsize,
+    /// Removes `run_dir` when closed (by drop or at exit); see `supervise`.
+    _cleanup_stdin: ChildStdin,
+    _cleanup: Child,
+}
+
+impl WorkerState {
+    pub async fn new(name: &str) -> WorkerState {
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let run_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("private-{name}-{}-{n}", std::process::id()));
+        // Registered for removal before anything is written into it; the
+        // supervised command only waits to be stopped.
+        let mut idle = Command::new("sleep");
+        idle.arg("infinity");
+        let (cleanup, cleanup_stdin) = supervise(idle, Path::new("/dev/null"), Some(&run_dir));
+        let state_dir = migrated_state_dir(&run_dir).await;
+        WorkerState {
+            name: name.to_string(),
+            run_dir,
+            state_dir,
+            starts: Default::default(),
+            _cleanup_stdin: cleanup_stdin,
+            _cleanup: cleanup,
+        }
+    }
+
+    /// Starts a Worker of its own on this state, with `profile`'s settings
+    /// (and fresh fake providers). Stop the previous one first
+    /// (`app.worker.stop()`): two Workers must not share the state.
+    pub async fn start(&self, profile: Profile) -> TestApp {
+        let n = self.starts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log_path = self.run_dir.join(format!("wrangler-{}-{n}-{}.log", self.name, profile.name));
+        TestApp::of(launch(profile, self.state_dir.clone(), log_path, None).await)
     }
 }
 
@@ -144,6 +196,19 @@ pub fn random_ip() -> String {
 }
 
 impl TestApp {
+    fn of(worker: Arc<RunningWorker>) -> TestApp {
+        TestApp {
+            address: worker.address.clone(),
+            worker,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            read_messages: Default::default(),
+            client_ip: random_ip(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
@@ -487,22 +552,18 @@ async fn fake_providers() -> (MockServer, MockServer) {
 }
 
 async fn start_worker(profile: Profile) -> Arc<RunningWorker> {
-    tokio::task::spawn_blocking(build_once).await.unwrap();
-    let (mail, sms) = fake_providers().await;
-
-    let mut vars = base_vars(&mail.uri(), &sms.uri());
-    for (k, v) in profile.vars {
-        match vars.iter_mut().find(|(name, _)| name == k) {
-            Some(entry) => entry.1 = v.to_string(),
-            None => vars.push((k.to_string(), v.to_string())),
-        }
-    }
-
     let run_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("worker-{}-{}", profile.name, std::process::id()));
+    let state_dir = migrated_state_dir(&run_dir).await;
+    launch(profile, state_dir, run_dir.join("wrangler.log"), Some(&run_dir)).await
+}
+
+/// Builds the Worker (once), and creates `run_dir/state` with the D1
+/// migrations applied; returns the state directory.
+async fn migrated_state_dir(run_dir: &Path) -> PathBuf {
+    tokio::task::spawn_blocking(build_once).await.unwrap();
     let state_dir = run_dir.join("state");
     std::fs::create_dir_all(&state_dir).unwrap();
-    let log_path = run_dir.join("wrangler.log");
 
     let migrate = tokio::task::spawn_blocking({
         let state_dir = state_dir.clone();
@@ -521,6 +582,22 @@ async fn start_worker(profile: Profile) -> Arc<RunningWorker> {
         "migrations failed: {}",
         String::from_utf8_lossy(&migrate.stderr)
     );
+    state_dir
+}
+
+/// Starts `wrangler dev` with `profile`'s settings on an existing state
+/// directory, fake providers of its own, and waits until it is healthy. With
+/// `cleanup_dir`, its supervisor removes that directory when it stops it.
+async fn launch(profile: Profile, state_dir: PathBuf, log_path: PathBuf, cleanup_dir: Option<&Path>) -> Arc<RunningWorker> {
+    let (mail, sms) = fake_providers().await;
+
+    let mut vars = base_vars(&mail.uri(), &sms.uri());
+    for (k, v) in profile.vars {
+        match vars.iter_mut().find(|(name, _)| name == k) {
+            Some(entry) => entry.1 = v.to_string(),
+            None => vars.push((k.to_string(), v.to_string())),
+        }
+    }
 
     let port = free_port();
     let mut dev = wrangler();
@@ -532,7 +609,7 @@ async fn start_worker(profile: Profile) -> Arc<RunningWorker> {
     for (k, v) in &vars {
         dev.arg("--var").arg(format!("{k}:{v}"));
     }
-    let (supervisor, stdin) = supervise(dev, &log_path, &run_dir);
+    let (supervisor, stdin) = supervise(dev, &log_path, cleanup_dir);
 
     let address = format!("http://127.0.0.1:{port}");
     wait_until_up(&address, &log_path).await;
@@ -544,26 +621,27 @@ async fn start_worker(profile: Profile) -> Arc<RunningWorker> {
         log_path,
         state_dir,
         db_gate: Default::default(),
-        _supervisor_stdin: Mutex::new(stdin),
-        _supervisor: Mutex::new(supervisor),
+        supervisor_stdin: Mutex::new(Some(stdin)),
+        supervisor: Mutex::new(supervisor),
     })
 }
 
 /// Starts `cmd` in its own process group under a bash supervisor that kills
-/// the group and removes `cleanup_dir` when our end of its stdin closes.
-fn supervise(cmd: Command, log_path: &Path, cleanup_dir: &Path) -> (Child, ChildStdin) {
+/// the group, and removes `cleanup_dir` if given, when our end of its stdin
+/// closes.
+fn supervise(cmd: Command, log_path: &Path, cleanup_dir: Option<&Path>) -> (Child, ChildStdin) {
     const SCRIPT: &str = r#"
 set -m
 log=$1 dir=$2; shift 2
 "$@" >"$log" 2>&1 </dev/null &
 child=$!
 set +m
-stop() { kill -TERM -- -"$child" 2>/dev/null; sleep 1; kill -KILL -- -"$child" 2>/dev/null; rm -rf "$dir"; }
+stop() { kill -TERM -- -"$child" 2>/dev/null; sleep 1; kill -KILL -- -"$child" 2>/dev/null; [ -z "$dir" ] || rm -rf "$dir"; }
 trap stop EXIT
 read -r _ || true
 "#;
     let mut sup = Command::new("bash");
-    sup.arg("-c").arg(SCRIPT).arg("supervisor").arg(log_path).arg(cleanup_dir);
+    sup.arg("-c").arg(SCRIPT).arg("supervisor").arg(log_path).arg(cleanup_dir.unwrap_or(Path::new("")));
     sup.arg(cmd.get_program()).args(cmd.get_args());
     if let Some(dir) = cmd.get_current_dir() {
         sup.current_dir(dir);

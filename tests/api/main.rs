@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cleanup;
+mod delivery;
 mod deploy;
 mod enumeration;
 mod health;
@@ -11,3 +12,4 @@ mod helpers;
 mod otp_request;
 mod otp_verify;
 mod routing;
+mod sessions;
