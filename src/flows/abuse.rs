@@ -2,6 +2,8 @@
 //! global SMS limits, counted exactly in the rate-limiter Durable Object.
 //! If the object cannot be reached the request fails closed (503).
 
+use futures_util::future::join;
+
 use super::App;
 use crate::domain::destination::Destination;
 use crate::domain::limits::{self, Rule};
@@ -49,25 +51,38 @@ pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), A
         }
     }
     let limiter = limiter(app)?;
-    hit(
-        &limiter,
-        &ip_object(app),
-        vec![Rule::new(BUCKET_IP_REQUEST, l.ip_window_seconds, l.ip_requests)],
-        rate_limited("Too many requests from this network. Please try again later."),
-    )
-    .await?;
-
     let mut rules = vec![Rule::new(BUCKET_REQUEST, l.request_window_seconds, l.requests_per_destination)];
     if l.resend_cooldown_seconds > 0 {
         rules.push(Rule::new(BUCKET_REQUEST, l.resend_cooldown_seconds, 1));
     }
-    let destination_hit = hit(
-        &limiter,
-        &destination_object(app, destination),
-        rules,
-        rate_limited("Too many OTP requests. Please try again later."),
+    // The client's IP and the destination are separate objects: asked at
+    // the same time. The IP counts every attempt; a destination slot taken
+    // by a request its IP refuses is given back.
+    let (ip_hit, destination_hit) = join(
+        hit(
+            &limiter,
+            &ip_object(app),
+            vec![Rule::new(BUCKET_IP_REQUEST, l.ip_window_seconds, l.ip_requests)],
+            rate_limited("Too many requests from this network. Please try again later."),
+        ),
+        hit(
+            &limiter,
+            &destination_object(app, destination),
+            rules,
+            rate_limited("Too many OTP requests. Please try again later."),
+        ),
     )
-    .await?;
+    .await;
+    let destination_hit = match (ip_hit, destination_hit) {
+        (Ok(_), Ok(hit)) => hit,
+        (Err(refusal), Ok(hit)) => {
+            release(&limiter, &hit).await;
+            return Err(refusal);
+        }
+        (Ok(_), Err(refusal)) => return Err(refusal),
+        // Both refuse: the later one says when the request can succeed.
+        (Err(a), Err(b)) => return Err(if a.retry_after >= b.retry_after { a } else { b }),
+    };
 
     if let Destination::Phone(_) = destination {
         let cap = hit(
@@ -85,9 +100,7 @@ pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), A
         .await;
         if let Err(refusal) = cap {
             // Nothing goes out, so the destination's slot is given back.
-            if let Err(e) = limiter.release(&destination_hit).await {
-                crate::log::error("rate_limit_release_failed", &e.to_string());
-            }
+            release(&limiter, &destination_hit).await;
             return Err(refusal);
         }
     }
@@ -130,8 +143,13 @@ pub async fn reserve_failure(app: &App, destination: &Destination) -> Result<Fai
 
 impl FailureSlot {
     pub async fn forgive(self) {
-        if let Err(e) = self.limiter.release(&self.hit).await {
-            crate::log::error("rate_limit_release_failed", &e.to_string());
-        }
+        release(&self.limiter, &self.hit).await;
+    }
+}
+
+/// Gives back slots; a failure only over-counts (fails safe), so it is logged.
+async fn release(limiter: &Limiter, hit: &Hit) {
+    if let Err(e) = limiter.release(hit).await {
+        crate::log::error("rate_limit_release_failed", &e.to_string());
     }
 }

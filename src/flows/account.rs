@@ -8,6 +8,7 @@ use super::otp_verify::UserView;
 use super::App;
 use crate::domain::tokens::TokenError;
 use crate::http::ApiError;
+use crate::platform::db::UserRow;
 
 fn db_down(e: worker::Error) -> ApiError {
     ApiError::unavailable("Database", e)
@@ -17,6 +18,7 @@ fn db_down(e: worker::Error) -> ApiError {
 pub struct Principal {
     pub user_id: String,
     pub session_id: String,
+    pub user: UserRow,
 }
 
 /// Checks `Authorization: Bearer <access token>` and that its session is live.
@@ -31,17 +33,14 @@ pub async fn authenticate(app: &App, authorization: Option<&str>) -> Result<Prin
     let claims = super::session::keys(app)
         .verify_access(&app.config.tokens, token, app.now_ms)
         .map_err(|e: TokenError| ApiError::unauthorized(e.code(), e.message()))?;
-    if !app.db.session_is_live(&claims.sid, &claims.sub, app.now_ms).await.map_err(db_down)? {
+    let Some(user) = app.db.session_user(&claims.sid, &claims.sub, app.now_ms).await.map_err(db_down)? else {
         return Err(ApiError::unauthorized("SESSION_REVOKED", "This session has ended; log in again"));
-    }
-    Ok(Principal { user_id: claims.sub, session_id: claims.sid })
+    };
+    Ok(Principal { user_id: claims.sub, session_id: claims.sid, user })
 }
 
-pub async fn me(app: &App, who: &Principal) -> Result<UserView, ApiError> {
-    match app.db.user_by_id(&who.user_id).await.map_err(db_down)? {
-        Some(user) => Ok(UserView::from(&user)),
-        None => Err(ApiError::unauthorized("SESSION_REVOKED", "This account no longer exists")),
-    }
+pub fn me(who: &Principal) -> UserView {
+    UserView::from(&who.user)
 }
 
 #[derive(Serialize)]
@@ -81,8 +80,8 @@ pub async fn sessions(app: &App, who: &Principal) -> Result<Sessions, ApiError> 
         .into_iter()
         .map(|s| SessionView {
             current: s.id == who.session_id,
-            platform: s.platform.clone().unwrap_or_else(|| "web".to_string()),
-            device: s.install_id.map(|install_id| DeviceView { install_id, platform: s.platform, app_version: s.app_version }),
+            platform: s.platform,
+            device: s.install_id.map(|install_id| DeviceView { install_id, platform: s.device_platform, app_version: s.app_version }),
             id: s.id,
             ip_address: s.ip_address,
             user_agent: s.user_agent,

@@ -39,16 +39,16 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
     let channel = destination.channel();
     super::abuse::admit_request(app, &destination).await?;
 
-    let mut user_id = None;
-    let mut decoy = false;
-    if purpose == Purpose::Login {
+    // With enumeration protection, a login for an unknown or disabled account
+    // does the same work as a real one (one D1 round trip that links the
+    // account if there is an active one) and answers the same; its row has
+    // no account, so its code never verifies, and nothing is sent.
+    if purpose == Purpose::Login && !config.enumeration_protection {
         let user = app.db.user_by_destination(&destination).await.map_err(|e| ApiError::unavailable("Database", e))?;
         match user {
-            Some(u) if u.is_active() => user_id = Some(u.id),
-            // Same answer, same work, nothing sent, a code that never verifies.
-            _ if config.enumeration_protection => decoy = true,
             None => return Err(ApiError::new(404, "USER_NOT_FOUND", "No account found with this email/phone")),
-            Some(_) => return Err(ApiError::new(403, "ACCOUNT_DISABLED", "Account is not active")),
+            Some(u) if !u.is_active() => return Err(ApiError::new(403, "ACCOUNT_DISABLED", "Account is not active")),
+            Some(_) => {}
         }
     }
 
@@ -58,19 +58,16 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
         None => OtpCode::generate(config.otp.length),
     };
     let otp_id = new_uuid().hyphenated().to_string();
-    let otp_hash = if decoy {
-        otp::unmatchable_hash()
-    } else {
-        otp::code_hash(config.otp_pepper.expose(), &otp_id, purpose, &destination, &code)
-    };
+    let otp_hash = otp::code_hash(config.otp_pepper.expose(), &otp_id, purpose, &destination, &code);
     let ttl_seconds = match channel {
         Channel::Phone => config.otp.ttl_phone_seconds,
         Channel::Email => config.otp.ttl_email_seconds,
     };
-    app.db
+    let linked_user = app
+        .db
         .insert_otp(&NewOtp {
             id: &otp_id,
-            user_id: user_id.as_deref(),
+            link_user: purpose == Purpose::Login,
             destination: &destination,
             purpose,
             otp_hash: &otp_hash,
@@ -82,6 +79,7 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
         })
         .await
         .map_err(|e| ApiError::unavailable("Database", e))?;
+    let decoy = purpose == Purpose::Login && linked_user.is_none();
 
     let send = if decoy || test_identity.is_some() {
         Send::Nothing

@@ -8,7 +8,9 @@ use crate::domain::destination::Destination;
 use crate::domain::otp::{self, Purpose, VerifyFailure};
 use crate::http::input::OtpVerifyInput;
 use crate::http::ApiError;
-use crate::platform::db::{stored_destination, UserRow};
+use crate::http::input::DeviceInput;
+use crate::platform::db::{stored_destination, LoginOutcome, UserRow};
+use futures_util::future::join;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 
@@ -71,58 +73,65 @@ pub async fn verify_otp(app: &App, input: OtpVerifyInput) -> Result<Verified, Ap
     // parallel guesses across all of the destination's codes.
     let failure_slot = super::abuse::reserve_failure(app, &destination).await?;
     let pepper = app.config.otp_pepper.expose();
-    if !otp::code_matches(pepper, &otp_id, purpose, &destination, &input.code, &row.otp_hash) {
+    // A login code requested for no active account (enumeration protection)
+    // was never sent and never verifies.
+    let decoy = purpose == Purpose::Login && row.user_id.is_none();
+    if decoy || !otp::code_matches(pepper, &otp_id, purpose, &destination, &input.code, &row.otp_hash) {
         return Err(invalid(VerifyFailure::WrongCode));
     }
-    failure_slot.forgive().await;
-    // Exactly one of many parallel correct verifies gets past this.
-    if !db.mark_verified(&otp_id, app.now_ms).await.map_err(db_down)? {
-        return Err(invalid(VerifyFailure::AlreadyUsed));
-    }
 
-    match purpose {
-        Purpose::Login => {
-            let user = db.user_by_destination(&destination).await.map_err(db_down)?;
-            match user {
-                Some(u) if u.is_active() => {
-                    let user = db.mark_destination_verified(&u.id, &destination, app.now_ms).await.map_err(db_down)?;
-                    Ok(Verified::Login(super::session::open(app, &user, &input.device).await?))
-                }
-                Some(_) => Err(ApiError::new(403, "ACCOUNT_DISABLED", "Account is not active")),
-                None => Err(ApiError::new(404, "USER_NOT_FOUND", "User not found")),
-            }
-        }
-        Purpose::Register => {
-            let verification_token = issue_verification_token(app, &otp_id, purpose, &destination).await?;
-            Ok(Verified::Register {
-                message: "OTP verified",
-                verified_destination: destination.as_str().to_string(),
-                verification_token,
-            })
-        }
-        Purpose::Verify | Purpose::Reset => {
-            if purpose == Purpose::Verify {
-                // Proof of control of the destination verifies it on its account.
-                if let Some(u) = db.user_by_destination(&destination).await.map_err(db_down)? {
-                    db.mark_destination_verified(&u.id, &destination, app.now_ms).await.map_err(db_down)?;
-                }
-            }
-            let verification_token = issue_verification_token(app, &otp_id, purpose, &destination).await?;
-            Ok(Verified::Other { message: "OTP verified successfully", verification_token })
-        }
-    }
+    // The right code: give the failure slot back while the code is used up.
+    let (verified, ()) = join(complete(app, &otp_id, purpose, &destination, row.user_id.as_deref(), &input.device), failure_slot.forgive()).await;
+    verified
 }
 
-/// A single-use token proving control of `destination` for `purpose`:
-/// 256 random bits, base64url; only its SHA-256 is stored.
-async fn issue_verification_token(app: &App, otp_id: &str, purpose: Purpose, destination: &Destination) -> Result<String, ApiError> {
-    let token = Base64UrlUnpadded::encode_string(&random_bytes::<32>());
-    let ttl_ms = app.config.otp.verification_token_ttl_seconds as i64 * 1000;
-    app.db
-        .insert_verification_token(&verification_token_hash(&token), otp_id, purpose, destination, app.now_ms, app.now_ms + ttl_ms)
-        .await
-        .map_err(db_down)?;
-    Ok(token)
+/// Marks the code used and does what its purpose asks, in one D1
+/// transaction; exactly one of many parallel correct verifies gets here
+/// with an effect, the others get "OTP already used".
+async fn complete(
+    app: &App,
+    otp_id: &str,
+    purpose: Purpose,
+    destination: &Destination,
+    user_id: Option<&str>,
+    device: &DeviceInput,
+) -> Result<Verified, ApiError> {
+    let db = &app.db;
+    match (purpose, user_id) {
+        (Purpose::Login, Some(user_id)) => {
+            let session = super::session::Opening::new(app, user_id, device);
+            match db.complete_login(otp_id, destination, &session.row()).await.map_err(db_down)? {
+                LoginOutcome::LoggedIn(user) => Ok(Verified::Login(session.logged_in(app, &user))),
+                LoginOutcome::AlreadyUsed => Err(invalid(VerifyFailure::AlreadyUsed)),
+                LoginOutcome::NoActiveUser => match db.user_by_id(user_id).await.map_err(db_down)? {
+                    Some(_) => Err(ApiError::new(403, "ACCOUNT_DISABLED", "Account is not active")),
+                    None => Err(ApiError::new(404, "USER_NOT_FOUND", "User not found")),
+                },
+            }
+        }
+        (Purpose::Login, None) => Err(invalid(VerifyFailure::WrongCode)),
+        (Purpose::Register | Purpose::Verify | Purpose::Reset, _) => {
+            // A single-use token proving control of the destination for this
+            // purpose: 256 random bits, base64url; only its SHA-256 is stored.
+            let token = Base64UrlUnpadded::encode_string(&random_bytes::<32>());
+            let ttl_ms = app.config.otp.verification_token_ttl_seconds as i64 * 1000;
+            let done = db
+                .complete_verification(otp_id, purpose, destination, &verification_token_hash(&token), app.now_ms, app.now_ms + ttl_ms)
+                .await
+                .map_err(db_down)?;
+            if !done {
+                return Err(invalid(VerifyFailure::AlreadyUsed));
+            }
+            Ok(match purpose {
+                Purpose::Register => Verified::Register {
+                    message: "OTP verified",
+                    verified_destination: destination.as_str().to_string(),
+                    verification_token: token,
+                },
+                _ => Verified::Other { message: "OTP verified successfully", verification_token: token },
+            })
+        }
+    }
 }
 
 pub fn verification_token_hash(token: &str) -> String {

@@ -1,7 +1,7 @@
 //! `POST /api/auth/register/`: turn a register verification token into an
 //! account with that email or phone already verified, and log it in.
 
-use super::session::{self, LoggedIn};
+use super::session::{LoggedIn, Opening};
 use super::App;
 use crate::domain::crypto::new_uuid;
 use crate::flows::otp_verify::verification_token_hash;
@@ -11,9 +11,10 @@ use crate::platform::db::CreateUserError;
 
 pub async fn register(app: &App, input: RegisterInput) -> Result<LoggedIn, ApiError> {
     let user_id = new_uuid().hyphenated().to_string();
+    let session = Opening::new(app, &user_id, &input.device);
     let created = app
         .db
-        .create_user(&verification_token_hash(&input.verification_token), &user_id, &input.username, app.now_ms)
+        .create_user(&verification_token_hash(&input.verification_token), &input.username, &session.row())
         .await
         .map_err(|e| ApiError::unavailable("Database", e))?;
     let user = match created {
@@ -27,5 +28,5 @@ pub async fn register(app: &App, input: RegisterInput) -> Result<LoggedIn, ApiEr
         }
     };
     crate::log::info("user_registered", serde_json::json!({ "user_id": user.id }));
-    session::open(app, &user, &input.device).await
+    Ok(session.logged_in(app, &user))
 }

@@ -8,7 +8,6 @@ use super::App;
 use crate::domain::crypto::new_uuid;
 use crate::domain::tokens::{self, Keys};
 use crate::http::input::DeviceInput;
-use crate::http::ApiError;
 use crate::platform::db::{NewSession, UserRow};
 use crate::platform::env;
 
@@ -48,26 +47,53 @@ pub fn pair(app: &App, user_id: &str, session_id: &str, refresh: String, issued_
     }
 }
 
-/// Upserts the device, opens a session and returns the login answer.
-pub async fn open(app: &App, user: &UserRow, device: &DeviceInput) -> Result<LoggedIn, ApiError> {
-    let session_id = new_uuid().hyphenated().to_string();
-    let refresh = tokens::new_refresh_token();
-    app.db
-        .open_session(&NewSession {
-            id: &session_id,
-            user_id: &user.id,
-            install_id: device.install_id.as_deref(),
-            platform: device.platform.as_deref().unwrap_or("web"),
-            app_version: device.app_version.as_deref(),
-            refresh_hash: &tokens::refresh_token_hash(&refresh),
+/// A session about to be opened: its id and refresh token are made first,
+/// so the statements that store it can join the transaction of the step
+/// that justifies it (the code that verified, the user that registered).
+pub struct Opening<'a> {
+    pub id: String,
+    refresh: String,
+    refresh_hash: String,
+    user_id: &'a str,
+    device: &'a DeviceInput,
+    app: &'a App,
+}
+
+impl<'a> Opening<'a> {
+    pub fn new(app: &'a App, user_id: &'a str, device: &'a DeviceInput) -> Opening<'a> {
+        let refresh = tokens::new_refresh_token();
+        Opening {
+            id: new_uuid().hyphenated().to_string(),
+            refresh_hash: tokens::refresh_token_hash(&refresh),
+            refresh,
+            user_id,
+            device,
+            app,
+        }
+    }
+
+    /// The rows to store: the session and, when the client names its
+    /// install, its device.
+    pub fn row(&self) -> NewSession<'_> {
+        let app = self.app;
+        NewSession {
+            id: &self.id,
+            user_id: self.user_id,
+            install_id: self.device.install_id.as_deref(),
+            platform: self.device.platform.as_deref().unwrap_or("web"),
+            app_version: self.device.app_version.as_deref(),
+            refresh_hash: &self.refresh_hash,
             ip: &app.client.ip,
             user_agent: &app.client.user_agent,
             now_ms: app.now_ms,
             expires_at_ms: app.now_ms + app.config.tokens.refresh_lifetime_seconds as i64 * 1000,
-        })
-        .await
-        .map_err(|e| ApiError::unavailable("Database", e))?;
-    crate::log::info("session_created", serde_json::json!({ "session_id": session_id, "user_id": user.id }));
-    let p = pair(app, &user.id, &session_id, refresh, app.now_ms);
-    Ok(LoggedIn { access: p.access, refresh: p.refresh, session_id: p.session_id, expires_in: p.expires_in, user: UserView::from(user) })
+        }
+    }
+
+    /// The login answer, once the session is stored.
+    pub fn logged_in(self, app: &App, user: &UserRow) -> LoggedIn {
+        crate::log::info("session_created", serde_json::json!({ "session_id": self.id, "user_id": user.id }));
+        let p = pair(app, &user.id, &self.id, self.refresh, app.now_ms);
+        LoggedIn { access: p.access, refresh: p.refresh, session_id: p.session_id, expires_in: p.expires_in, user: UserView::from(user) }
+    }
 }

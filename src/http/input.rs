@@ -143,10 +143,14 @@ pub fn register(bytes: &[u8]) -> Result<RegisterInput, ApiError> {
     Ok(RegisterInput { verification_token, username: username(name)?, device: device(&body)? })
 }
 
-/// `{refresh}`: the opaque refresh token.
+/// `{refresh}`: the opaque refresh token. Any string is looked up (an
+/// unknown one is a 401); only a missing or non-string value is a 400.
 pub fn refresh(bytes: &[u8]) -> Result<String, ApiError> {
     let body = Body::parse(bytes)?;
-    body.optional_text("refresh", 256)?.ok_or_else(|| ApiError::validation("refresh required"))
+    match body.optional_str("refresh")?.map(str::trim) {
+        Some(token) if !token.is_empty() => Ok(token.to_string()),
+        _ => Err(ApiError::validation("refresh required")),
+    }
 }
 
 /// Only the canonical hyphenated form (what `otp_id` answers carry).

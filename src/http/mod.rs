@@ -99,7 +99,7 @@ async fn dispatch(route: Route, mut req: Request, env: Env, ctx: Context) -> Res
         }
         Route::Me => {
             let who = authenticate().await?;
-            json(200, &flows::account::me(&app, &who).await?)
+            json(200, &flows::account::me(&who))
         }
         Route::Sessions => {
             let who = authenticate().await?;

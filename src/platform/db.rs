@@ -34,7 +34,8 @@ impl UserRow {
 /// A new OTP request row.
 pub struct NewOtp<'a> {
     pub id: &'a str,
-    pub user_id: Option<&'a str>,
+    /// Link the row to the active account with this destination, if any (login).
+    pub link_user: bool,
     pub destination: &'a Destination,
     pub purpose: Purpose,
     pub otp_hash: &'a str,
@@ -111,10 +112,7 @@ impl Db {
     }
 
     pub async fn user_by_destination(&self, destination: &Destination) -> worker::Result<Option<UserRow>> {
-        let column = match destination.channel() {
-            Channel::Email => "email",
-            Channel::Phone => "phone_e164",
-        };
+        let column = user_column(destination);
         self.stmt(
             &format!(
                 "SELECT id, username, email, phone_e164, status, email_verified, phone_verified \
@@ -126,39 +124,28 @@ impl Db {
         .await
     }
 
-    /// Records that the user controls `destination` and returns the user.
-    pub async fn mark_destination_verified(&self, user_id: &str, destination: &Destination, now_ms: i64) -> worker::Result<UserRow> {
-        let column = match destination.channel() {
-            Channel::Email => "email_verified",
-            Channel::Phone => "phone_verified",
-        };
-        self.stmt(
-            &format!(
-                "UPDATE users SET {column} = 1, updated_at = ?2 WHERE id = ?1 \
-                 RETURNING id, username, email, phone_e164, status, email_verified, phone_verified"
-            ),
-            &[text(user_id), num(now_ms)],
-        )?
-        .first(None)
-        .await?
-        .ok_or_else(|| worker::Error::RustError(format!("user {user_id} vanished")))
-    }
-
     /// Stores a new code and, in the same transaction, invalidates the older
-    /// pending codes for that destination and purpose: only the newest verifies.
-    pub async fn insert_otp(&self, otp: &NewOtp<'_>) -> worker::Result<()> {
+    /// pending codes for that destination and purpose: only the newest
+    /// verifies. With `link_user`, the row is linked to the active account
+    /// with that destination, whose id is returned (one round trip for the
+    /// lookup and the insert).
+    pub async fn insert_otp(&self, otp: &NewOtp<'_>) -> worker::Result<Option<String>> {
         let invalidate = self.stmt(
             "UPDATE otp_requests SET invalidated_at = ?1 \
              WHERE destination = ?2 AND purpose = ?3 AND is_verified = 0 AND invalidated_at IS NULL",
             &[num(otp.now_ms), text(otp.destination.as_str()), text(otp.purpose.as_str())],
         )?;
+        let column = user_column(otp.destination);
         let insert = self.stmt(
-            "INSERT INTO otp_requests (id, user_id, otp_type, destination, otp_hash, purpose, max_attempts, \
-             created_at, expires_at, ip_address, user_agent) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            &format!(
+                "INSERT INTO otp_requests (id, user_id, otp_type, destination, otp_hash, purpose, max_attempts, \
+                 created_at, expires_at, ip_address, user_agent) \
+                 VALUES (?1, CASE WHEN ?2 THEN (SELECT id FROM users WHERE {column} = ?4 AND status = 'active') END, \
+                 ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING user_id"
+            ),
             &[
                 text(otp.id),
-                opt_text(otp.user_id),
+                JsValue::from_bool(otp.link_user),
                 text(otp.destination.channel().as_str()),
                 text(otp.destination.as_str()),
                 text(otp.otp_hash),
@@ -170,8 +157,13 @@ impl Db {
                 text(otp.user_agent),
             ],
         )?;
-        self.inner.batch(vec![invalidate, insert]).await?;
-        Ok(())
+        let results = self.inner.batch(vec![invalidate, insert]).await?;
+        #[derive(Deserialize)]
+        struct Linked {
+            user_id: Option<String>,
+        }
+        let rows: Vec<Linked> = results.get(1).map(|r| r.results()).transpose()?.unwrap_or_default();
+        Ok(rows.into_iter().next().and_then(|r| r.user_id))
     }
 
     /// Makes a code unverifiable (its delivery failed).
@@ -218,71 +210,6 @@ impl Db {
         }))
     }
 
-    /// Marks a code used, atomically: of many parallel correct verifies,
-    /// exactly one gets `true`.
-    pub async fn mark_verified(&self, id: &str, now_ms: i64) -> worker::Result<bool> {
-        #[derive(Deserialize)]
-        struct Row {
-            #[allow(dead_code)]
-            id: String,
-        }
-        let row: Option<Row> = self
-            .stmt(
-                "UPDATE otp_requests SET is_verified = 1, verified_at = ?2 \
-                 WHERE id = ?1 AND is_verified = 0 AND invalidated_at IS NULL AND expires_at > ?2 \
-                 RETURNING id",
-                &[text(id), num(now_ms)],
-            )?
-            .first(None)
-            .await?;
-        Ok(row.is_some())
-    }
-
-    pub async fn insert_verification_token(
-        &self,
-        token_hash: &str,
-        otp_id: &str,
-        purpose: Purpose,
-        destination: &Destination,
-        now_ms: i64,
-        expires_at_ms: i64,
-    ) -> worker::Result<()> {
-        self.stmt(
-            "INSERT INTO verification_tokens (token_hash, otp_request_id, purpose, otp_type, destination, \
-             created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            &[
-                text(token_hash),
-                text(otp_id),
-                text(purpose.as_str()),
-                text(destination.channel().as_str()),
-                text(destination.as_str()),
-                num(now_ms),
-                num(expires_at_ms),
-            ],
-        )?
-        .run()
-        .await?;
-        Ok(())
-    }
-
-    /// Uses up a verification token, atomically (single use), if it is live
-    /// and was issued for `purpose`.
-    pub async fn consume_verification_token(
-        &self,
-        token_hash: &str,
-        purpose: Purpose,
-        now_ms: i64,
-    ) -> worker::Result<Option<VerifiedDestination>> {
-        self.stmt(
-            "UPDATE verification_tokens SET consumed_at = ?3 \
-             WHERE token_hash = ?1 AND purpose = ?2 AND consumed_at IS NULL AND expires_at > ?3 \
-             RETURNING otp_type, destination",
-            &[text(token_hash), text(purpose.as_str()), num(now_ms)],
-        )?
-        .first(None)
-        .await
-    }
-
     /// The cron cleanup: OTP rows and verification tokens that expired, or
     /// were used, more than `keep_ms` ago.
     pub async fn delete_stale(&self, now_ms: i64, keep_ms: i64) -> worker::Result<()> {
@@ -298,6 +225,30 @@ impl Db {
         self.inner.batch(vec![otps, tokens]).await?;
         Ok(())
     }
+}
+
+/// The users column that holds this kind of destination.
+fn user_column(destination: &Destination) -> &'static str {
+    match destination.channel() {
+        Channel::Email => "email",
+        Channel::Phone => "phone_e164",
+    }
+}
+
+fn verified_column(destination: &Destination) -> &'static str {
+    match destination.channel() {
+        Channel::Email => "email_verified",
+        Channel::Phone => "phone_verified",
+    }
+}
+
+/// How a login verification ended once its code matched.
+pub enum LoginOutcome {
+    LoggedIn(UserRow),
+    /// A parallel verify of the same code won.
+    AlreadyUsed,
+    /// The code is used up, but its account is gone or disabled.
+    NoActiveUser,
 }
 
 /// Parses a stored destination back into its type.
@@ -332,8 +283,10 @@ pub struct SessionRow {
     pub created_at: i64,
     pub last_used_at: i64,
     pub expires_at: i64,
+    /// The platform the session was opened from.
+    pub platform: String,
     pub install_id: Option<String>,
-    pub platform: Option<String>,
+    pub device_platform: Option<String>,
     pub app_version: Option<String>,
 }
 
@@ -365,82 +318,6 @@ const USER_COLUMNS: &str = "id, username, email, phone_e164, status, email_verif
 impl Db {
     pub async fn user_by_id(&self, id: &str) -> worker::Result<Option<UserRow>> {
         self.stmt(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), &[text(id)])?.first(None).await
-    }
-
-    /// Upserts the device by (user, install_id) and opens the session, in one
-    /// transaction.
-    pub async fn open_session(&self, s: &NewSession<'_>) -> worker::Result<()> {
-        let mut statements = Vec::new();
-        if let Some(install_id) = s.install_id {
-            statements.push(self.stmt(
-                "INSERT INTO devices (id, user_id, install_id, platform, app_version, created_at, last_seen_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) \
-                 ON CONFLICT (user_id, install_id) DO UPDATE SET platform = excluded.platform, \
-                 app_version = excluded.app_version, last_seen_at = excluded.last_seen_at",
-                &[
-                    text(&crate::domain::crypto::new_uuid().hyphenated().to_string()),
-                    text(s.user_id),
-                    text(install_id),
-                    text(s.platform),
-                    opt_text(s.app_version),
-                    num(s.now_ms),
-                ],
-            )?);
-        }
-        statements.push(self.stmt(
-            "INSERT INTO sessions (id, user_id, device_id, refresh_token_hash, ip_address, user_agent, \
-             created_at, last_used_at, expires_at) \
-             VALUES (?1, ?2, (SELECT id FROM devices WHERE user_id = ?2 AND install_id = ?3), ?4, ?5, ?6, ?7, ?7, ?8)",
-            &[
-                text(s.id),
-                text(s.user_id),
-                opt_text(s.install_id),
-                text(s.refresh_hash),
-                text(s.ip),
-                text(s.user_agent),
-                num(s.now_ms),
-                num(s.expires_at_ms),
-            ],
-        )?);
-        self.inner.batch(statements).await?;
-        Ok(())
-    }
-
-    /// Consumes a register verification token and creates the user it
-    /// verified, in one transaction: a taken username or destination rolls
-    /// back both, so the token can be used again with another username.
-    pub async fn create_user(&self, token_hash: &str, user_id: &str, username: &str, now_ms: i64) -> worker::Result<Result<UserRow, CreateUserError>> {
-        let consume = self.stmt(
-            "UPDATE verification_tokens SET consumed_at = ?2 \
-             WHERE token_hash = ?1 AND purpose = 'register' AND consumed_at IS NULL AND expires_at > ?2",
-            &[text(token_hash), num(now_ms)],
-        )?;
-        let insert = self.stmt(
-            &format!(
-                "INSERT INTO users (id, username, email, phone_e164, status, email_verified, phone_verified, created_at, updated_at) \
-                 SELECT ?1, ?2, CASE WHEN otp_type = 'email' THEN destination END, \
-                 CASE WHEN otp_type = 'phone' THEN destination END, 'active', otp_type = 'email', otp_type = 'phone', ?4, ?4 \
-                 FROM verification_tokens WHERE token_hash = ?3 AND purpose = 'register' AND consumed_at = ?4 \
-                 RETURNING {USER_COLUMNS}"
-            ),
-            &[text(user_id), text(username), text(token_hash), num(now_ms)],
-        )?;
-        match self.inner.batch(vec![consume, insert]).await {
-            Ok(results) => {
-                let created: Vec<UserRow> = results.get(1).map(|r| r.results()).transpose()?.unwrap_or_default();
-                Ok(created.into_iter().next().ok_or(CreateUserError::InvalidToken))
-            }
-            Err(e) => {
-                let message = e.to_string();
-                if message.contains("users.username") {
-                    Ok(Err(CreateUserError::UsernameTaken))
-                } else if message.contains("users.email") || message.contains("users.phone_e164") {
-                    Ok(Err(CreateUserError::AccountExists))
-                } else {
-                    Err(e)
-                }
-            }
-        }
     }
 
     /// Exchanges a live session's current refresh token for its successor,
@@ -488,22 +365,10 @@ impl Db {
         Ok(!rows.is_empty())
     }
 
-    /// Is this session live (not revoked, not expired) and the user's?
-    pub async fn session_is_live(&self, id: &str, user_id: &str, now_ms: i64) -> worker::Result<bool> {
-        let row: Option<SessionRef> = self
-            .stmt(
-                "SELECT id, user_id FROM sessions WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL AND expires_at > ?3",
-                &[text(id), text(user_id), num(now_ms)],
-            )?
-            .first(None)
-            .await?;
-        Ok(row.is_some())
-    }
-
     pub async fn live_sessions(&self, user_id: &str, now_ms: i64) -> worker::Result<Vec<SessionRow>> {
         self.stmt(
-            "SELECT s.id, s.ip_address, s.user_agent, s.created_at, s.last_used_at, s.expires_at, \
-             d.install_id, d.platform, d.app_version \
+            "SELECT s.id, s.ip_address, s.user_agent, s.created_at, s.last_used_at, s.expires_at, s.platform, \
+             d.install_id, d.platform AS device_platform, d.app_version \
              FROM sessions s LEFT JOIN devices d ON d.id = s.device_id \
              WHERE s.user_id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 ORDER BY s.created_at DESC",
             &[text(user_id), num(now_ms)],
@@ -511,5 +376,219 @@ impl Db {
         .all()
         .await?
         .results()
+    }
+}
+
+/// A further condition on statements in a batch: SQL built from the first
+/// free parameter number, and the values it binds.
+type Condition<'a> = &'a dyn Fn(usize) -> (String, Vec<JsValue>);
+
+/// The statements that open a session for an active user in a batch:
+/// upsert the device by (user, install_id) when one is named, then the
+/// session. Both also require `condition`, so the batch can make them
+/// depend on its first statement.
+fn session_statements(db: &Db, s: &NewSession<'_>, condition: Condition) -> worker::Result<Vec<D1PreparedStatement>> {
+    let with = |sql: &str, mut args: Vec<JsValue>| -> worker::Result<D1PreparedStatement> {
+        let (extra, extra_args) = condition(args.len() + 1);
+        args.extend(extra_args);
+        db.stmt(&sql.replace("{condition}", &extra), &args)
+    };
+    let mut statements = Vec::new();
+    if let Some(install_id) = s.install_id {
+        statements.push(with(
+            "INSERT INTO devices (id, user_id, install_id, platform, app_version, created_at, last_seen_at) \
+             SELECT ?1, u.id, ?2, ?3, ?4, ?5, ?5 FROM users u WHERE u.id = ?6 AND u.status = 'active' AND {condition} \
+             ON CONFLICT (user_id, install_id) DO UPDATE SET platform = excluded.platform, \
+             app_version = excluded.app_version, last_seen_at = excluded.last_seen_at",
+            vec![
+                text(&crate::domain::crypto::new_uuid().hyphenated().to_string()),
+                text(install_id),
+                text(s.platform),
+                opt_text(s.app_version),
+                num(s.now_ms),
+                text(s.user_id),
+            ],
+        )?);
+    }
+    statements.push(with(
+        "INSERT INTO sessions (id, user_id, device_id, refresh_token_hash, ip_address, user_agent, \
+         created_at, last_used_at, expires_at, platform) \
+         SELECT ?1, u.id, (SELECT d.id FROM devices d WHERE d.user_id = u.id AND d.install_id = ?2), \
+         ?3, ?4, ?5, ?6, ?6, ?7, ?9 FROM users u WHERE u.id = ?8 AND u.status = 'active' AND {condition}",
+        vec![
+            text(s.id),
+            opt_text(s.install_id),
+            text(s.refresh_hash),
+            text(s.ip),
+            text(s.user_agent),
+            num(s.now_ms),
+            num(s.expires_at_ms),
+            text(s.user_id),
+            text(s.platform),
+        ],
+    )?);
+    Ok(statements)
+}
+
+/// Condition: code `otp_id` was marked used by this batch, on behalf of `by`.
+fn verified_by(otp_id: &str, by: &str) -> impl Fn(usize) -> (String, Vec<JsValue>) {
+    let (otp_id, by) = (otp_id.to_string(), by.to_string());
+    move |n| {
+        (
+            format!("EXISTS (SELECT 1 FROM otp_requests WHERE id = ?{n} AND verified_by = ?{} AND is_verified = 1)", n + 1),
+            vec![text(&otp_id), text(&by)],
+        )
+    }
+}
+
+/// Marks a code used by `by`, atomically: of many parallel correct
+/// verifies, exactly one statement changes the row.
+fn mark_verified(db: &Db, otp_id: &str, by: &str, now_ms: i64) -> worker::Result<D1PreparedStatement> {
+    db.stmt(
+        "UPDATE otp_requests SET is_verified = 1, verified_at = ?2, verified_by = ?3 \
+         WHERE id = ?1 AND is_verified = 0 AND invalidated_at IS NULL AND expires_at > ?2 RETURNING id",
+        &[text(otp_id), num(now_ms), text(by)],
+    )
+}
+
+fn first_row<T: serde::de::DeserializeOwned>(results: &[worker::D1Result], index: usize) -> worker::Result<Option<T>> {
+    let rows: Vec<T> = results.get(index).map(|r| r.results()).transpose()?.unwrap_or_default();
+    Ok(rows.into_iter().next())
+}
+
+impl Db {
+    /// Completes a login whose code matched, in one transaction: marks the
+    /// code used, marks the destination verified on the account, upserts the
+    /// device and opens the session. Everything after the first statement
+    /// happens only if that statement changed the row (`verified_by`).
+    pub async fn complete_login(&self, otp_id: &str, destination: &Destination, session: &NewSession<'_>) -> worker::Result<LoginOutcome> {
+        let column = verified_column(destination);
+        let condition = verified_by(otp_id, session.id);
+        let (marker, marker_args) = condition(3);
+        let mut user_args = vec![text(session.user_id), num(session.now_ms)];
+        user_args.extend(marker_args);
+        let mut statements = vec![
+            mark_verified(self, otp_id, session.id, session.now_ms)?,
+            self.stmt(
+                &format!(
+                    "UPDATE users SET {column} = 1, updated_at = ?2 WHERE id = ?1 AND status = 'active' AND {marker} \
+                     RETURNING {USER_COLUMNS}"
+                ),
+                &user_args,
+            )?,
+        ];
+        statements.extend(session_statements(self, session, &condition)?);
+        let results = self.inner.batch(statements).await?;
+        #[derive(Deserialize)]
+        struct Id {
+            #[allow(dead_code)]
+            id: String,
+        }
+        if first_row::<Id>(&results, 0)?.is_none() {
+            return Ok(LoginOutcome::AlreadyUsed);
+        }
+        Ok(match first_row::<UserRow>(&results, 1)? {
+            Some(user) => LoginOutcome::LoggedIn(user),
+            None => LoginOutcome::NoActiveUser,
+        })
+    }
+
+    /// Completes a register, verify or reset code that matched, in one
+    /// transaction: marks it used and issues the verification token; for
+    /// `verify`, also marks the destination verified on its account.
+    /// `false`: a parallel verify of the same code won.
+    pub async fn complete_verification(
+        &self,
+        otp_id: &str,
+        purpose: Purpose,
+        destination: &Destination,
+        token_hash: &str,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> worker::Result<bool> {
+        let marker = "EXISTS (SELECT 1 FROM otp_requests WHERE id = ?1 AND verified_by = ?2 AND is_verified = 1)";
+        let mut statements = vec![
+            mark_verified(self, otp_id, token_hash, now_ms)?,
+            self.stmt(
+                &format!(
+                    "INSERT INTO verification_tokens (token_hash, otp_request_id, purpose, otp_type, destination, \
+                     created_at, expires_at) SELECT ?2, ?1, ?3, ?4, ?5, ?6, ?7 WHERE {marker}"
+                ),
+                &[
+                    text(otp_id),
+                    text(token_hash),
+                    text(purpose.as_str()),
+                    text(destination.channel().as_str()),
+                    text(destination.as_str()),
+                    num(now_ms),
+                    num(expires_at_ms),
+                ],
+            )?,
+        ];
+        if purpose == Purpose::Verify {
+            let (column, verified) = (user_column(destination), verified_column(destination));
+            statements.push(self.stmt(
+                &format!("UPDATE users SET {verified} = 1, updated_at = ?4 WHERE {column} = ?3 AND {marker}"),
+                &[text(otp_id), text(token_hash), text(destination.as_str()), num(now_ms)],
+            )?);
+        }
+        let results = self.inner.batch(statements).await?;
+        #[derive(Deserialize)]
+        struct Id {
+            #[allow(dead_code)]
+            id: String,
+        }
+        Ok(first_row::<Id>(&results, 0)?.is_some())
+    }
+
+    /// Consumes a register verification token, creates the user it verified
+    /// and opens the user's first session, in one transaction: a taken
+    /// username or destination rolls back all of it, so the token can be
+    /// used again with another username.
+    pub async fn create_user(&self, token_hash: &str, username: &str, session: &NewSession<'_>) -> worker::Result<Result<UserRow, CreateUserError>> {
+        let now_ms = session.now_ms;
+        let consume = self.stmt(
+            "UPDATE verification_tokens SET consumed_at = ?2 \
+             WHERE token_hash = ?1 AND purpose = 'register' AND consumed_at IS NULL AND expires_at > ?2",
+            &[text(token_hash), num(now_ms)],
+        )?;
+        let insert = self.stmt(
+            &format!(
+                "INSERT INTO users (id, username, email, phone_e164, status, email_verified, phone_verified, created_at, updated_at) \
+                 SELECT ?1, ?2, CASE WHEN otp_type = 'email' THEN destination END, \
+                 CASE WHEN otp_type = 'phone' THEN destination END, 'active', otp_type = 'email', otp_type = 'phone', ?4, ?4 \
+                 FROM verification_tokens WHERE token_hash = ?3 AND purpose = 'register' AND consumed_at = ?4 \
+                 RETURNING {USER_COLUMNS}"
+            ),
+            &[text(session.user_id), text(username), text(token_hash), num(now_ms)],
+        )?;
+        let mut statements = vec![consume, insert];
+        statements.extend(session_statements(self, session, &|_| ("1 = 1".to_string(), Vec::new()))?);
+        match self.inner.batch(statements).await {
+            Ok(results) => Ok(first_row::<UserRow>(&results, 1)?.ok_or(CreateUserError::InvalidToken)),
+            Err(e) => {
+                let message = e.to_string();
+                if message.contains("users.username") {
+                    Ok(Err(CreateUserError::UsernameTaken))
+                } else if message.contains("users.email") || message.contains("users.phone_e164") {
+                    Ok(Err(CreateUserError::AccountExists))
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// The user behind a live session (not revoked, not expired), in one
+    /// query: what every authenticated request checks.
+    pub async fn session_user(&self, session_id: &str, user_id: &str, now_ms: i64) -> worker::Result<Option<UserRow>> {
+        self.stmt(
+            "SELECT u.id, u.username, u.email, u.phone_e164, u.status, u.email_verified, u.phone_verified \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND s.expires_at > ?3",
+            &[text(session_id), text(user_id), num(now_ms)],
+        )?
+        .first(None)
+        .await
     }
 }

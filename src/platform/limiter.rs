@@ -117,11 +117,16 @@ impl RateLimiter {
         Ok(Answer { allowed: true, retry_after_ms: 0, ids })
     }
 
-    /// When the newest event leaves its window, the object holds nothing.
+    /// Makes sure an alarm is pending: it re-arms itself until the newest
+    /// event has left its window, then deletes the object's storage. Set
+    /// once, not on every hit (a storage write per request saved).
     async fn schedule_cleanup(&self) -> Result<()> {
-        let latest: Expires = self.sql()?.exec("SELECT MAX(expires) AS expires FROM events", None)?.one()?;
-        if let Some(at) = latest.expires {
-            self.state.storage().set_alarm(at).await?;
+        let storage = self.state.storage();
+        if storage.get_alarm().await?.is_none() {
+            let latest: Expires = self.sql()?.exec("SELECT MAX(expires) AS expires FROM events", None)?.one()?;
+            if let Some(at) = latest.expires {
+                storage.set_alarm(at).await?;
+            }
         }
         Ok(())
     }
