@@ -9,6 +9,7 @@ mod enumeration;
 mod health;
 #[allow(dead_code)] // not every stage of the suite uses every helper
 mod helpers;
+mod limits;
 mod otp_request;
 mod otp_verify;
 mod routing;
