@@ -71,7 +71,14 @@ pub async fn verify_otp(app: &App, input: OtpVerifyInput) -> Result<Verified, Ap
     };
     // Counted as a failure unless the code turns out right: exact under
     // parallel guesses across all of the destination's codes.
-    let failure_slot = super::abuse::reserve_failure(app, &destination).await?;
+    let failure_slot = match super::abuse::reserve_failure(app, &destination).await {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            // Locked out: the code was not compared, so its attempt is given back.
+            db.refund_attempt(&otp_id).await.map_err(db_down)?;
+            return Err(refusal);
+        }
+    };
     let pepper = app.config.otp_pepper.expose();
     // A login code requested for no active account (enumeration protection)
     // was never sent and never verifies.

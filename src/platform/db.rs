@@ -191,6 +191,15 @@ impl Db {
         .await
     }
 
+    /// Gives back an attempt that was refused before its code was compared
+    /// (the destination is locked out), so the lockout costs the code nothing.
+    pub async fn refund_attempt(&self, id: &str) -> worker::Result<()> {
+        self.stmt("UPDATE otp_requests SET attempts = attempts - 1 WHERE id = ?1 AND attempts > 0", &[text(id)])?
+            .run()
+            .await?;
+        Ok(())
+    }
+
     /// Why a row refused an attempt (or `None`: no such row).
     pub async fn otp_state(&self, id: &str) -> worker::Result<Option<RowState>> {
         let row: Option<StateRow> = self

@@ -62,6 +62,22 @@ async fn main() {
         .await);
     }
 
+    // Where the time goes: the service's floor (an unknown path: routing,
+    // a JSON error, no storage), and one D1 query plus one Durable Object
+    // call (/healthz), at one concurrency.
+    for (phase, path, endpoint) in [("floor", "/nope", Endpoint::Floor), ("d1+do", "/healthz", Endpoint::Health)] {
+        let (client_, url_) = (client.clone(), format!("{}{}", service.url.trim_end_matches('/'), path));
+        phases.push(run_phase(phase, 8, duration, &service, move |_| {
+            let (client, url) = (client_.clone(), url_.clone());
+            async move {
+                let t = Instant::now();
+                let ok = client.get(&url).send().await.map(|r| r.status().as_u16() < 500).unwrap_or(false);
+                vec![(endpoint, t.elapsed(), ok)]
+            }
+        })
+        .await);
+    }
+
     for &c in &LEVELS {
         let (client_, url_, mail_, users_) = (client.clone(), service.url.clone(), mail.clone(), users.clone());
         phases.push(run_phase("flow", c, duration, &service, move |_| {

@@ -9,6 +9,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Endpoint {
     Noop,
+    Floor,
+    Health,
     Request,
     Verify,
     Refresh,
@@ -18,6 +20,8 @@ impl Endpoint {
     fn name(self) -> &'static str {
         match self {
             Endpoint::Noop => "GET / (no-op)",
+            Endpoint::Floor => "GET /nope (404)",
+            Endpoint::Health => "GET /healthz",
             Endpoint::Request => "POST otp/request",
             Endpoint::Verify => "POST otp/verify",
             Endpoint::Refresh => "POST token/refresh",
