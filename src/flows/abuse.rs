@@ -120,30 +120,22 @@ pub async fn admit_verify(app: &App) -> Result<(), ApiError> {
     .map(|_| ())
 }
 
-/// A slot among the destination's failed verifications, taken before the
-/// code is compared so parallel guesses across all its codes cannot pass
-/// the limit. Give it back with `forgive_failure` when the code was right.
-pub struct FailureSlot {
-    limiter: Limiter,
-    hit: Hit,
-}
-
-pub async fn reserve_failure(app: &App, destination: &Destination) -> Result<FailureSlot, ApiError> {
+/// Judges a verification guess against the destination's failed
+/// verifications, across all its codes, in one call to its object: refused
+/// (429) while `VERIFY_FAILURES_PER_DAY` failures are in the window, even
+/// for the right code; otherwise allowed, and counted if it `failed`. The
+/// object judges parallel guesses one at a time, so the limit is exact.
+pub async fn judge_guess(app: &App, destination: &Destination, failed: bool) -> Result<(), ApiError> {
     let l = &app.config.limits;
-    let limiter = limiter(app)?;
-    let hit = hit(
-        &limiter,
-        &destination_object(app, destination),
-        vec![Rule::new(BUCKET_VERIFY_FAILURE, l.verify_failure_window_seconds, l.verify_failures_per_destination)],
-        rate_limited("Too many failed verifications. Please try again later."),
-    )
-    .await?;
-    Ok(FailureSlot { limiter, hit })
-}
-
-impl FailureSlot {
-    pub async fn forgive(self) {
-        release(&self.limiter, &self.hit).await;
+    let rule = Rule::new(BUCKET_VERIFY_FAILURE, l.verify_failure_window_seconds, l.verify_failures_per_destination);
+    match limiter(app)?.guess(&destination_object(app, destination), rule, failed).await {
+        Ok(Hit::Allowed { .. }) => Ok(()),
+        Ok(Hit::Refused { retry_after_ms }) => Err(ApiError::rate_limited(
+            "RATE_LIMIT",
+            "Too many failed verifications. Please try again later.",
+            limits::retry_after_seconds(retry_after_ms),
+        )),
+        Err(e) => Err(ApiError::unavailable("Rate limiter", e)),
     }
 }
 

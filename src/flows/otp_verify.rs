@@ -10,7 +10,6 @@ use crate::http::input::OtpVerifyInput;
 use crate::http::ApiError;
 use crate::http::input::DeviceInput;
 use crate::platform::db::{stored_destination, LoginOutcome, UserRow};
-use futures_util::future::join;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 
@@ -69,27 +68,22 @@ pub async fn verify_otp(app: &App, input: OtpVerifyInput) -> Result<Verified, Ap
     else {
         return Err(ApiError::internal(format!("otp row {otp_id} holds an unreadable purpose or destination")));
     };
-    // Counted as a failure unless the code turns out right: exact under
-    // parallel guesses across all of the destination's codes.
-    let failure_slot = match super::abuse::reserve_failure(app, &destination).await {
-        Ok(slot) => slot,
-        Err(refusal) => {
-            // Locked out: the code was not compared, so its attempt is given back.
-            db.refund_attempt(&otp_id).await.map_err(db_down)?;
-            return Err(refusal);
-        }
-    };
+    // The guess is compared here, but judged by the destination's object
+    // (refused while locked out; counted if wrong) before anything acts on it.
     let pepper = app.config.otp_pepper.expose();
     // A login code requested for no active account (enumeration protection)
     // was never sent and never verifies.
     let decoy = purpose == Purpose::Login && row.user_id.is_none();
-    if decoy || !otp::code_matches(pepper, &otp_id, purpose, &destination, &input.code, &row.otp_hash) {
+    let matches = !decoy && otp::code_matches(pepper, &otp_id, purpose, &destination, &input.code, &row.otp_hash);
+    if let Err(refusal) = super::abuse::judge_guess(app, &destination, !matches).await {
+        // Locked out: the guess was not judged, so its attempt is given back.
+        db.refund_attempt(&otp_id).await.map_err(db_down)?;
+        return Err(refusal);
+    }
+    if !matches {
         return Err(invalid(VerifyFailure::WrongCode));
     }
-
-    // The right code: give the failure slot back while the code is used up.
-    let (verified, ()) = join(complete(app, &otp_id, purpose, &destination, row.user_id.as_deref(), &input.device), failure_slot.forgive()).await;
-    verified
+    complete(app, &otp_id, purpose, &destination, row.user_id.as_deref(), &input.device).await
 }
 
 /// Marks the code used and does what its purpose asks, in one D1

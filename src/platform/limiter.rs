@@ -23,6 +23,10 @@ enum Command {
     Ping,
     /// Take a slot under every rule, or none.
     Hit { rules: Vec<Rule> },
+    /// A verification guess: refused if `rule`'s window is full; otherwise
+    /// allowed, and recorded as an event only if it `failed`. One call, so
+    /// parallel guesses are judged one at a time.
+    Guess { rule: Rule, failed: bool },
     /// Give back slots taken by an earlier hit (its work did not count).
     Release { ids: Vec<i64> },
 }
@@ -78,6 +82,25 @@ impl RateLimiter {
 
     /// Check all rules, then record: synchronous from start to end.
     fn hit(&self, rules: &[Rule], now_ms: i64) -> Result<Answer> {
+        if let Some(refused) = self.check(rules, now_ms)? {
+            return Ok(refused);
+        }
+        Ok(Answer { allowed: true, retry_after_ms: 0, ids: self.record(rules, now_ms)? })
+    }
+
+    /// Judge a guess: refused while the window is full, else recorded if it
+    /// failed. Synchronous from start to end.
+    fn guess(&self, rule: &Rule, failed: bool, now_ms: i64) -> Result<Answer> {
+        let rules = std::slice::from_ref(rule);
+        if let Some(refused) = self.check(rules, now_ms)? {
+            return Ok(refused);
+        }
+        let ids = if failed { self.record(rules, now_ms)? } else { Vec::new() };
+        Ok(Answer { allowed: true, retry_after_ms: 0, ids })
+    }
+
+    /// Prunes expired events, then decides: `Some` refusal, or `None`.
+    fn check(&self, rules: &[Rule], now_ms: i64) -> Result<Option<Answer>> {
         let sql = self.sql()?;
         sql.exec("DELETE FROM events WHERE expires <= ?", vec![now_ms.into()])?;
         let mut failure = None;
@@ -97,9 +120,15 @@ impl RateLimiter {
         if let Some(e) = failure {
             return Err(e);
         }
-        if let Decision::Refuse { retry_after_ms } = decision {
-            return Ok(Answer { allowed: false, retry_after_ms, ids: Vec::new() });
-        }
+        Ok(match decision {
+            Decision::Refuse { retry_after_ms } => Some(Answer { allowed: false, retry_after_ms, ids: Vec::new() }),
+            Decision::Allow => None,
+        })
+    }
+
+    /// Records one event per bucket at `now_ms`; returns their ids.
+    fn record(&self, rules: &[Rule], now_ms: i64) -> Result<Vec<i64>> {
+        let sql = self.sql()?;
         let mut ids = Vec::new();
         let mut buckets: Vec<&str> = rules.iter().map(|r| r.bucket.as_str()).collect();
         buckets.sort_unstable();
@@ -114,7 +143,7 @@ impl RateLimiter {
                 .one()?;
             ids.push(row.id);
         }
-        Ok(Answer { allowed: true, retry_after_ms: 0, ids })
+        Ok(ids)
     }
 
     /// Makes sure an alarm is pending: it re-arms itself until the newest
@@ -148,7 +177,14 @@ impl DurableObject for RateLimiter {
             }
             Command::Hit { rules } => {
                 let answer = self.hit(&rules, now_ms)?;
-                if answer.allowed {
+                if !answer.ids.is_empty() {
+                    self.schedule_cleanup().await?;
+                }
+                answer
+            }
+            Command::Guess { rule, failed } => {
+                let answer = self.guess(&rule, failed, now_ms)?;
+                if !answer.ids.is_empty() {
                     self.schedule_cleanup().await?;
                 }
                 answer
@@ -218,6 +254,16 @@ impl Limiter {
 
     pub async fn hit(&self, object: &str, rules: Vec<Rule>) -> Result<Hit> {
         let answer = self.call(object, &Command::Hit { rules }).await?;
+        Ok(if answer.allowed {
+            Hit::Allowed { object: object.to_string(), ids: answer.ids }
+        } else {
+            Hit::Refused { retry_after_ms: answer.retry_after_ms }
+        })
+    }
+
+    /// Judges a verification guess under `rule` (see `Command::Guess`).
+    pub async fn guess(&self, object: &str, rule: Rule, failed: bool) -> Result<Hit> {
+        let answer = self.call(object, &Command::Guess { rule, failed }).await?;
         Ok(if answer.allowed {
             Hit::Allowed { object: object.to_string(), ids: answer.ids }
         } else {
