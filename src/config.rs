@@ -160,6 +160,10 @@ pub struct Config {
     pub tokens: TokenSettings,
     /// `OTP_WEBOTP_DOMAIN`: the origin SMS codes are bound to (WebOTP).
     pub webotp_domain: Option<String>,
+    /// Exact browser origins that get CORS headers; empty allows none.
+    pub allowed_origins: Vec<String>,
+    /// Serve the demo login page at `/` (default on in development only).
+    pub demo_page: bool,
 }
 
 /// A setting that is missing or malformed. Never carries a secret's value.
@@ -318,6 +322,10 @@ impl Config {
             }
         }
         let delivery_timeout_ms = s.number("DELIVERY_TIMEOUT_MS", 5000, 100..=30_000)?;
+        let allowed_origins =
+            parse_origins(&s.get("ALLOWED_ORIGINS").unwrap_or_default()).map_err(|p| err("ALLOWED_ORIGINS", p))?;
+        // In production the demo page is off unless DEMO_PAGE=true says otherwise.
+        let demo_page = s.boolean("DEMO_PAGE", !s.production)?;
         let limits = parse_limits(&s)?;
         let tokens = TokenSettings {
             issuer: s.get("JWT_ISSUER").unwrap_or_else(|| "otp-edge".to_string()),
@@ -341,6 +349,8 @@ impl Config {
             limits,
             tokens,
             webotp_domain,
+            allowed_origins,
+            demo_page,
         })
     }
 
@@ -484,6 +494,22 @@ fn parse_sms(s: &Settings) -> Result<SmsConfig, ConfigError> {
         }
     };
     Ok(SmsConfig { provider, twilio })
+}
+
+/// `ALLOWED_ORIGINS`: comma-separated exact origins (`scheme://host[:port]`).
+pub fn parse_origins(value: &str) -> Result<Vec<String>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            let rest = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
+            match rest {
+                Some(host) if !host.is_empty() && !host.contains('/') && !host.contains('*') => Ok(o.to_string()),
+                _ => Err(format!("{o} is not an origin like https://app.example.com (no path, no wildcard)")),
+            }
+        })
+        .collect()
 }
 
 /// `JWT_SIGNING_KEYS`: comma-separated `kid:seed`, each seed 32 random bytes in
@@ -715,6 +741,23 @@ mod tests {
             m.insert(name, bad.into());
             assert_eq!(parse(&m).unwrap_err().setting, name, "{name}={bad}");
         }
+    }
+
+    #[test]
+    fn origins_are_exact_and_the_demo_page_is_development_only() {
+        assert_eq!(parse_origins(" https://a.example, http://localhost:3000 ").unwrap(), ["https://a.example", "http://localhost:3000"]);
+        assert!(parse_origins("").unwrap().is_empty());
+        for bad in ["*", "https://*.example.com", "https://a.example/path", "a.example", "ftp://a"] {
+            assert!(parse_origins(bad).is_err(), "{bad}");
+        }
+        let mut m = dev();
+        m.insert("ALLOWED_ORIGINS", "https://*.example.com".into());
+        assert_eq!(parse(&m).unwrap_err().setting, "ALLOWED_ORIGINS");
+        assert!(parse(&dev()).unwrap().demo_page);
+        assert!(!parse(&prod()).unwrap().demo_page);
+        let mut p = prod();
+        p.insert("DEMO_PAGE", "true".into());
+        assert!(parse(&p).unwrap().demo_page);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! outbound fetch; `config` and `domain` are the rules, free of `worker` and
 //! unit-tested natively.
 
+pub mod audit;
 pub mod config;
 pub mod domain;
 pub mod flows;

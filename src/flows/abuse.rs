@@ -1,35 +1,79 @@
 //! The abuse controls both OTP flows run first: per-IP, per-destination and
 //! global SMS limits, counted exactly in the rate-limiter Durable Object.
-//! If the object cannot be reached the request fails closed (503).
+//! If the object cannot be reached the request fails closed (503). Every
+//! refusal is a `rate_limited` audit event naming the limit.
 
 use futures_util::future::join;
 
 use super::App;
+use crate::audit::Event;
 use crate::domain::destination::Destination;
 use crate::domain::limits::{self, Rule};
 use crate::http::ApiError;
 use crate::platform::limiter::{Hit, Limiter};
 
-const BUCKET_REQUEST: &str = "otp_request";
-const BUCKET_VERIFY_FAILURE: &str = "verify_failure";
-const BUCKET_IP_REQUEST: &str = "ip_request";
-const BUCKET_IP_VERIFY: &str = "ip_verify";
-const BUCKET_SMS: &str = "sms";
+/// The limits, each with its bucket in the rate-limiter objects, the
+/// refusal a client sees, and its name in the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    IpRequests,
+    IpVerifies,
+    DestinationRequests,
+    VerifyFailures,
+    SmsCap,
+}
+
+impl Limit {
+    fn bucket(self) -> &'static str {
+        match self {
+            Limit::IpRequests => "ip_request",
+            Limit::IpVerifies => "ip_verify",
+            Limit::DestinationRequests => "otp_request",
+            Limit::VerifyFailures => "verify_failure",
+            Limit::SmsCap => "sms",
+        }
+    }
+
+    fn refusal(self, retry_after_ms: i64) -> ApiError {
+        let (code, message) = match self {
+            Limit::IpRequests | Limit::IpVerifies => ("RATE_LIMIT", "Too many requests from this network. Please try again later."),
+            Limit::DestinationRequests => ("RATE_LIMIT", "Too many OTP requests. Please try again later."),
+            Limit::VerifyFailures => ("RATE_LIMIT", "Too many failed verifications. Please try again later."),
+            Limit::SmsCap => ("SMS_CAP_REACHED", "SMS sending is paused for now. Please try again later or use email."),
+        };
+        ApiError::rate_limited(code, message, limits::retry_after_seconds(retry_after_ms))
+    }
+}
+
+/// A refusal by a limit, before it is reported.
+struct Refused {
+    limit: Limit,
+    error: ApiError,
+}
+
+/// Reports a refusal: an audit event, and the client's 429.
+fn report(app: &App, destination: Option<&Destination>, refused: Refused) -> ApiError {
+    let event = Event::new("rate_limited", refused.limit.bucket());
+    app.audit(match destination {
+        Some(d) => event.destination(d),
+        None => event,
+    });
+    refused.error
+}
 
 fn limiter(app: &App) -> Result<Limiter, ApiError> {
     Limiter::from_env(&app.env).map_err(|e| ApiError::unavailable("Rate limiter", e))
 }
 
-async fn hit(limiter: &Limiter, object: &str, rules: Vec<Rule>, refused: impl FnOnce(i64) -> ApiError) -> Result<Hit, ApiError> {
-    match limiter.hit(object, rules).await {
-        Ok(Hit::Refused { retry_after_ms }) => Err(refused(retry_after_ms)),
-        Ok(hit) => Ok(hit),
-        Err(e) => Err(ApiError::unavailable("Rate limiter", e)),
-    }
+fn unavailable(e: worker::Error) -> ApiError {
+    ApiError::unavailable("Rate limiter", e)
 }
 
-fn rate_limited(message: &str) -> impl FnOnce(i64) -> ApiError + '_ {
-    move |ms| ApiError::rate_limited("RATE_LIMIT", message, limits::retry_after_seconds(ms))
+async fn hit(limiter: &Limiter, object: &str, limit: Limit, rules: Vec<Rule>) -> Result<Result<Hit, Refused>, ApiError> {
+    match limiter.hit(object, rules).await.map_err(unavailable)? {
+        Hit::Refused { retry_after_ms } => Ok(Err(Refused { limit, error: limit.refusal(retry_after_ms) })),
+        hit => Ok(Ok(hit)),
+    }
 }
 
 fn ip_object(app: &App) -> String {
@@ -51,57 +95,41 @@ pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), A
         }
     }
     let limiter = limiter(app)?;
-    let mut rules = vec![Rule::new(BUCKET_REQUEST, l.request_window_seconds, l.requests_per_destination)];
+    let dest = Limit::DestinationRequests;
+    let mut rules = vec![Rule::new(dest.bucket(), l.request_window_seconds, l.requests_per_destination)];
     if l.resend_cooldown_seconds > 0 {
-        rules.push(Rule::new(BUCKET_REQUEST, l.resend_cooldown_seconds, 1));
+        rules.push(Rule::new(dest.bucket(), l.resend_cooldown_seconds, 1));
     }
     // The client's IP and the destination are separate objects: asked at
     // the same time. The IP counts every attempt; a destination slot taken
     // by a request its IP refuses is given back.
+    let ip = Limit::IpRequests;
     let (ip_hit, destination_hit) = join(
-        hit(
-            &limiter,
-            &ip_object(app),
-            vec![Rule::new(BUCKET_IP_REQUEST, l.ip_window_seconds, l.ip_requests)],
-            rate_limited("Too many requests from this network. Please try again later."),
-        ),
-        hit(
-            &limiter,
-            &destination_object(app, destination),
-            rules,
-            rate_limited("Too many OTP requests. Please try again later."),
-        ),
+        hit(&limiter, &ip_object(app), ip, vec![Rule::new(ip.bucket(), l.ip_window_seconds, l.ip_requests)]),
+        hit(&limiter, &destination_object(app, destination), dest, rules),
     )
     .await;
-    let destination_hit = match (ip_hit, destination_hit) {
+    let destination_hit = match (ip_hit?, destination_hit?) {
         (Ok(_), Ok(hit)) => hit,
-        (Err(refusal), Ok(hit)) => {
+        (Err(refused), Ok(hit)) => {
             release(&limiter, &hit).await;
-            return Err(refusal);
+            return Err(report(app, Some(destination), refused));
         }
-        (Ok(_), Err(refusal)) => return Err(refusal),
+        (Ok(_), Err(refused)) => return Err(report(app, Some(destination), refused)),
         // Both refuse: the later one says when the request can succeed.
-        (Err(a), Err(b)) => return Err(if a.retry_after >= b.retry_after { a } else { b }),
+        (Err(a), Err(b)) => {
+            let later = if a.error.retry_after >= b.error.retry_after { a } else { b };
+            return Err(report(app, Some(destination), later));
+        }
     };
 
     if let Destination::Phone(_) = destination {
-        let cap = hit(
-            &limiter,
-            limits::SMS_CAP_OBJECT,
-            vec![Rule::new(BUCKET_SMS, l.sms_cap_window_seconds, l.sms_cap)],
-            |ms| {
-                ApiError::rate_limited(
-                    "SMS_CAP_REACHED",
-                    "SMS sending is paused for now. Please try again later or use email.",
-                    limits::retry_after_seconds(ms),
-                )
-            },
-        )
-        .await;
-        if let Err(refusal) = cap {
+        let cap = Limit::SmsCap;
+        let rules = vec![Rule::new(cap.bucket(), l.sms_cap_window_seconds, l.sms_cap)];
+        if let Err(refused) = hit(&limiter, limits::SMS_CAP_OBJECT, cap, rules).await? {
             // Nothing goes out, so the destination's slot is given back.
             release(&limiter, &destination_hit).await;
-            return Err(refusal);
+            return Err(report(app, Some(destination), refused));
         }
     }
     Ok(())
@@ -110,14 +138,12 @@ pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), A
 /// Before a verify does anything: the client's IP.
 pub async fn admit_verify(app: &App) -> Result<(), ApiError> {
     let l = &app.config.limits;
-    hit(
-        &limiter(app)?,
-        &ip_object(app),
-        vec![Rule::new(BUCKET_IP_VERIFY, l.ip_window_seconds, l.ip_verifies)],
-        rate_limited("Too many requests from this network. Please try again later."),
-    )
-    .await
-    .map(|_| ())
+    let ip = Limit::IpVerifies;
+    let rules = vec![Rule::new(ip.bucket(), l.ip_window_seconds, l.ip_verifies)];
+    match hit(&limiter(app)?, &ip_object(app), ip, rules).await? {
+        Ok(_) => Ok(()),
+        Err(refused) => Err(report(app, None, refused)),
+    }
 }
 
 /// Judges a verification guess against the destination's failed
@@ -127,15 +153,13 @@ pub async fn admit_verify(app: &App) -> Result<(), ApiError> {
 /// object judges parallel guesses one at a time, so the limit is exact.
 pub async fn judge_guess(app: &App, destination: &Destination, failed: bool) -> Result<(), ApiError> {
     let l = &app.config.limits;
-    let rule = Rule::new(BUCKET_VERIFY_FAILURE, l.verify_failure_window_seconds, l.verify_failures_per_destination);
-    match limiter(app)?.guess(&destination_object(app, destination), rule, failed).await {
-        Ok(Hit::Allowed { .. }) => Ok(()),
-        Ok(Hit::Refused { retry_after_ms }) => Err(ApiError::rate_limited(
-            "RATE_LIMIT",
-            "Too many failed verifications. Please try again later.",
-            limits::retry_after_seconds(retry_after_ms),
-        )),
-        Err(e) => Err(ApiError::unavailable("Rate limiter", e)),
+    let limit = Limit::VerifyFailures;
+    let rule = Rule::new(limit.bucket(), l.verify_failure_window_seconds, l.verify_failures_per_destination);
+    match limiter(app)?.guess(&destination_object(app, destination), rule, failed).await.map_err(unavailable)? {
+        Hit::Allowed { .. } => Ok(()),
+        Hit::Refused { retry_after_ms } => {
+            Err(report(app, Some(destination), Refused { limit, error: limit.refusal(retry_after_ms) }))
+        }
     }
 }
 

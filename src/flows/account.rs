@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::otp_verify::UserView;
 use super::App;
+use crate::audit::Event;
 use crate::domain::tokens::TokenError;
 use crate::http::ApiError;
 use crate::platform::db::UserRow;
@@ -103,12 +104,12 @@ pub async fn revoke(app: &App, who: &Principal, session_id: &str) -> Result<Done
     if !app.db.revoke_session(session_id, Some(&who.user_id), "revoked_by_user", app.now_ms).await.map_err(db_down)? {
         return Err(ApiError::new(404, "SESSION_NOT_FOUND", "No such active session"));
     }
-    crate::log::info("session_revoked", serde_json::json!({ "session_id": session_id, "reason": "revoked_by_user" }));
+    app.audit(Event::new("session_revoked", "revoked_by_user").session(session_id).user(Some(&who.user_id)));
     Ok(Done { message: "Session revoked" })
 }
 
 pub async fn logout(app: &App, who: &Principal) -> Result<Done, ApiError> {
     app.db.revoke_session(&who.session_id, Some(&who.user_id), "logout", app.now_ms).await.map_err(db_down)?;
-    crate::log::info("session_revoked", serde_json::json!({ "session_id": who.session_id, "reason": "logout" }));
+    app.audit(Event::new("session_revoked", "logout").session(&who.session_id).user(Some(&who.user_id)));
     Ok(Done { message: "Logged out" })
 }

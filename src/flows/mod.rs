@@ -11,8 +11,9 @@ pub mod refresh;
 pub mod register;
 pub mod session;
 
-use worker::{Context, Env};
+use worker::{Context, Date, Env};
 
+use crate::audit::{Event, Trail};
 use crate::config::Config;
 use crate::platform::db::Db;
 
@@ -38,4 +39,13 @@ pub struct App {
     pub client: Client,
     /// The request's clock reading, Unix milliseconds.
     pub now_ms: i64,
+    /// The audit events of this request; stored after the response.
+    pub trail: Trail,
+}
+
+impl App {
+    /// Records an audit event (log line now, D1 row after the response).
+    pub fn audit(&self, event: Event) {
+        self.trail.record(event, Date::now().as_millis() as i64);
+    }
 }

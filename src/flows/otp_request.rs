@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::App;
+use crate::audit::{Event, Trail};
 use crate::domain::crypto::new_uuid;
 use crate::domain::destination::{Channel, Destination};
 use crate::domain::i18n::{self, Texts};
@@ -80,6 +81,12 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
         .await
         .map_err(|e| ApiError::unavailable("Database", e))?;
     let decoy = purpose == Purpose::Login && linked_user.is_none();
+    let outcome = match (decoy, test_identity.is_some()) {
+        (true, _) => "no_active_account",
+        (false, true) => "test_identity",
+        (false, false) => "ok",
+    };
+    app.audit(Event::new("otp_requested", outcome).destination(&destination).otp(&otp_id).user(linked_user.as_deref()));
 
     let send = if decoy || test_identity.is_some() {
         Send::Nothing
@@ -91,17 +98,23 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
     match send {
         Send::Nothing => {}
         Send::Now => {
-            if let Err(e) = send_code(app.config, &app.db, &otp_id, &destination, purpose, &code, ttl_seconds, texts, app.now_ms).await {
+            let sent = Sending { otp_id: &otp_id, destination: &destination, user_id: linked_user.as_deref(), purpose, code: &code, ttl_seconds, texts };
+            if let Err(e) = send_code(app.config, &app.db, &app.trail, &sent, app.now_ms).await {
                 return Err(send_failed(channel, e));
             }
         }
         Send::AfterResponse => {
-            let (env, otp_id, destination) = (app.env.clone(), otp_id.clone(), destination.clone());
+            let (env, otp_id, destination, user_id) = (app.env.clone(), otp_id.clone(), destination.clone(), linked_user.clone());
             let now_ms = app.now_ms;
+            let trail = app.trail.follow_up();
             app.ctx.wait_until(async move {
                 let Ok(db) = Db::from_env(&env) else { return };
-                // The outcome is on the row (invalidated on failure) and in the log.
-                let _ = send_code(config, &db, &otp_id, &destination, purpose, &code, ttl_seconds, texts, now_ms).await;
+                // The outcome is on the row (invalidated on failure) and in the trail.
+                let sent = Sending { otp_id: &otp_id, destination: &destination, user_id: user_id.as_deref(), purpose, code: &code, ttl_seconds, texts };
+                let _ = send_code(config, &db, &trail, &sent, now_ms).await;
+                if let Err(e) = db.store_audit(&trail.take()).await {
+                    crate::log::error("audit_store_failed", &e.to_string());
+                }
             });
         }
     }
@@ -114,19 +127,20 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
     })
 }
 
-/// Delivers the code; on failure makes it unverifiable and logs why.
-#[allow(clippy::too_many_arguments)]
-async fn send_code(
-    config: &crate::config::Config,
-    db: &Db,
-    otp_id: &str,
-    destination: &Destination,
+/// A code on its way out, and what its message and audit events need.
+struct Sending<'a> {
+    otp_id: &'a str,
+    destination: &'a Destination,
+    user_id: Option<&'a str>,
     purpose: Purpose,
-    code: &OtpCode,
+    code: &'a OtpCode,
     ttl_seconds: u64,
     texts: &'static Texts,
-    now_ms: i64,
-) -> Result<(), DeliveryError> {
+}
+
+/// Delivers the code; on failure makes it unverifiable and records why.
+async fn send_code(config: &crate::config::Config, db: &Db, trail: &Trail, sent: &Sending<'_>, now_ms: i64) -> Result<(), DeliveryError> {
+    let Sending { otp_id, destination, user_id, purpose, code, ttl_seconds, texts } = *sent;
     let input = MessageInput {
         app_name: &config.app_name,
         purpose,
@@ -136,15 +150,18 @@ async fn send_code(
         webotp_domain: config.webotp_domain.as_deref(),
     };
     let result = delivery::deliver(config, destination, &input).await;
-    let masked = destination.masked();
+    let event = |name: &'static str, outcome: &str| Event::new(name, outcome).destination(destination).otp(otp_id).user(user_id);
+    let now = || worker::Date::now().as_millis() as i64;
     match &result {
-        Ok(()) => crate::log::info("otp_delivered", serde_json::json!({ "otp_id": otp_id, "destination": masked })),
+        Ok(()) => trail.record(event("otp_delivered", "ok"), now()),
         Err(e) => {
-            crate::log::emit(
-                "warn",
-                "otp_delivery_failed",
-                serde_json::json!({ "otp_id": otp_id, "destination": masked, "reason": format!("{e:?}") }),
-            );
+            let outcome = match e {
+                DeliveryError::InvalidNumber { .. } => "invalid_number",
+                DeliveryError::Failed(_) => "failed",
+            };
+            trail.record(event("otp_delivery_failed", outcome), now());
+            // The provider's status and error code, never its body or our credentials.
+            crate::log::emit("warn", "otp_delivery_error", serde_json::json!({ "otp_id": otp_id, "reason": format!("{e:?}") }));
             if let Err(db_err) = db.invalidate_otp(otp_id, now_ms).await {
                 crate::log::error("otp_invalidate_failed", &db_err.to_string());
             }

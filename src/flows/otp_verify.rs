@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::App;
+use crate::audit::Event;
 use crate::domain::crypto::{hex, random_bytes, sha256};
 use crate::domain::destination::Destination;
 use crate::domain::otp::{self, Purpose, VerifyFailure};
@@ -55,6 +56,35 @@ fn db_down(e: worker::Error) -> ApiError {
 
 pub async fn verify_otp(app: &App, input: OtpVerifyInput) -> Result<Verified, ApiError> {
     let otp_id = input.otp_id.hyphenated().to_string();
+    let mut concerns = None;
+    let result = verify(app, &otp_id, input, &mut concerns).await;
+    let event = match &result {
+        Ok(_) => Event::new("otp_verified", "ok"),
+        // Recorded as rate_limited where the limit refused.
+        Err(e) if e.status == 429 || e.status >= 500 => return result,
+        Err(e) if e.code == "INVALID_OTP" => Event::new("otp_failed", e.message.to_ascii_lowercase().replace(' ', "_")),
+        Err(e) => Event::new("otp_failed", e.code.to_ascii_lowercase()),
+    };
+    let event = match &concerns {
+        Some((destination, user_id)) => event.destination(destination).user(user_id.as_deref()),
+        None => event,
+    };
+    app.audit(event.otp(&otp_id));
+    if let Ok(Verified::Login(logged_in)) = &result {
+        app.audit(super::session::created(logged_in));
+    }
+    result
+}
+
+/// The verification itself; `concerns` learns the code's destination and
+/// account as soon as they are read, for the audit trail.
+async fn verify(
+    app: &App,
+    otp_id: &str,
+    input: OtpVerifyInput,
+    concerns: &mut Option<(Destination, Option<String>)>,
+) -> Result<Verified, ApiError> {
+    let otp_id = otp_id.to_string();
     let db = &app.db;
     super::abuse::admit_verify(app).await?;
 
@@ -68,6 +98,7 @@ pub async fn verify_otp(app: &App, input: OtpVerifyInput) -> Result<Verified, Ap
     else {
         return Err(ApiError::internal(format!("otp row {otp_id} holds an unreadable purpose or destination")));
     };
+    *concerns = Some((destination.clone(), row.user_id.clone()));
     // The guess is compared here, but judged by the destination's object
     // (refused while locked out; counted if wrong) before anything acts on it.
     let pepper = app.config.otp_pepper.expose();

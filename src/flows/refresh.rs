@@ -4,6 +4,7 @@
 
 use super::session::{self, TokenPair};
 use super::App;
+use crate::audit::Event;
 use crate::domain::tokens;
 use crate::http::ApiError;
 
@@ -23,7 +24,7 @@ pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, ApiError> 
     let expires_at = app.now_ms + settings.refresh_lifetime_seconds as i64 * 1000;
 
     if let Some(s) = app.db.rotate_refresh(&old_hash, &new_hash, app.now_ms, expires_at).await.map_err(db_down)? {
-        crate::log::info("token_refreshed", serde_json::json!({ "session_id": s.id }));
+        app.audit(Event::new("token_refreshed", "ok").session(&s.id).user(Some(&s.user_id)));
         return Ok(session::pair(app, &s.user_id, &s.id, successor, app.now_ms));
     }
 
@@ -36,9 +37,10 @@ pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, ApiError> 
     let within_grace = app.now_ms - retired.retired_at <= settings.refresh_reuse_grace_seconds as i64 * 1000;
     if within_grace && retired.current_hash == new_hash {
         // The same pair the first of the two racing requests received.
+        app.audit(Event::new("token_refreshed", "grace_reuse").session(&retired.session_id).user(Some(&retired.user_id)));
         return Ok(session::pair(app, &retired.user_id, &retired.session_id, successor, retired.retired_at));
     }
     app.db.revoke_session(&retired.session_id, None, "refresh_token_reuse", app.now_ms).await.map_err(db_down)?;
-    crate::log::emit("warn", "refresh_reuse_detected", serde_json::json!({ "session_id": retired.session_id }));
+    app.audit(Event::new("refresh_reuse_detected", "session_revoked").session(&retired.session_id).user(Some(&retired.user_id)));
     Err(unauthorized("REFRESH_TOKEN_REUSED", "Refresh token was already used; the session has been revoked"))
 }

@@ -27,6 +27,7 @@ pub async fn register(app: &App, input: RegisterInput) -> Result<LoggedIn, ApiEr
             return Err(ApiError::new(409, "ACCOUNT_EXISTS", "An account with this email/phone already exists"))
         }
     };
-    crate::log::info("user_registered", serde_json::json!({ "user_id": user.id }));
-    Ok(session.logged_in(app, &user))
+    let logged_in = session.logged_in(app, &user);
+    app.audit(super::session::created(&logged_in));
+    Ok(logged_in)
 }

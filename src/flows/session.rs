@@ -5,6 +5,12 @@ use serde::Serialize;
 
 use super::otp_verify::UserView;
 use super::App;
+use crate::audit::Event;
+
+/// The audit event of a login answer.
+pub fn created(logged_in: &LoggedIn) -> Event {
+    Event::new("session_created", "ok").session(&logged_in.session_id).user(Some(&logged_in.user.id))
+}
 use crate::domain::crypto::new_uuid;
 use crate::domain::tokens::{self, Keys};
 use crate::http::input::DeviceInput;
@@ -92,7 +98,6 @@ impl<'a> Opening<'a> {
 
     /// The login answer, once the session is stored.
     pub fn logged_in(self, app: &App, user: &UserRow) -> LoggedIn {
-        crate::log::info("session_created", serde_json::json!({ "session_id": self.id, "user_id": user.id }));
         let p = pair(app, &user.id, &self.id, self.refresh, app.now_ms);
         LoggedIn { access: p.access, refresh: p.refresh, session_id: p.session_id, expires_in: p.expires_in, user: UserView::from(user) }
     }

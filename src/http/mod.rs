@@ -1,6 +1,7 @@
 //! The HTTP surface: every route the Worker answers, in one table, and the
 //! mapping of results and errors to JSON responses.
 
+pub mod cors;
 pub mod error;
 pub mod input;
 
@@ -9,13 +10,25 @@ use worker::{Context, Date, Env, Headers, Method, Request, Response};
 
 pub use error::ApiError;
 
+use crate::audit::{self, Trail};
+use crate::domain::crypto::new_uuid;
 use crate::flows::{self, App, Client, MAX_USER_AGENT};
 use crate::platform::{db::Db, env};
+
+/// The OpenAPI 3.1 description of this API (kept in the repository, served
+/// at /openapi.json, and checked against every black-box test response).
+pub const OPENAPI: &str = include_str!("openapi.json");
+/// The demo login page: static, dependency-free, using only the public API.
+const DEMO_HTML: &str = include_str!("assets/demo.html");
+const DEMO_JS: &str = include_str!("assets/demo.js");
 
 /// Routes, matched on the path without its trailing slash, so `/x` and `/x/`
 /// are the same endpoint (clients of the reference use the slash).
 enum Route {
     Healthz,
+    OpenApi,
+    DemoPage,
+    DemoScript,
     Jwks,
     OtpRequest,
     OtpVerify,
@@ -27,9 +40,13 @@ enum Route {
     Logout,
 }
 
-fn resolve(method: &Method, path: &str) -> Result<Route, ApiError> {
+/// The route of a path and the methods it accepts.
+fn route_of(path: &str) -> Result<(Route, &'static str), ApiError> {
     let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
-    let (route, allow) = match path {
+    Ok(match path {
+        "/" => (Route::DemoPage, "GET"),
+        "/demo.js" => (Route::DemoScript, "GET"),
+        "/openapi.json" => (Route::OpenApi, "GET"),
         "/healthz" => (Route::Healthz, "GET"),
         "/.well-known/jwks.json" => (Route::Jwks, "GET"),
         "/api/auth/otp/request" => (Route::OtpRequest, "POST"),
@@ -43,59 +60,123 @@ fn resolve(method: &Method, path: &str) -> Result<Route, ApiError> {
             Some(id) if !id.contains('/') => (Route::Session(id.to_string()), "DELETE"),
             _ => return Err(ApiError::not_found()),
         },
-    };
-    let allowed = allow.split(", ").any(|m| m == method.as_ref() || (m == "GET" && *method == Method::Head));
-    if allowed {
+    })
+}
+
+fn resolve(method: &Method, path: &str) -> Result<Route, ApiError> {
+    let (route, allow) = route_of(path)?;
+    if allow.split(", ").any(|m| m == method.as_ref() || (m == "GET" && *method == Method::Head)) {
         Ok(route)
     } else {
         Err(ApiError::method_not_allowed(allow))
     }
 }
 
-/// Entry point for every request: never lets an error escape as a non-JSON
-/// answer.
-pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
-    let result = match resolve(&req.method(), &req.path()) {
-        Ok(route) => dispatch(route, req, env, ctx).await,
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok(resp) => resp,
-        Err(e) => error_response(&e),
-    }
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
 }
 
-async fn dispatch(route: Route, mut req: Request, env: Env, ctx: Context) -> Result<Response, ApiError> {
-    if let Route::Healthz = route {
-        let health = flows::health::check(&env).await;
-        return json(if health.is_up() { 200 } else { 503 }, &health);
+/// Entry point for every request: never lets an error escape as a non-JSON
+/// answer. Adds CORS headers for allowed origins and an `x-request-id`.
+pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
+    let origin = header(&req, "origin");
+    let request_id = header(&req, "cf-ray").unwrap_or_else(|| new_uuid().simple().to_string());
+    let allowed_origins = env::config(&env).map(|c| c.allowed_origins.clone()).unwrap_or_default();
+    let preflight = req.method() == Method::Options;
+    let result = if preflight {
+        // A CORS preflight (or a plain OPTIONS): what the path accepts.
+        route_of(&req.path()).and_then(|(_, allow)| {
+            let mut resp = Response::empty().map_err(ApiError::internal)?.with_status(204);
+            let _ = resp.headers_mut().set("allow", &format!("{allow}, OPTIONS"));
+            Ok(resp)
+        })
+    } else {
+        match resolve(&req.method(), &req.path()) {
+            Ok(Route::Healthz) => {
+                let health = flows::health::check(&env).await;
+                json(if health.is_up() { 200 } else { 503 }, &health)
+            }
+            Ok(route) => match app(&req, env, ctx, &request_id) {
+                Ok(app) => {
+                    let result = dispatch(route, req, &app).await;
+                    store_trail(&app);
+                    result
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    };
+    let mut resp = result.unwrap_or_else(|e| error_response(&e));
+    let headers = resp.headers_mut();
+    for (name, value) in cors::headers(&allowed_origins, origin.as_deref(), preflight) {
+        let _ = headers.set(name, &value);
     }
-    let app = app(&req, env, ctx)?;
-    let authorization = req.headers().get("authorization").ok().flatten();
-    let authenticate = || flows::account::authenticate(&app, authorization.as_deref());
+    // Answers differ by Origin, so caches must keep them apart.
+    let _ = headers.append("vary", "Origin");
+    let _ = headers.set("x-request-id", &request_id);
+    resp
+}
+
+/// Writes the request's audit events to D1 after the response.
+fn store_trail(app: &App) {
+    let events = app.trail.take();
+    if events.is_empty() {
+        return;
+    }
+    let env = app.env.clone();
+    app.ctx.wait_until(async move {
+        let stored = match Db::from_env(&env) {
+            Ok(db) => db.store_audit(&events).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            crate::log::error("audit_store_failed", &e.to_string());
+        }
+    });
+}
+
+async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response, ApiError> {
+    let authorization = header(&req, "authorization");
+    let authenticate = || flows::account::authenticate(app, authorization.as_deref());
     match route {
-        Route::Healthz => unreachable!("answered above"),
+        Route::Healthz => unreachable!("answered without an App"),
+        Route::OpenApi => static_text(OPENAPI, "application/json; charset=utf-8", "public, max-age=300"),
+        Route::DemoPage | Route::DemoScript if !app.config.demo_page => Err(ApiError::not_found()),
+        Route::DemoPage => {
+            let mut resp = static_text(DEMO_HTML, "text/html; charset=utf-8", "no-cache")?;
+            let h = resp.headers_mut();
+            let _ = h.set(
+                "content-security-policy",
+                "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; \
+                 img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            );
+            let _ = h.set("x-frame-options", "DENY");
+            let _ = h.set("referrer-policy", "no-referrer");
+            Ok(resp)
+        }
+        Route::DemoScript => static_text(DEMO_JS, "text/javascript; charset=utf-8", "no-cache"),
         Route::Jwks => {
-            let mut resp = json(200, &flows::session::keys(&app).jwks())?;
+            let mut resp = json(200, &flows::session::keys(app).jwks())?;
             // Public keys: verifiers may cache them (and must refetch on an unknown kid).
             let _ = resp.headers_mut().set("cache-control", "public, max-age=300");
             Ok(resp)
         }
         Route::OtpRequest => {
             let input = input::otp_request(&body(&mut req).await?)?;
-            json(200, &flows::otp_request::request_otp(&app, input).await?)
+            json(200, &flows::otp_request::request_otp(app, input).await?)
         }
         Route::OtpVerify => {
             let input = input::otp_verify(&body(&mut req).await?, app.config.otp.length)?;
-            json(200, &flows::otp_verify::verify_otp(&app, input).await?)
+            json(200, &flows::otp_verify::verify_otp(app, input).await?)
         }
         Route::Register => {
             let input = input::register(&body(&mut req).await?)?;
-            json(201, &flows::register::register(&app, input).await?)
+            json(201, &flows::register::register(app, input).await?)
         }
         Route::Refresh => {
             let presented = input::refresh(&body(&mut req).await?)?;
-            json(200, &flows::refresh::refresh(&app, &presented).await?)
+            json(200, &flows::refresh::refresh(app, &presented).await?)
         }
         Route::Me => {
             let who = authenticate().await?;
@@ -103,36 +184,47 @@ async fn dispatch(route: Route, mut req: Request, env: Env, ctx: Context) -> Res
         }
         Route::Sessions => {
             let who = authenticate().await?;
-            json(200, &flows::account::sessions(&app, &who).await?)
+            json(200, &flows::account::sessions(app, &who).await?)
         }
         Route::Session(id) => {
             let who = authenticate().await?;
             let Some(id) = input::parse_uuid(&id) else {
                 return Err(ApiError::new(404, "SESSION_NOT_FOUND", "No such active session"));
             };
-            json(200, &flows::account::revoke(&app, &who, &id.hyphenated().to_string()).await?)
+            json(200, &flows::account::revoke(app, &who, &id.hyphenated().to_string()).await?)
         }
         Route::Logout => {
             let who = authenticate().await?;
-            json(200, &flows::account::logout(&app, &who).await?)
+            json(200, &flows::account::logout(app, &who).await?)
         }
     }
 }
 
-/// What every flow needs: the configuration, D1, the caller and the time.
-fn app(req: &Request, env: Env, ctx: Context) -> Result<App, ApiError> {
+fn static_text(body: &str, content_type: &str, cache: &str) -> Result<Response, ApiError> {
+    let mut resp = Response::ok(body).map_err(ApiError::internal)?;
+    let h = resp.headers_mut();
+    let _ = h.set("content-type", content_type);
+    let _ = h.set("cache-control", cache);
+    let _ = h.set("x-content-type-options", "nosniff");
+    Ok(resp)
+}
+
+/// What every flow needs: the configuration, D1, the caller, the time and
+/// the audit trail.
+fn app(req: &Request, env: Env, ctx: Context, request_id: &str) -> Result<App, ApiError> {
     let config = env::config(&env).map_err(|e| {
         crate::log::error("config_invalid", &e.to_string());
         ApiError::new(500, "CONFIGURATION_ERROR", format!("Service misconfigured: {e}"))
     })?;
     let db = Db::from_env(&env).map_err(|e| ApiError::unavailable("Database", e))?;
-    let header = |name: &str| req.headers().get(name).ok().flatten();
     let client = Client {
-        ip: header("cf-connecting-ip").unwrap_or_else(|| "0.0.0.0".to_string()),
-        user_agent: header("user-agent").unwrap_or_default().chars().take(MAX_USER_AGENT).collect(),
-        accept_language: header("accept-language"),
+        ip: header(req, "cf-connecting-ip").unwrap_or_else(|| "0.0.0.0".to_string()),
+        user_agent: header(req, "user-agent").unwrap_or_default().chars().take(MAX_USER_AGENT).collect(),
+        accept_language: header(req, "accept-language"),
     };
-    Ok(App { config, env, ctx, db, client, now_ms: Date::now().as_millis() as i64 })
+    let now_ms = Date::now().as_millis() as i64;
+    let trail = Trail::new(request_id.to_string(), audit::ip_hash(config.otp_pepper.expose(), &client.ip), now_ms);
+    Ok(App { config, env, ctx, db, client, now_ms, trail })
 }
 
 /// The request body, refused with 413 past the limit, whatever

@@ -219,8 +219,49 @@ impl Db {
         }))
     }
 
+    /// Stores audit events (one transaction).
+    pub async fn insert_audit(&self, events: &[crate::audit::AuditEvent]) -> worker::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let statements = events
+            .iter()
+            .map(|e| {
+                self.stmt(
+                    "INSERT INTO audit_events (at, request_id, event, outcome, latency_ms, ip_hash, destination, \
+                     user_id, session_id, otp_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    &[
+                        num(e.at_ms),
+                        text(&e.request_id),
+                        text(e.event),
+                        text(&e.outcome),
+                        num(e.latency_ms),
+                        text(&e.ip_hash),
+                        opt_text(e.destination.as_deref()),
+                        opt_text(e.user_id.as_deref()),
+                        opt_text(e.session_id.as_deref()),
+                        opt_text(e.otp_id.as_deref()),
+                    ],
+                )
+            })
+            .collect::<worker::Result<Vec<_>>>()?;
+        self.inner.batch(statements).await?;
+        Ok(())
+    }
+
+    /// `insert_audit`, tried once more after a short pause: the trail is
+    /// written after the response, where a transient failure has no client
+    /// to report to.
+    pub async fn store_audit(&self, events: &[crate::audit::AuditEvent]) -> worker::Result<()> {
+        if self.insert_audit(events).await.is_ok() {
+            return Ok(());
+        }
+        worker::Delay::from(std::time::Duration::from_millis(200)).await;
+        self.insert_audit(events).await
+    }
+
     /// The cron cleanup: OTP rows and verification tokens that expired, or
-    /// were used, more than `keep_ms` ago.
+    /// were used, more than `keep_ms` ago, and audit events past retention.
     pub async fn delete_stale(&self, now_ms: i64, keep_ms: i64) -> worker::Result<()> {
         let cutoff = num(now_ms - keep_ms);
         let otps = self.stmt(
@@ -231,7 +272,11 @@ impl Db {
             "DELETE FROM verification_tokens WHERE expires_at < ?1 OR consumed_at < ?1",
             &[cutoff],
         )?;
-        self.inner.batch(vec![otps, tokens]).await?;
+        let audit = self.stmt(
+            "DELETE FROM audit_events WHERE at < ?1",
+            &[num(now_ms - crate::audit::RETENTION_MS)],
+        )?;
+        self.inner.batch(vec![otps, tokens, audit]).await?;
         Ok(())
     }
 }

@@ -1,8 +1,10 @@
 //! Black-box tests: the real Worker under `wrangler dev`, spoken to over HTTP.
 //! One file per endpoint or flow; `helpers` starts everything.
 
+mod audit;
 mod bad_input;
 mod cleanup;
+mod cors;
 mod delivery;
 mod deploy;
 mod enumeration;

@@ -4,7 +4,7 @@ use crate::helpers::spawn_app;
 async fn unknown_paths_get_a_json_404() {
     let app = spawn_app().await;
 
-    for path in ["/", "/nope", "/api/auth/otp/", "/healthz/extra"] {
+    for path in ["/nope", "/api/auth/otp/", "/healthz/extra", "/api/auth/sessions/a/b"] {
         let resp = app.get(path).await;
         assert_eq!(resp.status(), 404, "{path}");
         assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json"));

@@ -1,0 +1,148 @@
+//! The audit trail: one structured JSON log line per auth event, also kept
+//! in D1 (`audit_events`, pruned after 30 days) so an operator can answer
+//! "what happened to this user's login" with one query. Fields are masked
+//! or hashed: never a code, a token or a secret. Pure; the D1 write is in
+//! `platform::db`.
+
+use std::cell::RefCell;
+
+use serde::Serialize;
+
+use crate::domain::crypto::{hex, hmac_sha256};
+use crate::domain::destination::Destination;
+
+/// How long audit events are kept.
+pub const RETENTION_MS: i64 = 30 * 24 * 60 * 60 * 1000;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub event: &'static str,
+    pub outcome: String,
+    pub request_id: String,
+    pub at_ms: i64,
+    /// Since the request reached the Worker.
+    pub latency_ms: i64,
+    /// HMAC of the client IP: links events of one client, reveals no address.
+    pub ip_hash: String,
+    /// Masked, as the API shows it (`u***1@example.com`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otp_id: Option<String>,
+}
+
+/// An event about to be recorded: name, outcome and what it concerns.
+#[derive(Debug, Default, Clone)]
+pub struct Event {
+    name: &'static str,
+    outcome: String,
+    destination: Option<String>,
+    user_id: Option<String>,
+    session_id: Option<String>,
+    otp_id: Option<String>,
+}
+
+impl Event {
+    pub fn new(name: &'static str, outcome: impl Into<String>) -> Event {
+        Event { name, outcome: outcome.into(), ..Event::default() }
+    }
+    pub fn destination(mut self, d: &Destination) -> Event {
+        self.destination = Some(d.masked());
+        self
+    }
+    pub fn user(mut self, id: Option<&str>) -> Event {
+        self.user_id = id.map(str::to_string);
+        self
+    }
+    pub fn session(mut self, id: &str) -> Event {
+        self.session_id = Some(id.to_string());
+        self
+    }
+    pub fn otp(mut self, id: &str) -> Event {
+        self.otp_id = Some(id.to_string());
+        self
+    }
+}
+
+/// The events of one request (or one background task), in order.
+#[derive(Debug)]
+pub struct Trail {
+    request_id: String,
+    ip_hash: String,
+    started_ms: i64,
+    events: RefCell<Vec<AuditEvent>>,
+}
+
+impl Trail {
+    pub fn new(request_id: String, ip_hash: String, started_ms: i64) -> Trail {
+        Trail { request_id, ip_hash, started_ms, events: RefCell::new(Vec::new()) }
+    }
+
+    /// Another trail for work that outlives the request (after-response
+    /// delivery), with the same request id and client.
+    pub fn follow_up(&self) -> Trail {
+        Trail::new(self.request_id.clone(), self.ip_hash.clone(), self.started_ms)
+    }
+
+    /// Records an event at `now_ms` and writes its log line.
+    pub fn record(&self, e: Event, now_ms: i64) {
+        let event = AuditEvent {
+            event: e.name,
+            outcome: e.outcome,
+            request_id: self.request_id.clone(),
+            at_ms: now_ms,
+            latency_ms: (now_ms - self.started_ms).max(0),
+            ip_hash: self.ip_hash.clone(),
+            destination: e.destination,
+            user_id: e.user_id,
+            session_id: e.session_id,
+            otp_id: e.otp_id,
+        };
+        let level = if event.outcome == "ok" { "info" } else { "warn" };
+        crate::log::emit(level, event.event, serde_json::to_value(&event).unwrap_or_default());
+        self.events.borrow_mut().push(event);
+    }
+
+    /// The events recorded so far, for storage.
+    pub fn take(&self) -> Vec<AuditEvent> {
+        std::mem::take(&mut *self.events.borrow_mut())
+    }
+}
+
+/// A client IP as the trail keeps it: 16 hex digits of a keyed hash.
+pub fn ip_hash(pepper: &str, ip: &str) -> String {
+    hex(&hmac_sha256(pepper.as_bytes(), &[b"audit-ip", ip.as_bytes()])[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_carry_masked_and_hashed_fields_only() {
+        let trail = Trail::new("req-1".into(), ip_hash("pepper", "203.0.113.7"), 1_000);
+        let d = Destination::parse("alice@example.com").unwrap();
+        trail.record(Event::new("otp_requested", "ok").destination(&d).otp("otp-1").user(Some("u-1")), 1_012);
+        let events = trail.take();
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!((e.event, e.outcome.as_str(), e.latency_ms), ("otp_requested", "ok", 12));
+        assert_eq!(e.destination.as_deref(), Some("a***e@example.com"));
+        let line = serde_json::to_string(e).unwrap();
+        assert!(!line.contains("alice") && !line.contains("203.0.113.7"), "{line}");
+        assert_eq!(e.ip_hash.len(), 16);
+        assert!(trail.take().is_empty());
+    }
+
+    #[test]
+    fn a_follow_up_keeps_the_request_id() {
+        let trail = Trail::new("req-9".into(), "abcd".into(), 5);
+        let later = trail.follow_up();
+        later.record(Event::new("otp_delivered", "ok"), 50);
+        assert_eq!(later.take()[0].request_id, "req-9");
+    }
+}

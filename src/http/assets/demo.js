@@ -1,0 +1,1 @@
+// The demo page script is being written.

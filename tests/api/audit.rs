@@ -1,0 +1,126 @@
+//! The audit trail: one structured log line per auth event, and the same
+//! events in D1, masked and hashed, so an operator can see what happened to
+//! a login with one query.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::{json_of, random_email, spawn_app, sql_str, wrong_code, TestApp};
+
+/// The trail is stored after the answer: poll until `want` events are there.
+async fn events_of_user(app: &TestApp, email: &str, want: usize) -> Vec<Value> {
+    // The query the README gives operators.
+    let sql = format!(
+        "SELECT datetime(a.at / 1000, 'unixepoch') AS at, a.event, a.outcome, a.destination, a.ip_hash, a.request_id, \
+         a.otp_id, a.session_id, a.latency_ms FROM audit_events a JOIN users u ON u.id = a.user_id \
+         WHERE u.email = {} ORDER BY a.id",
+        sql_str(email)
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let rows = app.d1(&sql).await;
+        if rows.len() >= want || Instant::now() > deadline {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_login_leaves_a_trail_an_operator_can_query() {
+    let app = spawn_app().await;
+    let email = random_email();
+    app.seed_user(&email, "active").await;
+    let otp = app.otp_for(&email, "login").await;
+    let (status, _) = json_of(app.verify_otp(&otp.id, &wrong_code(&otp.code)).await).await;
+    assert_eq!(status, 400);
+    let (status, body) = json_of(app.verify_otp(&otp.id, &otp.code).await).await;
+    assert_eq!(status, 200);
+    let session_id = body["session_id"].as_str().unwrap();
+
+    let rows = events_of_user(&app, &email, 5).await;
+    let names: Vec<&str> = rows.iter().map(|r| r["event"].as_str().unwrap()).collect();
+    assert_eq!(names, ["otp_requested", "otp_delivered", "otp_failed", "otp_verified", "session_created"], "{rows:?}");
+    let outcome = |name: &str| rows.iter().find(|r| r["event"] == name).unwrap()["outcome"].as_str().unwrap().to_string();
+    assert_eq!(outcome("otp_failed"), "invalid_otp");
+    assert_eq!(outcome("otp_verified"), "ok");
+    let (local, domain) = email.split_once('@').unwrap();
+    let masked = format!("{}{}{}@{domain}", &local[..1], "*".repeat(local.len() - 2), &local[local.len() - 1..]);
+    for r in &rows[..4] {
+        assert_eq!(r["destination"], masked.as_str(), "{r}");
+        assert_eq!(r["otp_id"], otp.id.as_str());
+    }
+    assert_eq!(rows[4]["session_id"], session_id);
+    for r in &rows {
+        let ip_hash = r["ip_hash"].as_str().unwrap();
+        assert!(ip_hash.len() == 16 && !ip_hash.contains(&app.client_ip), "{r}");
+        assert!(r["latency_ms"].as_i64().unwrap() >= 0);
+        let text = r.to_string();
+        assert!(!text.contains(&otp.code) && !text.contains(&email), "secret in the trail: {text}");
+    }
+}
+
+#[tokio::test]
+async fn each_event_is_one_json_log_line_without_codes_or_tokens() {
+    let app = spawn_app().await;
+    let email = random_email();
+    app.seed_user(&email, "active").await;
+    let otp = app.otp_for(&email, "login").await;
+    let (_, body) = json_of(app.verify_otp(&otp.id, &otp.code).await).await;
+    let (access, refresh) = (body["access"].as_str().unwrap(), body["refresh"].as_str().unwrap());
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines: Vec<Value> = loop {
+        let lines: Vec<Value> = app
+            .worker_log()
+            .lines()
+            .filter_map(|l| l.find('{').and_then(|i| serde_json::from_str::<Value>(&l[i..]).ok()))
+            .filter(|v| v["otp_id"] == otp.id.as_str())
+            .collect();
+        if lines.iter().any(|l| l["event"] == "otp_verified") || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let requested = lines.iter().find(|l| l["event"] == "otp_requested").expect("an otp_requested line");
+    for key in ["request_id", "destination", "ip_hash", "outcome", "latency_ms"] {
+        assert!(!requested[key].is_null(), "{key} missing: {requested}");
+    }
+    assert!(lines.iter().any(|l| l["event"] == "otp_verified"), "{lines:?}");
+    let log = app.worker_log();
+    for secret in [access, refresh, otp.code.as_str()] {
+        assert!(!log.contains(secret), "the log holds a code or token");
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_is_recorded_as_rate_limited_under_its_request_id() {
+    let app = spawn_app().await;
+    let email = random_email();
+    let mut refused_request_id = None;
+    for _ in 0..8 {
+        let resp = app.request_otp(&email, "register").await;
+        let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+        if json_of(resp).await.0 == 429 {
+            refused_request_id = Some(request_id);
+            break;
+        }
+    }
+    let request_id = refused_request_id.expect("the per-destination limit never refused");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let rows = app
+            .d1(&format!("SELECT event, outcome, destination FROM audit_events WHERE request_id = {}", sql_str(&request_id)))
+            .await;
+        if let Some(row) = rows.first() {
+            assert_eq!((row["event"].as_str(), row["outcome"].as_str()), (Some("rate_limited"), Some("otp_request")), "{rows:?}");
+            assert_eq!(rows.len(), 1, "a refused request records only the refusal: {rows:?}");
+            assert!(row["destination"].as_str().unwrap().contains("***"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no audit event for request {request_id}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
