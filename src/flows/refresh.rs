@@ -12,10 +12,6 @@ fn db_down(e: worker::Error) -> ApiError {
     ApiError::unavailable("Database", e)
 }
 
-fn unauthorized(code: &'static str, message: &str) -> ApiError {
-    ApiError::new(401, code, message)
-}
-
 pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, ApiError> {
     let settings = &app.config.tokens;
     let old_hash = tokens::refresh_token_hash(presented);
@@ -29,10 +25,10 @@ pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, ApiError> 
     }
 
     let Some(retired) = app.db.retired_refresh(&old_hash).await.map_err(db_down)? else {
-        return Err(unauthorized("REFRESH_TOKEN_INVALID", "Refresh token is invalid or expired"));
+        return Err(ApiError::unauthorized("REFRESH_TOKEN_INVALID", "Refresh token is invalid or expired"));
     };
     if retired.revoked_at.is_some() || retired.expires_at <= app.now_ms {
-        return Err(unauthorized("SESSION_REVOKED", "This session has ended; log in again"));
+        return Err(ApiError::unauthorized("SESSION_REVOKED", "This session has ended; log in again"));
     }
     let within_grace = app.now_ms - retired.retired_at <= settings.refresh_reuse_grace_seconds as i64 * 1000;
     if within_grace && retired.current_hash == new_hash {
@@ -42,5 +38,5 @@ pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, ApiError> 
     }
     app.db.revoke_session(&retired.session_id, None, "refresh_token_reuse", app.now_ms).await.map_err(db_down)?;
     app.audit(Event::new("refresh_reuse_detected", "session_revoked").session(&retired.session_id).user(Some(&retired.user_id)));
-    Err(unauthorized("REFRESH_TOKEN_REUSED", "Refresh token was already used; the session has been revoked"))
+    Err(ApiError::unauthorized("REFRESH_TOKEN_REUSED", "Refresh token was already used; the session has been revoked"))
 }

@@ -6,7 +6,7 @@ pub mod error;
 pub mod input;
 
 use serde::Serialize;
-use worker::{Context, Date, Env, Headers, Method, Request, Response};
+use worker::{Context, Date, Env, Headers, Request, Response};
 
 pub use error::ApiError;
 
@@ -63,9 +63,11 @@ fn route_of(path: &str) -> Result<(Route, &'static str), ApiError> {
     })
 }
 
-fn resolve(method: &Method, path: &str) -> Result<Route, ApiError> {
+/// `method` is the raw request method: the `worker` crate maps methods it
+/// does not know to GET, which must not reach a GET route.
+fn resolve(method: &str, path: &str) -> Result<Route, ApiError> {
     let (route, allow) = route_of(path)?;
-    if allow.split(", ").any(|m| m == method.as_ref() || (m == "GET" && *method == Method::Head)) {
+    if allow.split(", ").any(|m| m == method || (m == "GET" && method == "HEAD")) {
         Ok(route)
     } else {
         Err(ApiError::method_not_allowed(allow))
@@ -82,7 +84,8 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     let origin = header(&req, "origin");
     let request_id = header(&req, "cf-ray").unwrap_or_else(|| new_uuid().simple().to_string());
     let allowed_origins = env::config(&env).map(|c| c.allowed_origins.clone()).unwrap_or_default();
-    let preflight = req.method() == Method::Options;
+    let method = req.inner().method();
+    let preflight = method == "OPTIONS";
     let result = if preflight {
         // A CORS preflight (or a plain OPTIONS): what the path accepts.
         route_of(&req.path()).and_then(|(_, allow)| {
@@ -91,7 +94,7 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
             Ok(resp)
         })
     } else {
-        match resolve(&req.method(), &req.path()) {
+        match resolve(&method, &req.path()) {
             Ok(Route::Healthz) => {
                 let health = flows::health::check(&env).await;
                 json(if health.is_up() { 200 } else { 503 }, &health)
