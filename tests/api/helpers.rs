@@ -221,7 +221,8 @@ impl TestApp {
         self.send(self.client.post(self.url(path)).json(body)).await
     }
 
-    /// Sends a request built on `self.client`; every request to the Worker goes through here.
+    /// Sends a request built on `self.client`; every request to the Worker goes through here,
+    /// and every answer is checked against the OpenAPI document (`contract::checked`).
     /// Unless the test sets its own, each `TestApp` speaks from its own random
     /// client IP (`CF-Connecting-IP`, which Cloudflare sets in production), so
     /// tests sharing a Worker do not share the per-IP limits.
@@ -231,7 +232,10 @@ impl TestApp {
             request.headers_mut().insert("cf-connecting-ip", self.client_ip.parse().unwrap());
         }
         let _in_flight = self.worker.db_gate.read().await;
-        self.client.execute(request).await.expect("request to the Worker failed")
+        let method = request.method().clone();
+        let response = self.client.execute(request).await.expect("request to the Worker failed");
+        // Every answer must be one src/http/openapi.json allows (tests/api/contract.rs).
+        crate::contract::checked(&method, response).await
     }
 
     /// Everything the Worker printed so far (its console).
