@@ -48,3 +48,7 @@ if ! node_modules/.bin/node --version | grep -q '^v22\.'; then
     say "node_modules/.bin/node is not Node 22; remove node_modules and run again"
     exit 1
 fi
+
+# Test-only tools: schemathesis (PyPI) and Debian's Chromium.
+scripts/bootstrap-python.sh
+scripts/bootstrap-browser.sh

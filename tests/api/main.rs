@@ -3,11 +3,14 @@
 
 mod audit;
 mod bad_input;
+mod browser;
 mod cleanup;
+mod contract;
 mod cors;
 mod delivery;
 mod deploy;
 mod enumeration;
+mod fuzz;
 mod health;
 #[allow(dead_code)] // not every stage of the suite uses every helper
 mod helpers;
