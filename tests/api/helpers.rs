@@ -178,6 +178,31 @@ impl WorkerState {
         }
     }
 
+    /// Starts a Worker on this state whose wrangler config lacks the
+    /// rate-limiter Durable Object binding: the platform failing to reach
+    /// the object, as the service sees it.
+    pub async fn start_without_rate_limiter(&self, profile: Profile) -> TestApp {
+        let root = project_root();
+        let config = std::fs::read_to_string(root.join("wrangler.toml")).unwrap();
+        let abs = |p: &str| root.join(p).display().to_string();
+        let replaced = [
+            ("main = \"build/index.js\"", format!("main = {:?}", abs("build/index.js"))),
+            ("command = \"sh scripts/build.sh\"", "command = \"true\"".to_string()),
+            ("migrations_dir = \"migrations\"", format!("migrations_dir = {:?}", abs("migrations"))),
+            ("bindings = [{ name = \"RATE_LIMITER\", class_name = \"RateLimiter\" }]", "bindings = []".to_string()),
+        ]
+        .into_iter()
+        .fold(config, |text, (from, to)| {
+            assert!(text.contains(from), "wrangler.toml no longer has {from}");
+            text.replace(from, &to)
+        });
+        let dir = self.run_dir.join("no-rate-limiter");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("wrangler.toml"), replaced).unwrap();
+        let log_path = self.run_dir.join(format!("wrangler-{}-no-rate-limiter.log", self.name));
+        TestApp::of(launch_with(profile, self.state_dir.clone(), log_path, None, Some(&dir.join("wrangler.toml"))).await)
+    }
+
     /// Starts a Worker of its own on this state, with `profile`'s settings
     /// (and fresh fake providers). Stop the previous one first
     /// (`app.worker.stop()`): two Workers must not share the state.
@@ -593,6 +618,18 @@ async fn migrated_state_dir(run_dir: &Path) -> PathBuf {
 /// directory, fake providers of its own, and waits until it is healthy. With
 /// `cleanup_dir`, its supervisor removes that directory when it stops it.
 async fn launch(profile: Profile, state_dir: PathBuf, log_path: PathBuf, cleanup_dir: Option<&Path>) -> Arc<RunningWorker> {
+    launch_with(profile, state_dir, log_path, cleanup_dir, None).await
+}
+
+/// `launch`, with another wrangler config when given (then the Worker only
+/// has to answer /healthz, healthy or not, to count as started).
+async fn launch_with(
+    profile: Profile,
+    state_dir: PathBuf,
+    log_path: PathBuf,
+    cleanup_dir: Option<&Path>,
+    config: Option<&Path>,
+) -> Arc<RunningWorker> {
     let (mail, sms) = fake_providers().await;
 
     let mut vars = base_vars(&mail.uri(), &sms.uri());
@@ -610,13 +647,16 @@ async fn launch(profile: Profile, state_dir: PathBuf, log_path: PathBuf, cleanup
         .arg("--persist-to")
         .arg(&state_dir)
         .args(["--show-interactive-dev-session=false", "--test-scheduled", "--log-level", "log"]);
+    if let Some(config) = config {
+        dev.arg("--config").arg(config);
+    }
     for (k, v) in &vars {
         dev.arg("--var").arg(format!("{k}:{v}"));
     }
     let (supervisor, stdin) = supervise(dev, &log_path, cleanup_dir);
 
     let address = format!("http://127.0.0.1:{port}");
-    wait_until_up(&address, &log_path).await;
+    wait_until_up(&address, &log_path, config.is_none()).await;
     Arc::new(RunningWorker {
         address,
         profile,
@@ -662,12 +702,12 @@ read -r _ || true
     (child, stdin)
 }
 
-async fn wait_until_up(address: &str, log_path: &Path) {
+async fn wait_until_up(address: &str, log_path: &Path, healthy: bool) {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         if let Ok(resp) = client.get(format!("{address}/healthz")).send().await {
-            if resp.status().is_success() {
+            if resp.status().is_success() || (!healthy && resp.status() == 503) {
                 return;
             }
         }

@@ -10,6 +10,7 @@ mod cors;
 mod delivery;
 mod deploy;
 mod enumeration;
+mod fail_closed;
 mod fuzz;
 mod health;
 #[allow(dead_code)] // not every stage of the suite uses every helper
