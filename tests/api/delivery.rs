@@ -116,25 +116,42 @@ async fn every_purpose_has_its_own_email_subject_and_the_sms_says_the_same_every
     }
 }
 
+/// What one language's messages must say; `{code}` stands for the code.
+struct Localized {
+    lang: &'static str,
+    subject: &'static str,
+    text: &'static str,
+    /// Phrases the HTML body must carry (besides the code).
+    html: &'static [&'static str],
+    sms: &'static str,
+}
+
+fn assert_localized(sent: &Sent, want: &Localized) {
+    assert_eq!(sent.email["subject"], want.subject, "{}", want.lang);
+    assert_eq!(sent.email["text"], want.text.replace("{code}", &sent.email_code), "{}", want.lang);
+    let html = sent.email["html"].as_str().unwrap();
+    assert_html_carries(html, &sent.email_code, want.lang, want.html);
+    assert_eq!(sent.sms, want.sms.replace("{code}", &sent.sms_code), "{}", want.lang);
+    assert_fits_one_gsm7_segment(&sent.sms);
+}
+
 #[tokio::test]
 async fn a_spanish_speaker_asking_with_the_locale_field_reads_spanish_whatever_the_browser_says() {
     let app = spawn_app().await;
 
     let sent = messages_for(&app, "register", Some("es-MX"), Some("de")).await;
 
-    assert_eq!(sent.email["subject"], "Verifica tu correo para Acme");
-    assert_eq!(
-        sent.email["text"],
-        format!(
-            "Tu código de verificación de Acme es: {}\n\nEste código caduca en 10 minutos.\n\n\
-             Si no solicitaste este código, ignora este correo.\n",
-            sent.email_code
-        )
+    assert_localized(
+        &sent,
+        &Localized {
+            lang: "es",
+            subject: "Verifica tu correo para Acme",
+            text: "Tu código de verificación de Acme es: {code}\n\nEste código caduca en 10 minutos.\n\n\
+                   Si no solicitaste este código, ignora este correo.\n",
+            html: &["Tu código de verificación de Acme", "Este código caduca en 10 minutos."],
+            sms: "{code} es tu codigo de verificacion de Acme. Caduca en 5 minutos.",
+        },
     );
-    let html = sent.email["html"].as_str().unwrap();
-    assert_html_carries(html, &sent.email_code, "es", &["Tu código de verificación de Acme", "Este código caduca en 10 minutos."]);
-    assert_eq!(sent.sms, format!("{} es tu codigo de verificacion de Acme. Caduca en 5 minutos.", sent.sms_code));
-    assert_fits_one_gsm7_segment(&sent.sms);
 }
 
 #[tokio::test]
@@ -143,19 +160,17 @@ async fn a_german_browser_gets_german_messages_through_accept_language() {
 
     let sent = messages_for(&app, "verify", None, Some("de-CH, en;q=0.5")).await;
 
-    assert_eq!(sent.email["subject"], "Acme-Code zur E-Mail-Bestätigung");
-    assert_eq!(
-        sent.email["text"],
-        format!(
-            "Ihr Acme-Bestätigungscode lautet: {}\n\nDieser Code läuft in 10 Minuten ab.\n\n\
-             Wenn Sie diesen Code nicht angefordert haben, ignorieren Sie diese E-Mail.\n",
-            sent.email_code
-        )
+    assert_localized(
+        &sent,
+        &Localized {
+            lang: "de",
+            subject: "Acme-Code zur E-Mail-Bestätigung",
+            text: "Ihr Acme-Bestätigungscode lautet: {code}\n\nDieser Code läuft in 10 Minuten ab.\n\n\
+                   Wenn Sie diesen Code nicht angefordert haben, ignorieren Sie diese E-Mail.\n",
+            html: &["Ihr Acme-Bestätigungscode", "Dieser Code läuft in 10 Minuten ab."],
+            sms: "{code} ist Ihr Acme-Bestaetigungscode. Er laeuft in 5 Minuten ab.",
+        },
     );
-    let html = sent.email["html"].as_str().unwrap();
-    assert_html_carries(html, &sent.email_code, "de", &["Ihr Acme-Bestätigungscode", "Dieser Code läuft in 10 Minuten ab."]);
-    assert_eq!(sent.sms, format!("{} ist Ihr Acme-Bestaetigungscode. Er laeuft in 5 Minuten ab.", sent.sms_code));
-    assert_fits_one_gsm7_segment(&sent.sms);
 }
 
 #[tokio::test]
@@ -165,17 +180,17 @@ async fn a_browser_preferring_french_by_q_value_gets_french_messages() {
     // Italian is not offered; of the rest, French has the higher weight.
     let sent = messages_for(&app, "reset", None, Some("en;q=0.5, it, fr;q=0.8")).await;
 
-    assert_eq!(sent.email["subject"], "Code de réinitialisation du mot de passe Acme");
-    assert_eq!(
-        sent.email["text"],
-        format!(
-            "Votre code de vérification Acme est : {}\n\nCe code expire dans 10 minutes.\n\n\
-             Si vous n'avez pas demandé ce code, ignorez cet e-mail.\n",
-            sent.email_code
-        )
+    assert_localized(
+        &sent,
+        &Localized {
+            lang: "fr",
+            subject: "Code de réinitialisation du mot de passe Acme",
+            text: "Votre code de vérification Acme est : {code}\n\nCe code expire dans 10 minutes.\n\n\
+                   Si vous n'avez pas demandé ce code, ignorez cet e-mail.\n",
+            html: &["Votre code de vérification Acme", "Ce code expire dans 10 minutes."],
+            sms: "{code} est votre code de verification Acme. Il expire dans 5 minutes.",
+        },
     );
-    assert_eq!(sent.sms, format!("{} est votre code de verification Acme. Il expire dans 5 minutes.", sent.sms_code));
-    assert_fits_one_gsm7_segment(&sent.sms);
 }
 
 #[tokio::test]
