@@ -45,7 +45,13 @@ fn login_flow(keys: &Keys, settings: &TokenSettings) -> String {
     assert!(otp::code_matches(PEPPER, &otp_id, Purpose::Login, &destination, &submitted, &stored));
     let refresh = tokens::new_refresh_token();
     let refresh_hash = tokens::refresh_token_hash(&refresh);
-    let access = keys.issue_access(settings, "user", &new_uuid().hyphenated().to_string(), &tokens::access_jti(&refresh_hash), NOW);
+    let access = keys.issue_access(
+        settings,
+        "user",
+        &new_uuid().hyphenated().to_string(),
+        &tokens::access_jti(&refresh_hash),
+        NOW,
+    );
     black_box((ip, dest_object, ip2));
     access
 }
@@ -60,14 +66,26 @@ fn hot_path(c: &mut Criterion) {
 
     c.bench_function("login_flow_pure_work", |b| b.iter(|| login_flow(&keys, &settings)));
     c.bench_function("code_generate", |b| b.iter(|| OtpCode::generate(black_box(6))));
-    c.bench_function("code_hmac", |b| b.iter(|| otp::code_hash(PEPPER, black_box("id"), Purpose::Login, &destination, &code)));
-    c.bench_function("constant_time_compare", |b| b.iter(|| ct_eq(black_box(stored.as_bytes()), black_box(stored.as_bytes()))));
+    c.bench_function("code_hmac", |b| {
+        b.iter(|| otp::code_hash(PEPPER, black_box("id"), Purpose::Login, &destination, &code))
+    });
+    c.bench_function("constant_time_compare", |b| {
+        b.iter(|| ct_eq(black_box(stored.as_bytes()), black_box(stored.as_bytes())))
+    });
     c.bench_function("jwt_sign", |b| b.iter(|| keys.issue_access(&settings, "user", "session", black_box("jti"), NOW)));
-    c.bench_function("jwt_verify", |b| b.iter(|| keys.verify_access(&settings, black_box(&token), NOW + 1000).unwrap()));
-    c.bench_function("destination_parse_email", |b| b.iter(|| Destination::parse(black_box(" User.Name+tag@Example.COM "))));
+    c.bench_function("jwt_verify", |b| {
+        b.iter(|| keys.verify_access(&settings, black_box(&token), NOW + 1000).unwrap())
+    });
+    c.bench_function("destination_parse_email", |b| {
+        b.iter(|| Destination::parse(black_box(" User.Name+tag@Example.COM ")))
+    });
     c.bench_function("destination_parse_phone", |b| b.iter(|| Destination::parse(black_box("+1 (555) 010-9999"))));
-    c.bench_function("rate_limit_object_name", |b| b.iter(|| limits::destination_object(PEPPER, black_box(&destination))));
-    c.bench_function("signing_keys_from_seed", |b| b.iter(|| Keys::from_seeds(black_box(&[SigningKeySeed { kid: "k".into(), seed: [1; 32] }]))));
+    c.bench_function("rate_limit_object_name", |b| {
+        b.iter(|| limits::destination_object(PEPPER, black_box(&destination)))
+    });
+    c.bench_function("signing_keys_from_seed", |b| {
+        b.iter(|| Keys::from_seeds(black_box(&[SigningKeySeed { kid: "k".into(), seed: [1; 32] }])))
+    });
 }
 
 criterion_group!(benches, hot_path);

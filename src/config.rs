@@ -197,30 +197,19 @@ struct Settings<'a> {
 
 impl Settings<'_> {
     fn get(&self, name: &'static str) -> Option<String> {
-        (self.lookup)(name)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
+        (self.lookup)(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
     }
 
     fn required(&self, name: &'static str) -> Result<String, ConfigError> {
         self.get(name).ok_or_else(|| err(name, "is required but not set"))
     }
 
-    fn one_of<T: Copy>(
-        &self,
-        name: &'static str,
-        default: T,
-        choices: &[(&str, T)],
-    ) -> Result<T, ConfigError> {
+    fn one_of<T: Copy>(&self, name: &'static str, default: T, choices: &[(&str, T)]) -> Result<T, ConfigError> {
         let Some(value) = self.get(name) else { return Ok(default) };
-        choices
-            .iter()
-            .find(|(label, _)| label.eq_ignore_ascii_case(&value))
-            .map(|(_, v)| *v)
-            .ok_or_else(|| {
-                let labels: Vec<&str> = choices.iter().map(|(l, _)| *l).collect();
-                err(name, format!("must be one of {}", labels.join(", ")))
-            })
+        choices.iter().find(|(label, _)| label.eq_ignore_ascii_case(&value)).map(|(_, v)| *v).ok_or_else(|| {
+            let labels: Vec<&str> = choices.iter().map(|(l, _)| *l).collect();
+            err(name, format!("must be one of {}", labels.join(", ")))
+        })
     }
 
     /// A provider base URL: http(s), no trailing slash; https only in production.
@@ -244,7 +233,12 @@ impl Settings<'_> {
     }
 
     /// A whole number in `range`, or `default` when unset.
-    fn number(&self, name: &'static str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ConfigError> {
+    fn number(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64, ConfigError> {
         let Some(value) = self.get(name) else { return Ok(default) };
         value
             .parse::<u64>()
@@ -318,7 +312,10 @@ impl Config {
             let host_ok = d.len() <= 60
                 && d.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
             if !host_ok {
-                return Err(err("OTP_WEBOTP_DOMAIN", "must be a host name such as app.example.com (at most 60 characters)"));
+                return Err(err(
+                    "OTP_WEBOTP_DOMAIN",
+                    "must be a host name such as app.example.com (at most 60 characters)",
+                ));
             }
         }
         let delivery_timeout_ms = s.number("DELIVERY_TIMEOUT_MS", 5000, 100..=30_000)?;
@@ -360,9 +357,7 @@ impl Config {
 
     /// The fixed code for `destination`, if it is a test identity still valid at `now_ms`.
     pub fn test_identity(&self, destination: &Destination, now_ms: i64) -> Option<&TestIdentity> {
-        self.test_identities
-            .iter()
-            .find(|t| &t.destination == destination && now_ms < t.expires_at_ms)
+        self.test_identities.iter().find(|t| &t.destination == destination && now_ms < t.expires_at_ms)
     }
 }
 
@@ -401,11 +396,8 @@ fn parse_limits(s: &Settings) -> Result<LimitSettings, ConfigError> {
     let count = |name, default| s.number(name, default, 1..=1_000_000).map(|n| n as u32);
     let window = |name, default| s.number(name, default, 1..=30 * DAY);
     let codes = s.get("SMS_ALLOWED_COUNTRY_CODES").unwrap_or_default();
-    let sms_allowed_country_codes: Vec<String> = codes
-        .split(',')
-        .map(|c| c.trim().trim_start_matches('+').to_string())
-        .filter(|c| !c.is_empty())
-        .collect();
+    let sms_allowed_country_codes: Vec<String> =
+        codes.split(',').map(|c| c.trim().trim_start_matches('+').to_string()).filter(|c| !c.is_empty()).collect();
     if sms_allowed_country_codes
         .iter()
         .any(|c| c.len() > 3 || c.starts_with('0') || !c.bytes().all(|b| b.is_ascii_digit()))
@@ -440,7 +432,10 @@ fn parse_mail(s: &Settings) -> Result<MailConfig, ConfigError> {
     let api_base = s.base_url("MAIL_API_BASE", default_base)?;
     let from = s.get("DEFAULT_FROM_EMAIL").unwrap_or_else(|| "noreply@example.com".to_string());
     if !looks_like_sender(&from) {
-        return Err(err("DEFAULT_FROM_EMAIL", "must be an address like noreply@yourapp.com or \"App <noreply@yourapp.com>\""));
+        return Err(err(
+            "DEFAULT_FROM_EMAIL",
+            "must be an address like noreply@yourapp.com or \"App <noreply@yourapp.com>\"",
+        ));
     }
     let api_key = match provider {
         MailProvider::Log => {
@@ -458,11 +453,8 @@ fn parse_mail(s: &Settings) -> Result<MailConfig, ConfigError> {
 }
 
 fn parse_sms(s: &Settings) -> Result<SmsConfig, ConfigError> {
-    let provider = s.one_of(
-        "SMS_PROVIDER",
-        SmsProvider::Twilio,
-        &[("twilio", SmsProvider::Twilio), ("log", SmsProvider::Log)],
-    )?;
+    let provider =
+        s.one_of("SMS_PROVIDER", SmsProvider::Twilio, &[("twilio", SmsProvider::Twilio), ("log", SmsProvider::Log)])?;
     let twilio = match provider {
         SmsProvider::Log => {
             s.refuse_in_production("SMS_PROVIDER", "log")?;
@@ -484,10 +476,7 @@ fn parse_sms(s: &Settings) -> Result<SmsConfig, ConfigError> {
                     TwilioSender::PhoneNumber(number)
                 }
                 (None, None) => {
-                    return Err(err(
-                        "TWILIO_PHONE_NUMBER",
-                        "is required unless TWILIO_MESSAGING_SERVICE_SID is set",
-                    ))
+                    return Err(err("TWILIO_PHONE_NUMBER", "is required unless TWILIO_MESSAGING_SERVICE_SID is set"))
                 }
             };
             Some(TwilioConfig { api_base, account_sid, auth_token, sender })
@@ -518,20 +507,16 @@ pub fn parse_signing_keys(value: &str) -> Result<Vec<SigningKeySeed>, ConfigErro
     const NAME: &str = "JWT_SIGNING_KEYS";
     let mut keys: Vec<SigningKeySeed> = Vec::new();
     for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let (kid, seed) = entry
-            .split_once(':')
-            .ok_or_else(|| err(NAME, "each key must be kid:base64url-seed"))?;
-        let kid_ok = !kid.is_empty()
-            && kid.len() <= 64
-            && kid.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        let (kid, seed) = entry.split_once(':').ok_or_else(|| err(NAME, "each key must be kid:base64url-seed"))?;
+        let kid_ok =
+            !kid.is_empty() && kid.len() <= 64 && kid.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !kid_ok {
             return Err(err(NAME, "a key id must be 1 to 64 of A-Z a-z 0-9 - _ ."));
         }
         let bytes = Base64UrlUnpadded::decode_vec(seed.trim_end_matches('='))
             .map_err(|_| err(NAME, format!("key {kid}: seed is not base64url")))?;
-        let seed: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| err(NAME, format!("key {kid}: seed must decode to exactly 32 bytes")))?;
+        let seed: [u8; 32] =
+            bytes.try_into().map_err(|_| err(NAME, format!("key {kid}: seed must decode to exactly 32 bytes")))?;
         if keys.iter().any(|k| k.kid == kid) {
             return Err(err(NAME, format!("key id {kid} appears twice")));
         }
@@ -545,9 +530,7 @@ pub fn parse_signing_keys(value: &str) -> Result<Vec<SigningKeySeed>, ConfigErro
 
 fn is_e164(s: &str) -> bool {
     let Some(digits) = s.strip_prefix('+') else { return false };
-    (2..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
+    (2..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
 }
 
 /// `a@b.c` or `Name <a@b.c>`: enough to catch a typo in a sender setting.
@@ -558,9 +541,7 @@ fn looks_like_sender(s: &str) -> bool {
         _ => return false,
     };
     match addr.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty() && domain.contains('.') && !addr.contains(char::is_whitespace)
-        }
+        Some((local, domain)) => !local.is_empty() && domain.contains('.') && !addr.contains(char::is_whitespace),
         None => false,
     }
 }
@@ -689,10 +670,22 @@ mod tests {
         let c = parse(&dev()).unwrap();
         assert_eq!(
             c.otp,
-            OtpSettings { length: 6, ttl_phone_seconds: 300, ttl_email_seconds: 600, max_attempts: 3, verification_token_ttl_seconds: 600 }
+            OtpSettings {
+                length: 6,
+                ttl_phone_seconds: 300,
+                ttl_email_seconds: 600,
+                max_attempts: 3,
+                verification_token_ttl_seconds: 600
+            }
         );
         assert!(c.enumeration_protection);
-        for (name, bad) in [("OTP_LENGTH", "5"), ("OTP_LENGTH", "11"), ("OTP_TTL_EMAIL_SECONDS", "0"), ("OTP_MAX_ATTEMPTS", "x"), ("ENUMERATION_PROTECTION", "maybe")] {
+        for (name, bad) in [
+            ("OTP_LENGTH", "5"),
+            ("OTP_LENGTH", "11"),
+            ("OTP_TTL_EMAIL_SECONDS", "0"),
+            ("OTP_MAX_ATTEMPTS", "x"),
+            ("ENUMERATION_PROTECTION", "maybe"),
+        ] {
             let mut m = dev();
             m.insert(name, bad.into());
             assert_eq!(parse(&m).unwrap_err().setting, name, "{name}={bad}");
@@ -711,7 +704,12 @@ mod tests {
         m.insert("TEST_IDENTITIES", "Review@Acme.test:246810:2027-01-31, +1 555 000 1234:135790:2027-01-31".into());
         let c = parse(&m).unwrap();
         let review = Destination::parse("review@acme.test").unwrap();
-        let before = chrono::NaiveDate::from_ymd_opt(2027, 1, 30).unwrap().and_hms_opt(23, 59, 59).unwrap().and_utc().timestamp_millis();
+        let before = chrono::NaiveDate::from_ymd_opt(2027, 1, 30)
+            .unwrap()
+            .and_hms_opt(23, 59, 59)
+            .unwrap()
+            .and_utc()
+            .timestamp_millis();
         assert_eq!(c.test_identity(&review, before).unwrap().code.expose(), "246810");
         assert!(c.test_identity(&review, before + 1000).is_none(), "expired at 2027-01-31T00:00Z");
         let phone = Destination::parse("+15550001234").unwrap();
@@ -736,7 +734,12 @@ mod tests {
         let mut m = dev();
         m.insert("SMS_ALLOWED_COUNTRY_CODES", "+1, 44,49".into());
         assert_eq!(parse(&m).unwrap().limits.sms_allowed_country_codes, ["1", "44", "49"]);
-        for (name, bad) in [("SMS_ALLOWED_COUNTRY_CODES", "1,uk"), ("SMS_ALLOWED_COUNTRY_CODES", "0044"), ("RATE_LIMIT_PER_HOUR", "0"), ("IP_WINDOW_SECONDS", "-1")] {
+        for (name, bad) in [
+            ("SMS_ALLOWED_COUNTRY_CODES", "1,uk"),
+            ("SMS_ALLOWED_COUNTRY_CODES", "0044"),
+            ("RATE_LIMIT_PER_HOUR", "0"),
+            ("IP_WINDOW_SECONDS", "-1"),
+        ] {
             let mut m = dev();
             m.insert(name, bad.into());
             assert_eq!(parse(&m).unwrap_err().setting, name, "{name}={bad}");
@@ -745,7 +748,10 @@ mod tests {
 
     #[test]
     fn origins_are_exact_and_the_demo_page_is_development_only() {
-        assert_eq!(parse_origins(" https://a.example, http://localhost:3000 ").unwrap(), ["https://a.example", "http://localhost:3000"]);
+        assert_eq!(
+            parse_origins(" https://a.example, http://localhost:3000 ").unwrap(),
+            ["https://a.example", "http://localhost:3000"]
+        );
         assert!(parse_origins("").unwrap().is_empty());
         for bad in ["*", "https://*.example.com", "https://a.example/path", "a.example", "ftp://a"] {
             assert!(parse_origins(bad).is_err(), "{bad}");

@@ -90,9 +90,9 @@ fn valid_local(local: &str) -> bool {
     const SPECIALS: &str = "!#$%&'*+/=?^_`{|}~-";
     !local.is_empty()
         && local.len() <= MAX_LOCAL
-        && local.split('.').all(|atom| {
-            !atom.is_empty() && atom.chars().all(|c| c.is_ascii_alphanumeric() || SPECIALS.contains(c))
-        })
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(|c| c.is_ascii_alphanumeric() || SPECIALS.contains(c)))
 }
 
 fn valid_domain(domain: &str) -> bool {
@@ -114,15 +114,10 @@ impl Phone {
     /// E.164: `+`, then 2 to 15 digits, the first not 0, once spaces, dashes,
     /// dots and parentheses are removed. Only ASCII digits count.
     pub fn parse(input: &str) -> Result<Phone, InvalidDestination> {
-        let compact: String = input
-            .trim()
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-            .collect();
+        let compact: String = input.trim().chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
         let digits = compact.strip_prefix('+').ok_or(InvalidDestination)?;
-        let ok = (2..=15).contains(&digits.len())
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && !digits.starts_with('0');
+        let ok =
+            (2..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
         if ok {
             Ok(Phone(compact))
         } else {
@@ -218,11 +213,31 @@ mod tests {
         let long_total = format!("a@{}.com", "b".repeat(250));
         let long_label = format!("a@{}.com", "b".repeat(64));
         for bad in [
-            "", "@", "a@", "@example.com", "a@b", "a@localhost", "a..b@example.com", ".a@example.com",
-            "a.@example.com", "a@-example.com", "a@example-.com", "a@example.c", "a@example.123",
-            "a b@example.com", "a@exa mple.com", "\"a\"@example.com", "a@[127.0.0.1]", "ü@example.com",
-            "a@exämple.com", "a@@example.com", "a@b@example.com", "a@example..com",
-            &long_local, &long_total, &long_label,
+            "",
+            "@",
+            "a@",
+            "@example.com",
+            "a@b",
+            "a@localhost",
+            "a..b@example.com",
+            ".a@example.com",
+            "a.@example.com",
+            "a@-example.com",
+            "a@example-.com",
+            "a@example.c",
+            "a@example.123",
+            "a b@example.com",
+            "a@exa mple.com",
+            "\"a\"@example.com",
+            "a@[127.0.0.1]",
+            "ü@example.com",
+            "a@exämple.com",
+            "a@@example.com",
+            "a@b@example.com",
+            "a@example..com",
+            &long_local,
+            &long_total,
+            &long_label,
         ] {
             assert_eq!(Email::parse(bad), Err(InvalidDestination), "{bad:?}");
         }
@@ -230,7 +245,9 @@ mod tests {
 
     #[test]
     fn good_emails_are_accepted() {
-        for good in ["a@b.co", "first.last@sub.example.org", "x_y-z!#$%&'*+/=?^`{|}~@example.io", "u@xn--bcher-kva.example"] {
+        for good in
+            ["a@b.co", "first.last@sub.example.org", "x_y-z!#$%&'*+/=?^`{|}~@example.io", "u@xn--bcher-kva.example"]
+        {
             assert!(Email::parse(good).is_ok(), "{good}");
         }
         let max_local = format!("{}@example.com", "a".repeat(64));
@@ -243,8 +260,18 @@ mod tests {
             assert!(Phone::parse(good).is_ok(), "{good}");
         }
         for bad in [
-            "+", "+1", "+0123456", "1234567", "001234567", "+1234567890123456", "+12a456", "+١٢٣٤٥٦٧",
-            "+12_345", "++1234", "+1 234 +5", "tel:+1234567",
+            "+",
+            "+1",
+            "+0123456",
+            "1234567",
+            "001234567",
+            "+1234567890123456",
+            "+12a456",
+            "+١٢٣٤٥٦٧",
+            "+12_345",
+            "++1234",
+            "+1 234 +5",
+            "tel:+1234567",
         ] {
             assert_eq!(Phone::parse(bad), Err(InvalidDestination), "{bad:?}");
         }

@@ -130,7 +130,7 @@ impl Texts {
 
     /// "5 minutes", "1 minute", "90 seconds": the code's real lifetime.
     pub fn lifetime(&self, seconds: u64) -> String {
-        if seconds % 60 == 0 {
+        if seconds.is_multiple_of(60) {
             let m = seconds / 60;
             format!("{m} {}", if m == 1 { self.minute } else { self.minutes })
         } else {
@@ -234,8 +234,16 @@ mod tests {
             assert!(t.code_is.contains("{code}") && t.code_is.contains("{app}"), "{}", t.lang);
             assert!(t.expires.contains("{life}"), "{}", t.lang);
             assert!(t.sms.contains("{code}") && t.sms.contains("{app}") && t.sms.contains("{life}"), "{}", t.lang);
-            assert!(t.sms_short.contains("{code}") && t.sms_short.contains("{life}") && !t.sms_short.contains("{app}"), "{}", t.lang);
-            assert!(gsm7_septets(t.sms).is_some() && gsm7_septets(t.sms_short).is_some(), "SMS text of {} leaves GSM-7", t.lang);
+            assert!(
+                t.sms_short.contains("{code}") && t.sms_short.contains("{life}") && !t.sms_short.contains("{app}"),
+                "{}",
+                t.lang
+            );
+            assert!(
+                gsm7_septets(t.sms).is_some() && gsm7_septets(t.sms_short).is_some(),
+                "SMS text of {} leaves GSM-7",
+                t.lang
+            );
         }
     }
 }

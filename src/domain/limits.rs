@@ -27,7 +27,9 @@ impl Rule {
 pub enum Decision {
     Allow,
     /// Waiting `retry_after_ms` frees a slot.
-    Refuse { retry_after_ms: i64 },
+    Refuse {
+        retry_after_ms: i64,
+    },
 }
 
 /// Decides one rule from the bucket's newest events inside the window
@@ -87,7 +89,10 @@ pub fn ip_key(ip: &str) -> String {
 /// Durable Object names: a keyed hash, so no email, phone or IP appears in
 /// object names, storage or platform logs.
 pub fn destination_object(pepper: &str, destination: &Destination) -> String {
-    format!("dest:{}", hex(&hmac_sha256(pepper.as_bytes(), &[b"rate-limit-destination", destination.as_str().as_bytes()])))
+    format!(
+        "dest:{}",
+        hex(&hmac_sha256(pepper.as_bytes(), &[b"rate-limit-destination", destination.as_str().as_bytes()]))
+    )
 }
 
 pub fn ip_object(pepper: &str, ip_key: &str) -> String {
@@ -140,7 +145,10 @@ mod tests {
         }
         let Decision::Refuse { retry_after_ms } = decide(&r, now, &newest(&log, now)) else { panic!("should refuse") };
         // One millisecond early is still refused; on time is allowed.
-        assert!(matches!(decide(&r, now + retry_after_ms - 1, &newest(&log, now + retry_after_ms - 1)), Decision::Refuse { .. }));
+        assert!(matches!(
+            decide(&r, now + retry_after_ms - 1, &newest(&log, now + retry_after_ms - 1)),
+            Decision::Refuse { .. }
+        ));
         assert_eq!(decide(&r, now + retry_after_ms, &newest(&log, now + retry_after_ms)), Decision::Allow);
     }
 
@@ -149,13 +157,15 @@ mod tests {
         let hour = hourly(5);
         let cooldown = Rule { bucket: "req".into(), window_ms: 30_000, limit: 1 };
         let now = HOUR;
-        let events = vec![now - 1_000];
+        let events = [now - 1_000];
         let d = decide_all(&[hour.clone(), cooldown.clone()], now, |rule| {
             events.iter().copied().filter(|&at| at > window_floor(rule, now)).collect()
         });
         assert_eq!(d, Decision::Refuse { retry_after_ms: 29_000 });
         let full: Vec<i64> = (1..=5).map(|i| now - i * 60_000).collect();
-        let d = decide_all(&[hour, cooldown], now, |rule| full.iter().copied().filter(|&at| at > window_floor(rule, now)).collect());
+        let d = decide_all(&[hour, cooldown], now, |rule| {
+            full.iter().copied().filter(|&at| at > window_floor(rule, now)).collect()
+        });
         assert_eq!(d, Decision::Refuse { retry_after_ms: HOUR - 300_000 });
     }
 

@@ -36,7 +36,8 @@ pub fn email(input: &MessageInput) -> EmailMessage {
     let plain = |template: &str| fill(template, app, code, &life);
     // Every value placed in HTML is escaped, the code included (digits only,
     // but the rule has no exceptions).
-    let html_of = |template: &str| fill(&escape_html(template), &escape_html(app), &escape_html(code), &escape_html(&life));
+    let html_of =
+        |template: &str| fill(&escape_html(template), &escape_html(app), &escape_html(code), &escape_html(&life));
     let text = format!("{}\n\n{}\n\n{}\n", plain(t.code_is), plain(t.expires), plain(t.ignore));
     let html = format!(
         "<!doctype html><html lang=\"{lang}\"><body>\
@@ -93,7 +94,14 @@ mod tests {
     use crate::domain::i18n::{gsm7_septets, negotiate, LOCALES};
 
     fn input<'a>(code: &'a OtpCode, app: &'a str, ttl: u64, lang: &str, webotp: Option<&'a str>) -> MessageInput<'a> {
-        MessageInput { app_name: app, purpose: Purpose::Login, code, ttl_seconds: ttl, texts: negotiate(Some(lang), None), webotp_domain: webotp }
+        MessageInput {
+            app_name: app,
+            purpose: Purpose::Login,
+            code,
+            ttl_seconds: ttl,
+            texts: negotiate(Some(lang), None),
+            webotp_domain: webotp,
+        }
     }
 
     #[test]
@@ -123,7 +131,10 @@ mod tests {
         let es = email(&input(&code, "Acme", 600, "es", None));
         assert_eq!(es.subject, "Tu código de acceso a Acme");
         assert!(es.text.contains("Este código caduca en 10 minutos."));
-        assert_eq!(sms(&input(&code, "Acme", 300, "de", None)), "123456 ist Ihr Acme-Bestaetigungscode. Er laeuft in 5 Minuten ab.");
+        assert_eq!(
+            sms(&input(&code, "Acme", 300, "de", None)),
+            "123456 ist Ihr Acme-Bestaetigungscode. Er laeuft in 5 Minuten ab."
+        );
     }
 
     #[test]
@@ -144,7 +155,14 @@ mod tests {
         for t in &LOCALES {
             for ttl in [59, 3600, 1] {
                 for purpose in Purpose::ALL {
-                    let m = MessageInput { app_name: &app, purpose, code: &code, ttl_seconds: ttl, texts: t, webotp_domain: Some(&domain) };
+                    let m = MessageInput {
+                        app_name: &app,
+                        purpose,
+                        code: &code,
+                        ttl_seconds: ttl,
+                        texts: t,
+                        webotp_domain: Some(&domain),
+                    };
                     let body = sms(&m);
                     assert!(fits_one(&body), "{}: {} septets: {body}", t.lang, gsm7_septets(&body).unwrap_or(999));
                 }

@@ -84,12 +84,25 @@ impl OtpCode {
 pub fn code_hash(pepper: &str, otp_id: &str, purpose: Purpose, destination: &Destination, code: &OtpCode) -> String {
     hex(&hmac_sha256(
         pepper.as_bytes(),
-        &[b"otp-v1", otp_id.as_bytes(), purpose.as_str().as_bytes(), destination.as_str().as_bytes(), code.0.as_bytes()],
+        &[
+            b"otp-v1",
+            otp_id.as_bytes(),
+            purpose.as_str().as_bytes(),
+            destination.as_str().as_bytes(),
+            code.0.as_bytes(),
+        ],
     ))
 }
 
 /// Compares a submitted code against the stored hash in constant time.
-pub fn code_matches(pepper: &str, otp_id: &str, purpose: Purpose, destination: &Destination, code: &OtpCode, stored: &str) -> bool {
+pub fn code_matches(
+    pepper: &str,
+    otp_id: &str,
+    purpose: Purpose,
+    destination: &Destination,
+    code: &OtpCode,
+    stored: &str,
+) -> bool {
     ct_eq(code_hash(pepper, otp_id, purpose, destination, code).as_bytes(), stored.as_bytes())
 }
 
@@ -247,7 +260,13 @@ mod tests {
 
     #[test]
     fn refusals_follow_the_reference_order() {
-        let row = |v, i, exp, att| RowState { is_verified: v, invalidated: i, expires_at_ms: exp, attempts: att, max_attempts: 3 };
+        let row = |v, i, exp, att| RowState {
+            is_verified: v,
+            invalidated: i,
+            expires_at_ms: exp,
+            attempts: att,
+            max_attempts: 3,
+        };
         assert_eq!(refusal_reason(None, 0), VerifyFailure::UnknownRequest);
         assert_eq!(refusal_reason(Some(&row(true, false, 0, 3)), 10), VerifyFailure::AlreadyUsed);
         assert_eq!(refusal_reason(Some(&row(false, false, 10, 3)), 10), VerifyFailure::Expired);

@@ -83,9 +83,14 @@ pub enum Outcome {
     /// 429 or 5xx: worth one more try.
     Retry,
     /// Any other refusal; `provider_code` is Twilio's error code when given.
-    Failed { status: u16, provider_code: Option<i64> },
+    Failed {
+        status: u16,
+        provider_code: Option<i64>,
+    },
     /// Twilio says the number can never receive SMS.
-    InvalidNumber { provider_code: i64 },
+    InvalidNumber {
+        provider_code: i64,
+    },
 }
 
 /// Twilio error codes for a number that is not a valid mobile number:
@@ -126,7 +131,8 @@ mod tests {
 
     #[test]
     fn twilio_request_is_form_encoded_with_basic_auth() {
-        let r = twilio_request(&twilio(TwilioSender::PhoneNumber("+15005550006".into())), "+15551234567", "Code: 1 & 2");
+        let r =
+            twilio_request(&twilio(TwilioSender::PhoneNumber("+15005550006".into())), "+15551234567", "Code: 1 & 2");
         assert_eq!(r.url, "http://127.0.0.1:9/2010-04-01/Accounts/AC123/Messages.json");
         assert_eq!(r.body, "To=%2B15551234567&From=%2B15005550006&Body=Code%3A+1+%26+2");
         assert_eq!(r.headers[0], ("authorization", "Basic QUMxMjM6dG9r".to_string())); // AC123:tok

@@ -126,7 +126,14 @@ impl Keys {
     }
 
     /// Signs an access token. Deterministic: the same inputs give the same token.
-    pub fn issue_access(&self, settings: &TokenSettings, user_id: &str, session_id: &str, jti: &str, issued_at_ms: i64) -> String {
+    pub fn issue_access(
+        &self,
+        settings: &TokenSettings,
+        user_id: &str,
+        session_id: &str,
+        jti: &str,
+        issued_at_ms: i64,
+    ) -> String {
         let signer = &self.entries[0];
         let iat = at(issued_at_ms / 1000 * 1000);
         let mut claims = Claims::new(AccessClaims {
@@ -145,7 +152,12 @@ impl Keys {
 
     /// Checks an access token completely: EdDSA only, a known `kid`, the
     /// signature, expiry, issuer, audience and token type.
-    pub fn verify_access(&self, settings: &TokenSettings, token: &str, now_ms: i64) -> Result<AccessClaims, TokenError> {
+    pub fn verify_access(
+        &self,
+        settings: &TokenSettings,
+        token: &str,
+        now_ms: i64,
+    ) -> Result<AccessClaims, TokenError> {
         let untrusted = UntrustedToken::new(token).map_err(|_| TokenError::Malformed)?;
         if untrusted.algorithm() != "EdDSA" {
             return Err(TokenError::Algorithm);
@@ -154,9 +166,9 @@ impl Keys {
         let key = self.entries.iter().find(|k| k.kid == kid).ok_or(TokenError::UnknownKey)?;
         let token = EdDsa.validator::<AccessClaims>(&key.public).validate(&untrusted).map_err(|e| match e {
             ValidationError::AlgorithmMismatch { .. } => TokenError::Algorithm,
-            ValidationError::InvalidSignature | ValidationError::MalformedSignature(_) | ValidationError::InvalidSignatureLen { .. } => {
-                TokenError::Signature
-            }
+            ValidationError::InvalidSignature
+            | ValidationError::MalformedSignature(_)
+            | ValidationError::InvalidSignatureLen { .. } => TokenError::Signature,
             _ => TokenError::Malformed,
         })?;
         let claims = token.claims();
@@ -254,7 +266,9 @@ mod tests {
     }
 
     fn keys(names: &[(&str, u8)]) -> Keys {
-        Keys::from_seeds(&names.iter().map(|(kid, b)| SigningKeySeed { kid: kid.to_string(), seed: [*b; 32] }).collect::<Vec<_>>())
+        Keys::from_seeds(
+            &names.iter().map(|(kid, b)| SigningKeySeed { kid: kid.to_string(), seed: [*b; 32] }).collect::<Vec<_>>(),
+        )
     }
 
     const NOW: i64 = 1_800_000_000_000;
@@ -264,11 +278,16 @@ mod tests {
         let k = keys(&[("a", 1)]);
         let t = k.issue_access(&settings(), "user-1", "sess-1", "jti-1", NOW);
         let c = k.verify_access(&settings(), &t, NOW + 1000).unwrap();
-        assert_eq!((c.sub.as_str(), c.sid.as_str(), c.jti.as_str(), c.token_type.as_str()), ("user-1", "sess-1", "jti-1", "access"));
-        let header: serde_json::Value = serde_json::from_slice(&Base64UrlUnpadded::decode_vec(t.split('.').next().unwrap()).unwrap()).unwrap();
+        assert_eq!(
+            (c.sub.as_str(), c.sid.as_str(), c.jti.as_str(), c.token_type.as_str()),
+            ("user-1", "sess-1", "jti-1", "access")
+        );
+        let header: serde_json::Value =
+            serde_json::from_slice(&Base64UrlUnpadded::decode_vec(t.split('.').next().unwrap()).unwrap()).unwrap();
         assert_eq!(header["alg"], "EdDSA");
         assert_eq!(header["kid"], "a");
-        let payload: serde_json::Value = serde_json::from_slice(&Base64UrlUnpadded::decode_vec(t.split('.').nth(1).unwrap()).unwrap()).unwrap();
+        let payload: serde_json::Value =
+            serde_json::from_slice(&Base64UrlUnpadded::decode_vec(t.split('.').nth(1).unwrap()).unwrap()).unwrap();
         assert_eq!(payload["exp"].as_i64().unwrap() - payload["iat"].as_i64().unwrap(), 300);
         assert_eq!(payload["iss"], "otp-edge");
         assert_eq!(payload["aud"], "apps");
@@ -292,7 +311,12 @@ mod tests {
     }
 
     fn forge(header: &str, payload: &str, sig: &str) -> String {
-        format!("{}.{}.{}", Base64UrlUnpadded::encode_string(header.as_bytes()), Base64UrlUnpadded::encode_string(payload.as_bytes()), sig)
+        format!(
+            "{}.{}.{}",
+            Base64UrlUnpadded::encode_string(header.as_bytes()),
+            Base64UrlUnpadded::encode_string(payload.as_bytes()),
+            sig
+        )
     }
 
     #[test]
@@ -305,14 +329,31 @@ mod tests {
 
         assert_eq!(k.verify_access(&s, &good, NOW + 301_000), Err(TokenError::Expired));
         assert_eq!(k.verify_access(&s, "not a jwt", NOW), Err(TokenError::Malformed));
-        assert_eq!(k.verify_access(&s, &forge(r#"{"alg":"none","kid":"a"}"#, &payload, ""), NOW), Err(TokenError::Algorithm));
-        assert_eq!(k.verify_access(&s, &forge(r#"{"alg":"HS256","kid":"a"}"#, &payload, parts[2]), NOW), Err(TokenError::Algorithm));
-        assert_eq!(k.verify_access(&s, &forge(r#"{"alg":"EdDSA","kid":"zz"}"#, &payload, parts[2]), NOW), Err(TokenError::UnknownKey));
-        assert_eq!(k.verify_access(&s, &forge(r#"{"alg":"EdDSA"}"#, &payload, parts[2]), NOW), Err(TokenError::UnknownKey));
+        assert_eq!(
+            k.verify_access(&s, &forge(r#"{"alg":"none","kid":"a"}"#, &payload, ""), NOW),
+            Err(TokenError::Algorithm)
+        );
+        assert_eq!(
+            k.verify_access(&s, &forge(r#"{"alg":"HS256","kid":"a"}"#, &payload, parts[2]), NOW),
+            Err(TokenError::Algorithm)
+        );
+        assert_eq!(
+            k.verify_access(&s, &forge(r#"{"alg":"EdDSA","kid":"zz"}"#, &payload, parts[2]), NOW),
+            Err(TokenError::UnknownKey)
+        );
+        assert_eq!(
+            k.verify_access(&s, &forge(r#"{"alg":"EdDSA"}"#, &payload, parts[2]), NOW),
+            Err(TokenError::UnknownKey)
+        );
         let tampered = payload.replace("\"sub\":\"u\"", "\"sub\":\"admin\"");
-        assert_eq!(k.verify_access(&s, &forge(r#"{"alg":"EdDSA","kid":"a","typ":"JWT"}"#, &tampered, parts[2]), NOW), Err(TokenError::Signature));
+        assert_eq!(
+            k.verify_access(&s, &forge(r#"{"alg":"EdDSA","kid":"a","typ":"JWT"}"#, &tampered, parts[2]), NOW),
+            Err(TokenError::Signature)
+        );
 
-        for wrong in [TokenSettings { issuer: "x".into(), ..s.clone() }, TokenSettings { audience: "x".into(), ..s.clone() }] {
+        for wrong in
+            [TokenSettings { issuer: "x".into(), ..s.clone() }, TokenSettings { audience: "x".into(), ..s.clone() }]
+        {
             let t = k.issue_access(&wrong, "u", "s", "j", NOW);
             assert_eq!(k.verify_access(&s, &t, NOW), Err(TokenError::Claims));
         }

@@ -36,7 +36,9 @@ impl Limit {
 
     fn refusal(self, retry_after_ms: i64) -> ApiError {
         let (code, message) = match self {
-            Limit::IpRequests | Limit::IpVerifies => ("RATE_LIMIT", "Too many requests from this network. Please try again later."),
+            Limit::IpRequests | Limit::IpVerifies => {
+                ("RATE_LIMIT", "Too many requests from this network. Please try again later.")
+            }
             Limit::DestinationRequests => ("RATE_LIMIT", "Too many OTP requests. Please try again later."),
             Limit::VerifyFailures => ("RATE_LIMIT", "Too many failed verifications. Please try again later."),
             Limit::SmsCap => ("SMS_CAP_REACHED", "SMS sending is paused for now. Please try again later or use email."),
@@ -69,7 +71,12 @@ fn unavailable(e: worker::Error) -> ApiError {
     ApiError::unavailable("Rate limiter", e)
 }
 
-async fn hit(limiter: &Limiter, object: &str, limit: Limit, rules: Vec<Rule>) -> Result<Result<Hit, Refused>, ApiError> {
+async fn hit(
+    limiter: &Limiter,
+    object: &str,
+    limit: Limit,
+    rules: Vec<Rule>,
+) -> Result<Result<Hit, Refused>, ApiError> {
     match limiter.hit(object, rules).await.map_err(unavailable)? {
         Hit::Refused { retry_after_ms } => Ok(Err(Refused { limit, error: limit.refusal(retry_after_ms) })),
         hit => Ok(Ok(hit)),

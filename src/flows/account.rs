@@ -70,9 +70,7 @@ pub struct Sessions {
 }
 
 fn iso(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 pub async fn sessions(app: &App, who: &Principal) -> Result<Sessions, ApiError> {
@@ -82,7 +80,11 @@ pub async fn sessions(app: &App, who: &Principal) -> Result<Sessions, ApiError> 
         .map(|s| SessionView {
             current: s.id == who.session_id,
             platform: s.platform,
-            device: s.install_id.map(|install_id| DeviceView { install_id, platform: s.device_platform, app_version: s.app_version }),
+            device: s.install_id.map(|install_id| DeviceView {
+                install_id,
+                platform: s.device_platform,
+                app_version: s.app_version,
+            }),
             id: s.id,
             ip_address: s.ip_address,
             user_agent: s.user_agent,

@@ -34,15 +34,21 @@ pub async fn check(env: &Env) -> Health {
         // Names the setting, never its value.
         Err(e) => Check { ok: false, latency_ms: None, error: Some(e.to_string()) },
     };
-    let d1 = timed(async {
-        let db = Db::from_env(env)?;
-        db.ping().await
-    }, "migrations not applied")
+    let d1 = timed(
+        async {
+            let db = Db::from_env(env)?;
+            db.ping().await
+        },
+        "migrations not applied",
+    )
     .await;
-    let durable_object = timed(async {
-        let limiter = Limiter::from_env(env)?;
-        limiter.ping("healthz").await
-    }, "unexpected answer")
+    let durable_object = timed(
+        async {
+            let limiter = Limiter::from_env(env)?;
+            limiter.ping("healthz").await
+        },
+        "unexpected answer",
+    )
     .await;
     let mut health = Health { status: "ok", config, d1, durable_object };
     if !health.is_up() {
@@ -51,10 +57,7 @@ pub async fn check(env: &Env) -> Health {
     health
 }
 
-async fn timed(
-    probe: impl std::future::Future<Output = worker::Result<bool>>,
-    when_false: &str,
-) -> Check {
+async fn timed(probe: impl std::future::Future<Output = worker::Result<bool>>, when_false: &str) -> Check {
     let start = Date::now().as_millis();
     let outcome = probe.await;
     let latency_ms = Some(Date::now().as_millis().saturating_sub(start));

@@ -98,19 +98,36 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
     match send {
         Send::Nothing => {}
         Send::Now => {
-            let sent = Sending { otp_id: &otp_id, destination: &destination, user_id: linked_user.as_deref(), purpose, code: &code, ttl_seconds, texts };
+            let sent = Sending {
+                otp_id: &otp_id,
+                destination: &destination,
+                user_id: linked_user.as_deref(),
+                purpose,
+                code: &code,
+                ttl_seconds,
+                texts,
+            };
             if let Err(e) = send_code(app.config, &app.db, &app.trail, &sent, app.now_ms).await {
                 return Err(send_failed(channel, e));
             }
         }
         Send::AfterResponse => {
-            let (env, otp_id, destination, user_id) = (app.env.clone(), otp_id.clone(), destination.clone(), linked_user.clone());
+            let (env, otp_id, destination, user_id) =
+                (app.env.clone(), otp_id.clone(), destination.clone(), linked_user.clone());
             let now_ms = app.now_ms;
             let trail = app.trail.follow_up();
             app.ctx.wait_until(async move {
                 let Ok(db) = Db::from_env(&env) else { return };
                 // The outcome is on the row (invalidated on failure) and in the trail.
-                let sent = Sending { otp_id: &otp_id, destination: &destination, user_id: user_id.as_deref(), purpose, code: &code, ttl_seconds, texts };
+                let sent = Sending {
+                    otp_id: &otp_id,
+                    destination: &destination,
+                    user_id: user_id.as_deref(),
+                    purpose,
+                    code: &code,
+                    ttl_seconds,
+                    texts,
+                };
                 let _ = send_code(config, &db, &trail, &sent, now_ms).await;
                 if let Err(e) = db.store_audit(&trail.take()).await {
                     crate::log::error("audit_store_failed", &e.to_string());
@@ -139,7 +156,13 @@ struct Sending<'a> {
 }
 
 /// Delivers the code; on failure makes it unverifiable and records why.
-async fn send_code(config: &crate::config::Config, db: &Db, trail: &Trail, sent: &Sending<'_>, now_ms: i64) -> Result<(), DeliveryError> {
+async fn send_code(
+    config: &crate::config::Config,
+    db: &Db,
+    trail: &Trail,
+    sent: &Sending<'_>,
+    now_ms: i64,
+) -> Result<(), DeliveryError> {
     let Sending { otp_id, destination, user_id, purpose, code, ttl_seconds, texts } = *sent;
     let input = MessageInput {
         app_name: &config.app_name,
@@ -150,7 +173,9 @@ async fn send_code(config: &crate::config::Config, db: &Db, trail: &Trail, sent:
         webotp_domain: config.webotp_domain.as_deref(),
     };
     let result = delivery::deliver(config, destination, &input).await;
-    let event = |name: &'static str, outcome: &str| Event::new(name, outcome).destination(destination).otp(otp_id).user(user_id);
+    let event = |name: &'static str, outcome: &str| {
+        Event::new(name, outcome).destination(destination).otp(otp_id).user(user_id)
+    };
     let now = || worker::Date::now().as_millis() as i64;
     match &result {
         Ok(()) => trail.record(event("otp_delivered", "ok"), now()),
@@ -161,7 +186,11 @@ async fn send_code(config: &crate::config::Config, db: &Db, trail: &Trail, sent:
             };
             trail.record(event("otp_delivery_failed", outcome), now());
             // The provider's status and error code, never its body or our credentials.
-            crate::log::emit("warn", "otp_delivery_error", serde_json::json!({ "otp_id": otp_id, "reason": format!("{e:?}") }));
+            crate::log::emit(
+                "warn",
+                "otp_delivery_error",
+                serde_json::json!({ "otp_id": otp_id, "reason": format!("{e:?}") }),
+            );
             if let Err(db_err) = db.invalidate_otp(otp_id, now_ms).await {
                 crate::log::error("otp_invalidate_failed", &db_err.to_string());
             }
@@ -172,9 +201,9 @@ async fn send_code(config: &crate::config::Config, db: &Db, trail: &Trail, sent:
 
 fn send_failed(channel: Channel, e: DeliveryError) -> ApiError {
     match e {
-        DeliveryError::InvalidNumber { .. } => {
-            ApiError::validation("This phone number cannot receive SMS messages")
+        DeliveryError::InvalidNumber { .. } => ApiError::validation("This phone number cannot receive SMS messages"),
+        DeliveryError::Failed(_) => {
+            ApiError::new(502, "SEND_FAILED", format!("Failed to send OTP to {}", channel.as_str()))
         }
-        DeliveryError::Failed(_) => ApiError::new(502, "SEND_FAILED", format!("Failed to send OTP to {}", channel.as_str())),
     }
 }

@@ -7,9 +7,9 @@ use crate::audit::Event;
 use crate::domain::crypto::{hex, random_bytes, sha256};
 use crate::domain::destination::Destination;
 use crate::domain::otp::{self, Purpose, VerifyFailure};
+use crate::http::input::DeviceInput;
 use crate::http::input::OtpVerifyInput;
 use crate::http::ApiError;
-use crate::http::input::DeviceInput;
 use crate::platform::db::{stored_destination, LoginOutcome, UserRow};
 
 use base64ct::{Base64UrlUnpadded, Encoding};
@@ -148,7 +148,14 @@ async fn complete(
             let token = Base64UrlUnpadded::encode_string(&random_bytes::<32>());
             let ttl_ms = app.config.otp.verification_token_ttl_seconds as i64 * 1000;
             let done = db
-                .complete_verification(otp_id, purpose, destination, &verification_token_hash(&token), app.now_ms, app.now_ms + ttl_ms)
+                .complete_verification(
+                    otp_id,
+                    purpose,
+                    destination,
+                    &verification_token_hash(&token),
+                    app.now_ms,
+                    app.now_ms + ttl_ms,
+                )
                 .await
                 .map_err(db_down)?;
             if !done {

@@ -33,10 +33,16 @@ pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, ApiError> 
     let within_grace = app.now_ms - retired.retired_at <= settings.refresh_reuse_grace_seconds as i64 * 1000;
     if within_grace && retired.current_hash == new_hash {
         // The same pair the first of the two racing requests received.
-        app.audit(Event::new("token_refreshed", "grace_reuse").session(&retired.session_id).user(Some(&retired.user_id)));
+        app.audit(
+            Event::new("token_refreshed", "grace_reuse").session(&retired.session_id).user(Some(&retired.user_id)),
+        );
         return Ok(session::pair(app, &retired.user_id, &retired.session_id, successor, retired.retired_at));
     }
     app.db.revoke_session(&retired.session_id, None, "refresh_token_reuse", app.now_ms).await.map_err(db_down)?;
-    app.audit(Event::new("refresh_reuse_detected", "session_revoked").session(&retired.session_id).user(Some(&retired.user_id)));
+    app.audit(
+        Event::new("refresh_reuse_detected", "session_revoked")
+            .session(&retired.session_id)
+            .user(Some(&retired.user_id)),
+    );
     Err(ApiError::unauthorized("REFRESH_TOKEN_REUSED", "Refresh token was already used; the session has been revoked"))
 }

@@ -20,9 +20,15 @@ pub async fn register(app: &App, input: RegisterInput) -> Result<LoggedIn, ApiEr
     let user = match created {
         Ok(user) => user,
         Err(CreateUserError::InvalidToken) => {
-            return Err(ApiError::new(400, "INVALID_VERIFICATION_TOKEN", "Verification token is invalid, expired or already used"))
+            return Err(ApiError::new(
+                400,
+                "INVALID_VERIFICATION_TOKEN",
+                "Verification token is invalid, expired or already used",
+            ))
         }
-        Err(CreateUserError::UsernameTaken) => return Err(ApiError::new(409, "USERNAME_TAKEN", "This username is taken")),
+        Err(CreateUserError::UsernameTaken) => {
+            return Err(ApiError::new(409, "USERNAME_TAKEN", "This username is taken"))
+        }
         Err(CreateUserError::AccountExists) => {
             return Err(ApiError::new(409, "ACCOUNT_EXISTS", "An account with this email/phone already exists"))
         }

@@ -99,6 +99,12 @@ impl<'a> Opening<'a> {
     /// The login answer, once the session is stored.
     pub fn logged_in(self, app: &App, user: &UserRow) -> LoggedIn {
         let p = pair(app, &user.id, &self.id, self.refresh, app.now_ms);
-        LoggedIn { access: p.access, refresh: p.refresh, session_id: p.session_id, expires_in: p.expires_in, user: UserView::from(user) }
+        LoggedIn {
+            access: p.access,
+            refresh: p.refresh,
+            session_id: p.session_id,
+            expires_in: p.expires_in,
+            user: UserView::from(user),
+        }
     }
 }

@@ -41,7 +41,10 @@ impl ApiError {
     }
 
     pub fn method_not_allowed(allow: &'static str) -> Self {
-        ApiError { allow: Some(allow), ..Self::new(405, "METHOD_NOT_ALLOWED", format!("Method not allowed; use {allow}")) }
+        ApiError {
+            allow: Some(allow),
+            ..Self::new(405, "METHOD_NOT_ALLOWED", format!("Method not allowed; use {allow}"))
+        }
     }
 
     pub fn payload_too_large(limit: usize) -> Self {

@@ -66,9 +66,8 @@ pub fn otp_request(bytes: &[u8]) -> Result<OtpRequestInput, ApiError> {
     let destination = Destination::parse(destination).map_err(|e| ApiError::validation(e.to_string()))?;
     let purpose = match body.optional_str("purpose")? {
         None => Purpose::Login,
-        Some(p) => Purpose::parse(p).ok_or_else(|| {
-            ApiError::validation("purpose must be one of login, register, verify, reset")
-        })?,
+        Some(p) => Purpose::parse(p)
+            .ok_or_else(|| ApiError::validation("purpose must be one of login, register, verify, reset"))?,
     };
     let locale = body.optional_text("locale", 35)?;
     Ok(OtpRequestInput { destination, purpose, locale })
@@ -171,7 +170,8 @@ mod tests {
         let r = otp_request(br#"{"destination":"  Bob@Example.com "}"#).unwrap();
         assert_eq!(r.destination.as_str(), "bob@example.com");
         assert_eq!(r.purpose, Purpose::Login);
-        let r = otp_request(br#"{"destination":"+1 (555) 010-9999","purpose":"reset","locale":"es-MX","extra":1}"#).unwrap();
+        let r = otp_request(br#"{"destination":"+1 (555) 010-9999","purpose":"reset","locale":"es-MX","extra":1}"#)
+            .unwrap();
         assert_eq!(r.destination.as_str(), "+15550109999");
         assert_eq!(r.purpose, Purpose::Reset);
         assert_eq!(r.locale.as_deref(), Some("es-MX"));
@@ -180,11 +180,22 @@ mod tests {
     #[test]
     fn bad_request_bodies_are_validation_errors() {
         for body in [
-            &b""[..], b"not json", b"[]", b"\"x\"", b"null", b"{}", br#"{"destination":""}"#,
-            br#"{"destination":"   "}"#, br#"{"destination":42}"#, br#"{"destination":["a@b.co"]}"#,
-            br#"{"destination":"nope"}"#, br#"{"destination":"a@b.co","purpose":"admin"}"#,
-            br#"{"destination":"a@b.co","purpose":1}"#, br#"{"destination":"a@b.co","locale":5}"#,
-            b"{\"destination\":\"a@b.co\"", b"\xff\xfe",
+            &b""[..],
+            b"not json",
+            b"[]",
+            b"\"x\"",
+            b"null",
+            b"{}",
+            br#"{"destination":""}"#,
+            br#"{"destination":"   "}"#,
+            br#"{"destination":42}"#,
+            br#"{"destination":["a@b.co"]}"#,
+            br#"{"destination":"nope"}"#,
+            br#"{"destination":"a@b.co","purpose":"admin"}"#,
+            br#"{"destination":"a@b.co","purpose":1}"#,
+            br#"{"destination":"a@b.co","locale":5}"#,
+            b"{\"destination\":\"a@b.co\"",
+            b"\xff\xfe",
         ] {
             let e = otp_request(body).unwrap_err();
             assert_eq!(code_of(e), (400, "VALIDATION_ERROR"), "{}", String::from_utf8_lossy(body));
@@ -213,7 +224,11 @@ mod tests {
         let r = register(br#"{"verification_token":"tok","username":"Bob","install_id":"i1"}"#).unwrap();
         assert_eq!((r.verification_token.as_str(), r.username.as_str()), ("tok", "bob"));
         assert_eq!(r.device.install_id.as_deref(), Some("i1"));
-        for bad in [&br#"{"username":"bob"}"#[..], br#"{"verification_token":"t"}"#, br#"{"verification_token":1,"username":"bob"}"#] {
+        for bad in [
+            &br#"{"username":"bob"}"#[..],
+            br#"{"verification_token":"t"}"#,
+            br#"{"verification_token":1,"username":"bob"}"#,
+        ] {
             assert_eq!(register(bad).unwrap_err().code, "VALIDATION_ERROR");
         }
         assert_eq!(refresh(br#"{"refresh":"abc"}"#).unwrap(), "abc");
@@ -245,7 +260,7 @@ mod tests {
             r#"{"otp_id":"not-a-uuid","otp_code":"123456"}"#.to_string(),
             r#"{"otp_id":"67e5504410b1426f9247bb680e5fe0c8","otp_code":"123456"}"#.to_string(),
             format!(r#"{{"otp_id":"{id}","otp_code":123456}}"#),
-            format!(r#"{{"otp_id":1,"otp_code":"123456"}}"#),
+            r#"{"otp_id":1,"otp_code":"123456"}"#.to_string(),
             format!(r#"{{"otp_id":"{id}","otp_code":"12345"}}"#),
             format!(r#"{{"otp_id":"{id}","otp_code":"1234567"}}"#),
             format!(r#"{{"otp_id":"{id}","otp_code":"١٢٣٤٥٦"}}"#),

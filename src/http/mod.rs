@@ -83,7 +83,7 @@ fn header(req: &Request, name: &str) -> Option<String> {
 pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     let origin = header(&req, "origin");
     let request_id = header(&req, "cf-ray").unwrap_or_else(|| new_uuid().simple().to_string());
-    let allowed_origins = env::config(&env).map(|c| c.allowed_origins.clone()).unwrap_or_default();
+    let allowed_origins: &[String] = env::config(&env).map(|c| c.allowed_origins.as_slice()).unwrap_or_default();
     let method = req.inner().method();
     let preflight = method == "OPTIONS";
     let result = if preflight {
@@ -112,7 +112,7 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     };
     let mut resp = result.unwrap_or_else(|e| error_response(&e));
     let headers = resp.headers_mut();
-    for (name, value) in cors::headers(&allowed_origins, origin.as_deref(), preflight) {
+    for (name, value) in cors::headers(allowed_origins, origin.as_deref(), preflight) {
         let _ = headers.set(name, &value);
     }
     // Answers differ by Origin, so caches must keep them apart.

@@ -266,16 +266,11 @@ impl Db {
         let cutoff = num(now_ms - keep_ms);
         let otps = self.stmt(
             "DELETE FROM otp_requests WHERE expires_at < ?1 OR verified_at < ?1 OR invalidated_at < ?1",
-            &[cutoff.clone()],
+            std::slice::from_ref(&cutoff),
         )?;
-        let tokens = self.stmt(
-            "DELETE FROM verification_tokens WHERE expires_at < ?1 OR consumed_at < ?1",
-            &[cutoff],
-        )?;
-        let audit = self.stmt(
-            "DELETE FROM audit_events WHERE at < ?1",
-            &[num(now_ms - crate::audit::RETENTION_MS)],
-        )?;
+        let tokens =
+            self.stmt("DELETE FROM verification_tokens WHERE expires_at < ?1 OR consumed_at < ?1", &[cutoff])?;
+        let audit = self.stmt("DELETE FROM audit_events WHERE at < ?1", &[num(now_ms - crate::audit::RETENTION_MS)])?;
         self.inner.batch(vec![otps, tokens, audit]).await?;
         Ok(())
     }
@@ -376,7 +371,13 @@ impl Db {
 
     /// Exchanges a live session's current refresh token for its successor,
     /// retiring the old one, atomically. `None`: not a current token.
-    pub async fn rotate_refresh(&self, old_hash: &str, new_hash: &str, now_ms: i64, expires_at_ms: i64) -> worker::Result<Option<SessionRef>> {
+    pub async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> worker::Result<Option<SessionRef>> {
         let live = "refresh_token_hash = ?1 AND revoked_at IS NULL AND expires_at > ?2";
         let retire = self.stmt(
             &format!("INSERT INTO retired_refresh_tokens (token_hash, session_id, retired_at) SELECT ?1, id, ?2 FROM sessions WHERE {live}"),
@@ -406,7 +407,13 @@ impl Db {
 
     /// Revokes a session; with `user_id`, only one of that user's. Returns
     /// whether a live session was revoked.
-    pub async fn revoke_session(&self, id: &str, user_id: Option<&str>, reason: &str, now_ms: i64) -> worker::Result<bool> {
+    pub async fn revoke_session(
+        &self,
+        id: &str,
+        user_id: Option<&str>,
+        reason: &str,
+        now_ms: i64,
+    ) -> worker::Result<bool> {
         let rows: Vec<SessionRef> = self
             .stmt(
                 "UPDATE sessions SET revoked_at = ?3, revoked_reason = ?4 \
@@ -489,7 +496,10 @@ fn verified_by(otp_id: &str, by: &str) -> impl Fn(usize) -> (String, Vec<JsValue
     let (otp_id, by) = (otp_id.to_string(), by.to_string());
     move |n| {
         (
-            format!("EXISTS (SELECT 1 FROM otp_requests WHERE id = ?{n} AND verified_by = ?{} AND is_verified = 1)", n + 1),
+            format!(
+                "EXISTS (SELECT 1 FROM otp_requests WHERE id = ?{n} AND verified_by = ?{} AND is_verified = 1)",
+                n + 1
+            ),
             vec![text(&otp_id), text(&by)],
         )
     }
@@ -515,7 +525,12 @@ impl Db {
     /// code used, marks the destination verified on the account, upserts the
     /// device and opens the session. Everything after the first statement
     /// happens only if that statement changed the row (`verified_by`).
-    pub async fn complete_login(&self, otp_id: &str, destination: &Destination, session: &NewSession<'_>) -> worker::Result<LoginOutcome> {
+    pub async fn complete_login(
+        &self,
+        otp_id: &str,
+        destination: &Destination,
+        session: &NewSession<'_>,
+    ) -> worker::Result<LoginOutcome> {
         let column = verified_column(destination);
         let condition = verified_by(otp_id, session.id);
         let (marker, marker_args) = condition(3);
@@ -599,7 +614,12 @@ impl Db {
     /// and opens the user's first session, in one transaction: a taken
     /// username or destination rolls back all of it, so the token can be
     /// used again with another username.
-    pub async fn create_user(&self, token_hash: &str, username: &str, session: &NewSession<'_>) -> worker::Result<Result<UserRow, CreateUserError>> {
+    pub async fn create_user(
+        &self,
+        token_hash: &str,
+        username: &str,
+        session: &NewSession<'_>,
+    ) -> worker::Result<Result<UserRow, CreateUserError>> {
         let now_ms = session.now_ms;
         let consume = self.stmt(
             "UPDATE verification_tokens SET consumed_at = ?2 \

@@ -24,7 +24,11 @@ pub enum DeliveryError {
 
 /// Builds the message for `destination` and sends it through the configured
 /// provider of its channel.
-pub async fn deliver(config: &Config, destination: &Destination, input: &MessageInput<'_>) -> Result<(), DeliveryError> {
+pub async fn deliver(
+    config: &Config,
+    destination: &Destination,
+    input: &MessageInput<'_>,
+) -> Result<(), DeliveryError> {
     let request = match destination.channel() {
         Channel::Email => {
             let email = message::email(input);
@@ -69,7 +73,9 @@ async fn send_with_retry(request: &ProviderRequest, timeout: Duration) -> Result
                 Outcome::Sent => return Ok(()),
                 Outcome::InvalidNumber { provider_code } => return Err(DeliveryError::InvalidNumber { provider_code }),
                 Outcome::Failed { status, provider_code } => {
-                    return Err(DeliveryError::Failed(format!("provider refused: HTTP {status}, code {provider_code:?}")))
+                    return Err(DeliveryError::Failed(format!(
+                        "provider refused: HTTP {status}, code {provider_code:?}"
+                    )))
                 }
                 Outcome::Retry => last = format!("provider answered HTTP {status}"),
             },

@@ -22,13 +22,20 @@ pub const BINDING: &str = "RATE_LIMITER";
 enum Command {
     Ping,
     /// Take a slot under every rule, or none.
-    Hit { rules: Vec<Rule> },
+    Hit {
+        rules: Vec<Rule>,
+    },
     /// A verification guess: refused if `rule`'s window is full; otherwise
     /// allowed, and recorded as an event only if it `failed`. One call, so
     /// parallel guesses are judged one at a time.
-    Guess { rule: Rule, failed: bool },
+    Guess {
+        rule: Rule,
+        failed: bool,
+    },
     /// Give back slots taken by an earlier hit (its work did not count).
-    Release { ids: Vec<i64> },
+    Release {
+        ids: Vec<i64>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -107,7 +114,11 @@ impl RateLimiter {
         let decision = limits::decide_all(rules, now_ms, |rule| {
             let rows = sql.exec(
                 "SELECT at FROM events WHERE bucket = ? AND at > ? ORDER BY at DESC LIMIT ?",
-                vec![rule.bucket.as_str().into(), limits::window_floor(rule, now_ms).into(), (rule.limit as i64).into()],
+                vec![
+                    rule.bucket.as_str().into(),
+                    limits::window_floor(rule, now_ms).into(),
+                    (rule.limit as i64).into(),
+                ],
             );
             match rows.and_then(|c| c.to_array::<At>()) {
                 Ok(rows) => rows.into_iter().map(|r| r.at).collect(),
@@ -172,7 +183,8 @@ impl DurableObject for RateLimiter {
         let answer = match command {
             Command::Ping => {
                 // A real read of this object's SQLite storage.
-                let one: Vec<serde_json::Value> = self.sql()?.exec("SELECT COUNT(*) AS n FROM events", None)?.to_array()?;
+                let one: Vec<serde_json::Value> =
+                    self.sql()?.exec("SELECT COUNT(*) AS n FROM events", None)?.to_array()?;
                 Answer { allowed: one.len() == 1, retry_after_ms: 0, ids: Vec::new() }
             }
             Command::Hit { rules } => {
@@ -221,8 +233,13 @@ impl DurableObject for RateLimiter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hit {
     /// Slots taken; `ids` can give them back.
-    Allowed { object: String, ids: Vec<i64> },
-    Refused { retry_after_ms: i64 },
+    Allowed {
+        object: String,
+        ids: Vec<i64>,
+    },
+    Refused {
+        retry_after_ms: i64,
+    },
 }
 
 /// Calls into rate-limiter objects by name.

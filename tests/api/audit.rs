@@ -47,7 +47,8 @@ async fn a_login_leaves_a_trail_an_operator_can_query() {
     without_delivery.retain(|n| *n != "otp_delivered");
     assert_eq!(without_delivery, ["otp_requested", "otp_failed", "otp_verified", "session_created"], "{rows:?}");
     assert_eq!(names.iter().filter(|n| **n == "otp_delivered").count(), 1, "{rows:?}");
-    let outcome = |name: &str| rows.iter().find(|r| r["event"] == name).unwrap()["outcome"].as_str().unwrap().to_string();
+    let outcome =
+        |name: &str| rows.iter().find(|r| r["event"] == name).unwrap()["outcome"].as_str().unwrap().to_string();
     assert_eq!(outcome("otp_failed"), "invalid_otp");
     assert_eq!(outcome("otp_verified"), "ok");
     let (local, domain) = email.split_once('@').unwrap();
@@ -118,10 +119,17 @@ async fn a_refusal_is_recorded_as_rate_limited_under_its_request_id() {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let rows = app
-            .d1(&format!("SELECT event, outcome, destination FROM audit_events WHERE request_id = {}", sql_str(&request_id)))
+            .d1(&format!(
+                "SELECT event, outcome, destination FROM audit_events WHERE request_id = {}",
+                sql_str(&request_id)
+            ))
             .await;
         if let Some(row) = rows.first() {
-            assert_eq!((row["event"].as_str(), row["outcome"].as_str()), (Some("rate_limited"), Some("otp_request")), "{rows:?}");
+            assert_eq!(
+                (row["event"].as_str(), row["outcome"].as_str()),
+                (Some("rate_limited"), Some("otp_request")),
+                "{rows:?}"
+            );
             assert_eq!(rows.len(), 1, "a refused request records only the refusal: {rows:?}");
             assert!(row["destination"].as_str().unwrap().contains("***"));
             break;

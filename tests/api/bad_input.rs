@@ -3,9 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    assert_error, assert_invalid_otp, json_of, random_email, spawn_app, wrong_code, TestApp,
-};
+use crate::helpers::{assert_error, assert_invalid_otp, json_of, random_email, spawn_app, wrong_code, TestApp};
 
 const REQUEST: &str = "/api/auth/otp/request/";
 const VERIFY: &str = "/api/auth/otp/verify/";
@@ -127,7 +125,8 @@ async fn a_malformed_verification_is_refused_without_spending_an_attempt() {
         json!({ "otp_id": id, "otp_code": code_as_number }),
         json!({ "otp_id": id, "otp_code": null }),
     ];
-    for bad_code in ["", "12345", "1234567", "١٢٣٤٥٦", "１２３４５６", "12345a", "abcdef", "123 456", "+12345"] {
+    for bad_code in ["", "12345", "1234567", "١٢٣٤٥٦", "１２３４５６", "12345a", "abcdef", "123 456", "+12345"]
+    {
         bodies.push(json!({ "otp_id": id, "otp_code": bad_code }));
     }
     for body in &bodies {

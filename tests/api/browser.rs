@@ -132,8 +132,18 @@ async fn the_demo_page_is_static_under_a_strict_policy() {
         assert!(!lower.contains(banned), "demo.html contains {banned:?}");
     }
     for banned in [
-        "innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "localStorage", "sessionStorage",
-        "indexedDB", "document.cookie", "eval(", "new Function", "http://", "https://",
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "localStorage",
+        "sessionStorage",
+        "indexedDB",
+        "document.cookie",
+        "eval(",
+        "new Function",
+        "http://",
+        "https://",
     ] {
         assert!(!js.contains(banned), "demo.js contains {banned:?}");
     }

@@ -167,11 +167,8 @@ impl Contract {
     /// Violations of `instance` against the schema at `reference`.
     fn validate(&self, reference: &str, instance: &Value) -> Result<(), String> {
         let validator = self.validator(reference);
-        let errors: Vec<String> = validator
-            .iter_errors(instance)
-            .take(5)
-            .map(|e| format!("at '{}': {e}", e.instance_path()))
-            .collect();
+        let errors: Vec<String> =
+            validator.iter_errors(instance).take(5).map(|e| format!("at '{}': {e}", e.instance_path())).collect();
         if errors.is_empty() {
             Ok(())
         } else {
@@ -254,7 +251,11 @@ fn allow_lists(headers: &HeaderMap, declared: &[String], with_options: bool) -> 
 }
 
 fn trim_slash(path: &str) -> &str {
-    if path.len() > 1 { path.trim_end_matches('/') } else { path }
+    if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    }
 }
 
 fn segments_match(template: &str, path: &str) -> bool {
@@ -362,7 +363,8 @@ fn the_document_is_valid_openapi_3_1_and_lists_every_route() {
                 assert!(codes.contains("401"), "{method} {template} is authenticated but does not declare 401");
             }
             for status in responses.keys() {
-                let (reference, response) = c.resolve(format!("#/paths/{}/{method}/responses/{status}", escape(template)));
+                let (reference, response) =
+                    c.resolve(format!("#/paths/{}/{method}/responses/{status}", escape(template)));
                 for media in response["content"].as_object().into_iter().flat_map(|m| m.keys()) {
                     c.validator(&format!("{reference}/content/{}/schema", escape(media)));
                     schemas += 1;
@@ -458,7 +460,10 @@ fn the_check_catches_what_the_document_does_not_allow() {
     let error = |code: &str| format!(r#"{{"code":"{code}","message":"m"}}"#).into_bytes();
     violation(check(&Method::POST, "/api/auth/otp/verify/", 400, &h, &error("RATE_LIMIT")), "code");
     check(&Method::POST, "/api/auth/otp/verify/", 400, &h, &error("INVALID_OTP")).unwrap();
-    violation(check(&Method::POST, "/api/auth/otp/verify", 400, &h, br#"{"code":"INVALID_OTP","message":"m","x":1}"#), "x");
+    violation(
+        check(&Method::POST, "/api/auth/otp/verify", 400, &h, br#"{"code":"INVALID_OTP","message":"m","x":1}"#),
+        "x",
+    );
     // 429 needs Retry-After (an integer) and retry_after.
     let limited = br#"{"code":"RATE_LIMIT","message":"m","retry_after":30}"#;
     violation(check(&Method::POST, "/api/auth/otp/verify/", 429, &h, limited), "Retry-After");
@@ -468,7 +473,8 @@ fn the_check_catches_what_the_document_does_not_allow() {
     // 401 on a bearer endpoint needs WWW-Authenticate.
     let unauthenticated = br#"{"code":"NOT_AUTHENTICATED","message":"m"}"#;
     violation(check(&Method::GET, "/api/auth/me/", 401, &h, unauthenticated), "WWW-Authenticate");
-    check(&Method::GET, "/api/auth/me", 401, &json_headers(&[("www-authenticate", "Bearer")]), unauthenticated).unwrap();
+    check(&Method::GET, "/api/auth/me", 401, &json_headers(&[("www-authenticate", "Bearer")]), unauthenticated)
+        .unwrap();
     // Templated paths; unknown paths and methods follow the document-level rules.
     let revoked = br#"{"message":"Session revoked"}"#;
     check(&Method::DELETE, "/api/auth/sessions/67e55044-10b1-426f-9247-bb680e5fe0c8/", 200, &h, revoked).unwrap();

@@ -7,7 +7,8 @@ use crate::helpers::{json_of, random_email, spawn_app, spawn_app_with, Profile, 
 
 const APP_ORIGIN: &str = "https://app.example.com";
 
-const CORS: Profile = Profile { name: "cors", vars: &[("ALLOWED_ORIGINS", "https://app.example.com, http://localhost:3000")] };
+const CORS: Profile =
+    Profile { name: "cors", vars: &[("ALLOWED_ORIGINS", "https://app.example.com, http://localhost:3000")] };
 
 async fn preflight(app: &TestApp, path: &str, origin: &str) -> reqwest::Response {
     app.send(
@@ -50,7 +51,9 @@ async fn an_allowed_origin_can_read_the_answer_and_its_retry_after() {
     let app = spawn_app_with(CORS).await;
     let body = serde_json::json!({ "destination": random_email(), "purpose": "register" });
 
-    let resp = app.send(app.client.post(app.url("/api/auth/otp/request/")).header("origin", "http://localhost:3000").json(&body)).await;
+    let resp = app
+        .send(app.client.post(app.url("/api/auth/otp/request/")).header("origin", "http://localhost:3000").json(&body))
+        .await;
 
     assert_eq!(header(&resp, "access-control-allow-origin").as_deref(), Some("http://localhost:3000"));
     assert!(header(&resp, "access-control-expose-headers").unwrap().contains("retry-after"));

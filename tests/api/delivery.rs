@@ -10,8 +10,8 @@ use wiremock::matchers::{body_string_contains, method};
 use wiremock::{Mock, Request, ResponseTemplate};
 
 use crate::helpers::{
-    assert_invalid_otp, json_of, random_email, random_phone, spawn_app, spawn_app_with, sql_str,
-    Profile, TestApp, MAIL_KEY, NO_ENUMERATION_PROTECTION, TWILIO_SID, TWILIO_TOKEN,
+    assert_invalid_otp, json_of, random_email, random_phone, spawn_app, spawn_app_with, sql_str, Profile, TestApp,
+    MAIL_KEY, NO_ENUMERATION_PROTECTION, TWILIO_SID, TWILIO_TOKEN,
 };
 
 /// Postmark for mail, a Twilio Messaging Service (which wins over the
@@ -243,8 +243,9 @@ async fn an_sms_through_a_messaging_service_has_no_from_and_ends_with_the_webotp
     assert_eq!(header(&sms, "content-type"), "application/x-www-form-urlencoded");
     let text = message_text(&sms);
     let code = code_in(&text);
-    let expected_body =
-        format!("{code} is your Acme & Co <Beta> verification code. It expires in 5 minutes.\n\n@login.acme.test #{code}");
+    let expected_body = format!(
+        "{code} is your Acme & Co <Beta> verification code. It expires in 5 minutes.\n\n@login.acme.test #{code}"
+    );
     assert_eq!(
         sorted_form(&sms),
         [("Body", expected_body.as_str()), ("MessagingServiceSid", MESSAGING_SERVICE_SID), ("To", phone.as_str())]
@@ -512,7 +513,9 @@ fn addressed_to(request: &Request, destination: &str) -> bool {
 /// The text that carries the code: an email's plain text, an SMS's body.
 fn message_text(request: &Request) -> String {
     match request.body_json::<Value>() {
-        Ok(mail) => mail.get("text").or(mail.get("TextBody")).and_then(Value::as_str).expect("no text body").to_string(),
+        Ok(mail) => {
+            mail.get("text").or(mail.get("TextBody")).and_then(Value::as_str).expect("no text body").to_string()
+        }
         Err(_) => form_field(request, "Body").expect("an SMS without a Body"),
     }
 }

@@ -13,10 +13,8 @@ async fn deploy_bundle_packages() {
             .expect("could not run wrangler deploy --dry-run");
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-        let files: Vec<String> = std::fs::read_dir(&out)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let files: Vec<String> =
+            std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         std::fs::remove_dir_all(&out).ok();
         assert!(files.iter().any(|f| f.ends_with(".wasm")), "{files:?}");
         assert!(files.iter().any(|f| f == "index.js"), "{files:?}");

@@ -98,7 +98,10 @@ async fn a_decoy_code_fails_exactly_like_a_wrong_code() {
     for (guess, message) in guesses.iter().zip(expected) {
         let real = json_of(app.verify_otp(&real_id, guess).await).await;
         let decoy = json_of(app.verify_otp(&decoy_id, guess).await).await;
-        assert_eq!((real.0, real.1["code"].as_str(), real.1["message"].as_str()), (400, Some("INVALID_OTP"), Some(message)));
+        assert_eq!(
+            (real.0, real.1["code"].as_str(), real.1["message"].as_str()),
+            (400, Some("INVALID_OTP"), Some(message))
+        );
         assert_eq!(decoy, real);
     }
 }

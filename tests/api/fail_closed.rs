@@ -11,7 +11,11 @@ async fn without_its_rate_limiter_the_service_refuses_instead_of_running_unlimit
 
     let (status, health) = json_of(app.get("/healthz").await).await;
     assert_eq!(status, 503, "{health}");
-    assert_eq!((health["durable_object"]["ok"].as_bool(), health["d1"]["ok"].as_bool()), (Some(false), Some(true)), "{health}");
+    assert_eq!(
+        (health["durable_object"]["ok"].as_bool(), health["d1"]["ok"].as_bool()),
+        (Some(false), Some(true)),
+        "{health}"
+    );
 
     let email = random_email();
     let resp = app.request_otp(&email, "register").await;

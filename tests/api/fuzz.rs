@@ -42,7 +42,8 @@ async fn new_user(app: &TestApp) -> String {
     assert_eq!(status, 200, "{body}");
     let token = body["verification_token"].as_str().unwrap();
     let username = format!("fuzz_{}", random_hex(12));
-    let answer = app.post_json("/api/auth/register/", &json!({ "verification_token": token, "username": username })).await;
+    let answer =
+        app.post_json("/api/auth/register/", &json!({ "verification_token": token, "username": username })).await;
     let (status, body) = json_of(answer).await;
     assert_eq!(status, 201, "{body}");
     email
@@ -85,11 +86,7 @@ fn schemathesis(st: &Path, app: &TestApp, access: &str, filter: &[&str], work_di
 /// ("Test cases:" then "609 generated, 609 passed").
 fn test_cases(output: &str) -> u64 {
     let Some(at) = output.find("Test cases:") else { return 0 };
-    output[at + "Test cases:".len()..]
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    output[at + "Test cases:".len()..].split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
 #[tokio::test]

@@ -40,10 +40,8 @@ pub struct Profile {
 pub const DEFAULT: Profile = Profile { name: "default", vars: &[] };
 
 /// Codes live two seconds, so a test can outwait them.
-pub const SHORT_TTL: Profile = Profile {
-    name: "short-ttl",
-    vars: &[("OTP_TTL_EMAIL_SECONDS", "2"), ("OTP_TTL_PHONE_SECONDS", "2")],
-};
+pub const SHORT_TTL: Profile =
+    Profile { name: "short-ttl", vars: &[("OTP_TTL_EMAIL_SECONDS", "2"), ("OTP_TTL_PHONE_SECONDS", "2")] };
 
 /// Login requests say plainly when there is no (active) account.
 pub const NO_ENUMERATION_PROTECTION: Profile =
@@ -129,15 +127,10 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(profile: Profile) -> TestApp {
-    static WORKERS: OnceLock<Mutex<HashMap<&'static str, Arc<OnceCell<Arc<RunningWorker>>>>>> =
-        OnceLock::new();
-    let cell = WORKERS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap()
-        .entry(profile.name)
-        .or_default()
-        .clone();
+    /// One Worker per profile name, started by the first test that asks.
+    type Workers = Mutex<HashMap<&'static str, Arc<OnceCell<Arc<RunningWorker>>>>>;
+    static WORKERS: OnceLock<Workers> = OnceLock::new();
+    let cell = WORKERS.get_or_init(Default::default).lock().unwrap().entry(profile.name).or_default().clone();
     let worker = cell.get_or_init(|| start_worker(profile)).await.clone();
     TestApp::of(worker)
 }
@@ -160,8 +153,8 @@ impl WorkerState {
     pub async fn new(name: &str) -> WorkerState {
         static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let run_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("private-{name}-{}-{n}", std::process::id()));
+        let run_dir =
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("private-{name}-{}-{n}", std::process::id()));
         // Registered for removal before anything is written into it; the
         // supervised command only waits to be stopped.
         let mut idle = Command::new("sleep");
@@ -200,7 +193,9 @@ impl WorkerState {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("wrangler.toml"), replaced).unwrap();
         let log_path = self.run_dir.join(format!("wrangler-{}-no-rate-limiter.log", self.name));
-        TestApp::of(launch_with(profile, self.state_dir.clone(), log_path, None, Some(&dir.join("wrangler.toml"))).await)
+        TestApp::of(
+            launch_with(profile, self.state_dir.clone(), log_path, None, Some(&dir.join("wrangler.toml"))).await,
+        )
     }
 
     /// Starts a Worker of its own on this state, with `profile`'s settings
@@ -225,10 +220,7 @@ impl TestApp {
         TestApp {
             address: worker.address.clone(),
             worker,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
             read_messages: Default::default(),
             client_ip: random_ip(),
         }
@@ -476,7 +468,8 @@ pub fn random_uuid() -> String {
 
 pub fn is_uuid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
-    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12]) && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 pub fn now_ms() -> i64 {
@@ -581,8 +574,8 @@ async fn fake_providers() -> (MockServer, MockServer) {
 }
 
 async fn start_worker(profile: Profile) -> Arc<RunningWorker> {
-    let run_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("worker-{}-{}", profile.name, std::process::id()));
+    let run_dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("worker-{}-{}", profile.name, std::process::id()));
     let state_dir = migrated_state_dir(&run_dir).await;
     launch(profile, state_dir, run_dir.join("wrangler.log"), Some(&run_dir)).await
 }
@@ -606,18 +599,19 @@ async fn migrated_state_dir(run_dir: &Path) -> PathBuf {
     })
     .await
     .unwrap();
-    assert!(
-        migrate.status.success(),
-        "migrations failed: {}",
-        String::from_utf8_lossy(&migrate.stderr)
-    );
+    assert!(migrate.status.success(), "migrations failed: {}", String::from_utf8_lossy(&migrate.stderr));
     state_dir
 }
 
 /// Starts `wrangler dev` with `profile`'s settings on an existing state
 /// directory, fake providers of its own, and waits until it is healthy. With
 /// `cleanup_dir`, its supervisor removes that directory when it stops it.
-async fn launch(profile: Profile, state_dir: PathBuf, log_path: PathBuf, cleanup_dir: Option<&Path>) -> Arc<RunningWorker> {
+async fn launch(
+    profile: Profile,
+    state_dir: PathBuf,
+    log_path: PathBuf,
+    cleanup_dir: Option<&Path>,
+) -> Arc<RunningWorker> {
     launch_with(profile, state_dir, log_path, cleanup_dir, None).await
 }
 

@@ -50,7 +50,8 @@ async fn verify_and_reset_codes_yield_a_verification_token() {
     for (purpose, destination) in [("verify", random_email()), ("reset", random_phone())] {
         let otp = app.otp_for(&destination, purpose).await;
 
-        let body = assert_verified(app.verify_otp(&otp.id, &otp.code).await, &otp.id, "OTP verified successfully").await;
+        let body =
+            assert_verified(app.verify_otp(&otp.id, &otp.code).await, &otp.id, "OTP verified successfully").await;
         tokens.push(body["verification_token"].clone());
     }
     assert_ne!(tokens[0], tokens[1]);

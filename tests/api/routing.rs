@@ -39,7 +39,11 @@ async fn paths_work_with_and_without_the_trailing_slash() {
 async fn unknown_methods_get_a_json_405_not_the_get_answer() {
     let app = spawn_app().await;
 
-    for (method, path, allow) in [("PROPFIND", "/healthz", "GET"), ("QUERY", "/api/auth/me/", "GET"), ("PATCH", "/api/auth/otp/request/", "POST")] {
+    for (method, path, allow) in [
+        ("PROPFIND", "/healthz", "GET"),
+        ("QUERY", "/api/auth/me/", "GET"),
+        ("PATCH", "/api/auth/otp/request/", "POST"),
+    ] {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let resp = app.send(app.client.request(method.clone(), app.url(path))).await;
         assert_eq!(resp.status(), 405, "{method} {path}");

@@ -254,7 +254,8 @@ fn check_with_jwks(token: &str, keys: &[Value]) -> Result<Jwt, String> {
     }
     let kid = jwt.header["kid"].as_str().ok_or_else(|| format!("no kid: {}", jwt.header))?;
     let jwk = keys.iter().find(|k| k["kid"] == kid).ok_or_else(|| format!("kid {kid} is not in the JWKS {keys:?}"))?;
-    let x: [u8; 32] = Base64UrlUnpadded::decode_vec(jwk["x"].as_str().unwrap()).unwrap().try_into().expect("a 32-byte x");
+    let x: [u8; 32] =
+        Base64UrlUnpadded::decode_vec(jwk["x"].as_str().unwrap()).unwrap().try_into().expect("a 32-byte x");
     let key = VerifyingKey::from_bytes(&x).map_err(|e| format!("x of {kid} is not an Ed25519 key: {e}"))?;
     let signature = Signature::from_slice(&jwt.signature).map_err(|e| format!("not an Ed25519 signature: {e}"))?;
     key.verify_strict(jwt.signing_input.as_bytes(), &signature)
@@ -284,7 +285,8 @@ async fn a_new_user_registers_by_email_or_phone_and_is_signed_in() {
         let user = &body["user"];
         assert!(is_uuid(user["id"].as_str().unwrap_or("")), "{body}");
         assert_eq!(user["username"], name.to_lowercase(), "stored lower-cased: {body}");
-        let (email, phone) = if by_email { (json!(destination), Value::Null) } else { (Value::Null, json!(destination)) };
+        let (email, phone) =
+            if by_email { (json!(destination), Value::Null) } else { (Value::Null, json!(destination)) };
         assert_eq!((&user["email"], &user["phone"]), (&email, &phone), "{body}");
         assert_eq!((&user["email_verified"], &user["phone_verified"]), (&json!(by_email), &json!(!by_email)), "{body}");
         assert!(is_uuid(body["session_id"].as_str().unwrap_or("")), "{body}");
@@ -301,7 +303,8 @@ async fn a_mistyped_username_is_refused_and_the_user_corrects_it() {
     let token = register_token(&app, &random_email()).await;
 
     let too_long = format!("a{}", "b".repeat(30));
-    for bad in ["ab", too_long.as_str(), "_alice", ".alice", "-alice", "al ice", "alice!", "al@ce", "élodie", "", "   "] {
+    for bad in ["ab", too_long.as_str(), "_alice", ".alice", "-alice", "al ice", "alice!", "al@ce", "élodie", "", "   "]
+    {
         assert_error(register(&app, &token, bad).await, 400, "VALIDATION_ERROR").await;
     }
     let missing_username = json!({ "verification_token": token });
@@ -399,7 +402,9 @@ async fn signing_in_by_sms_verifies_the_phone_and_opens_a_session_on_the_device(
     assert_eq!(s["user_agent"], "Acme/3.2.1 (iPhone)", "{s}");
     let time = |field: &str| {
         let text = s[field].as_str().unwrap_or_else(|| panic!("no {field}: {s}"));
-        chrono::DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{field} is not RFC 3339 ({e}): {s}")).timestamp_millis()
+        chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap_or_else(|e| panic!("{field} is not RFC 3339 ({e}): {s}"))
+            .timestamp_millis()
     };
     let created = time("created_at");
     assert!((before - 2_000..=now_ms() + 2_000).contains(&created), "created_at {created} is not now: {s}");
@@ -438,8 +443,18 @@ async fn signing_in_again_on_the_same_install_updates_that_device() {
     let user = new_user(&app).await;
     let install_id = random_uuid();
 
-    let old = sign_in(&app, &user.destination, json!({ "install_id": install_id, "platform": "android", "app_version": "1.0" })).await;
-    let new = sign_in(&app, &user.destination, json!({ "install_id": install_id, "platform": "android", "app_version": "1.1" })).await;
+    let old = sign_in(
+        &app,
+        &user.destination,
+        json!({ "install_id": install_id, "platform": "android", "app_version": "1.0" }),
+    )
+    .await;
+    let new = sign_in(
+        &app,
+        &user.destination,
+        json!({ "install_id": install_id, "platform": "android", "app_version": "1.1" }),
+    )
+    .await;
 
     assert_ne!(old.session_id, new.session_id);
     let devices = app
@@ -469,7 +484,10 @@ async fn another_service_verifies_the_access_token_with_the_jwks_alone() {
     let (cache_control, keys) = jwks(&app).await;
 
     let cache_control = cache_control.unwrap_or_default();
-    assert!(cache_control.contains("public") && cache_control.contains("max-age=300"), "Cache-Control: {cache_control}");
+    assert!(
+        cache_control.contains("public") && cache_control.contains("max-age=300"),
+        "Cache-Control: {cache_control}"
+    );
     let (kid_a, key_a) = test_key(TEST_KEY_A);
     let x_a = Base64UrlUnpadded::encode_string(key_a.verifying_key().as_bytes());
     assert_eq!(
@@ -483,7 +501,11 @@ async fn another_service_verifies_the_access_token_with_the_jwks_alone() {
     assert_eq!(jwt.header["typ"], "JWT");
     let c = &jwt.claims;
     assert_eq!((&c["sub"], &c["sid"]), (&json!(user.user_id), &json!(user.session_id)), "{c}");
-    assert_eq!((&c["iss"], &c["aud"], &c["token_type"]), (&json!("otp-edge"), &json!("otp-edge"), &json!("access")), "{c}");
+    assert_eq!(
+        (&c["iss"], &c["aud"], &c["token_type"]),
+        (&json!("otp-edge"), &json!("otp-edge"), &json!("access")),
+        "{c}"
+    );
     assert!(c["jti"].as_str().is_some_and(|j| !j.is_empty()), "{c}");
     let iat = c["iat"].as_i64().unwrap_or_else(|| panic!("no iat: {c}"));
     assert!((before - 1..=after + 1).contains(&iat), "iat {iat} is not now ({before}..{after})");
@@ -491,7 +513,8 @@ async fn another_service_verifies_the_access_token_with_the_jwks_alone() {
 
     // The same check fails for a token whose payload was changed.
     let changed = with(c, json!({ "sub": random_uuid() }));
-    let tampered = format!("{}.{}.{}", b64_json(&jwt.header), b64_json(&changed), user.access.rsplit('.').next().unwrap());
+    let tampered =
+        format!("{}.{}.{}", b64_json(&jwt.header), b64_json(&changed), user.access.rsplit('.').next().unwrap());
     assert!(check_with_jwks(&tampered, &keys).is_err(), "the independent verifier accepted a tampered token");
 }
 
@@ -512,7 +535,8 @@ async fn requests_without_a_usable_authorization_header_are_refused() {
     }
     let basic = format!("Basic {}", Base64UrlUnpadded::encode_string(b"alice:secret"));
     let bearer_of_access = format!("Bearer{}", user.access);
-    let bad_headers = [basic.as_str(), "Bearer", "Token abc", &bearer_of_access, "Bearer not-a-jwt", "Bearer a.b.c", "Bearer ...."];
+    let bad_headers =
+        [basic.as_str(), "Bearer", "Token abc", &bearer_of_access, "Bearer not-a-jwt", "Bearer a.b.c", "Bearer ...."];
     for header in bad_headers {
         let resp = app.send(app.client.get(app.url("/api/auth/me/")).header("authorization", header)).await;
         assert_refused(resp, "TOKEN_MALFORMED", &format!("Authorization: {header}")).await;
@@ -539,7 +563,8 @@ async fn forged_access_tokens_are_refused_with_the_reason() {
     let unsigned = format!("{}.{}.", b64_json(&json!({ "alg": "none", "typ": "JWT", "kid": kid_a })), b64_json(claims));
     // HS256 keyed with the published public key: the classic algorithm confusion.
     let hs256 = {
-        let input = format!("{}.{}", b64_json(&json!({ "alg": "HS256", "typ": "JWT", "kid": kid_a })), b64_json(claims));
+        let input =
+            format!("{}.{}", b64_json(&json!({ "alg": "HS256", "typ": "JWT", "kid": kid_a })), b64_json(claims));
         let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key_a.verifying_key().as_bytes()).unwrap();
         mac.update(input.as_bytes());
         format!("{input}.{}", Base64UrlUnpadded::encode_string(&mac.finalize().into_bytes()))
@@ -553,13 +578,33 @@ async fn forged_access_tokens_are_refused_with_the_reason() {
         ("alg none", unsigned, "TOKEN_ALGORITHM_REJECTED"),
         ("HS256 keyed with the public key", hs256, "TOKEN_ALGORITHM_REJECTED"),
         ("a kid the service never had", sign_jwt(&header_as("key-z"), claims, &key_a), "TOKEN_KEY_UNKNOWN"),
-        ("signed by key B, which this service does not use", sign_jwt(&header_as(kid_b), claims, &key_b), "TOKEN_KEY_UNKNOWN"),
+        (
+            "signed by key B, which this service does not use",
+            sign_jwt(&header_as(kid_b), claims, &key_b),
+            "TOKEN_KEY_UNKNOWN",
+        ),
         ("another user's ids under the real signature", someone_else, "TOKEN_SIGNATURE_INVALID"),
         ("signed by key B, claiming to be key A", sign_jwt(header, claims, &key_b), "TOKEN_SIGNATURE_INVALID"),
-        ("expired a minute ago", sign_jwt(header, &with(claims, json!({ "iat": now - 360, "exp": now - 60 })), &key_a), "TOKEN_EXPIRED"),
-        ("another issuer", sign_jwt(header, &with(claims, json!({ "iss": "someone-else" })), &key_a), "TOKEN_CLAIMS_INVALID"),
-        ("another audience", sign_jwt(header, &with(claims, json!({ "aud": "another-app" })), &key_a), "TOKEN_CLAIMS_INVALID"),
-        ("a refresh-type token", sign_jwt(header, &with(claims, json!({ "token_type": "refresh" })), &key_a), "TOKEN_CLAIMS_INVALID"),
+        (
+            "expired a minute ago",
+            sign_jwt(header, &with(claims, json!({ "iat": now - 360, "exp": now - 60 })), &key_a),
+            "TOKEN_EXPIRED",
+        ),
+        (
+            "another issuer",
+            sign_jwt(header, &with(claims, json!({ "iss": "someone-else" })), &key_a),
+            "TOKEN_CLAIMS_INVALID",
+        ),
+        (
+            "another audience",
+            sign_jwt(header, &with(claims, json!({ "aud": "another-app" })), &key_a),
+            "TOKEN_CLAIMS_INVALID",
+        ),
+        (
+            "a refresh-type token",
+            sign_jwt(header, &with(claims, json!({ "token_type": "refresh" })), &key_a),
+            "TOKEN_CLAIMS_INVALID",
+        ),
     ];
     for (why, token, code) in cases {
         assert_refused(me(&app, &token).await, code, why).await;
@@ -584,7 +629,8 @@ async fn refreshing_rotates_the_pair_within_the_same_session() {
 
     assert_ne!(first.refresh, second.refresh);
     assert_ne!(second.refresh, third.refresh);
-    let jtis: Vec<Value> = [&first, &second, &third].iter().map(|s| parse_jwt(&s.access).claims["jti"].clone()).collect();
+    let jtis: Vec<Value> =
+        [&first, &second, &third].iter().map(|s| parse_jwt(&s.access).claims["jti"].clone()).collect();
     assert!(jtis[0] != jtis[1] && jtis[1] != jtis[2], "every access token has its own jti: {jtis:?}");
     let claims = parse_jwt(&third.access).claims;
     assert_eq!((&claims["sub"], &claims["sid"]), (&json!(first.user_id), &json!(first.session_id)), "{claims}");
@@ -610,10 +656,18 @@ async fn two_tabs_refreshing_at_once_both_get_the_same_new_pair() {
 
     assert!(answers.iter().all(|(status, _)| *status == 200), "{answers:?}");
     let (a, b) = (&answers[0].1, &answers[1].1);
-    assert_eq!((&a["refresh"], &a["access"], &a["session_id"]), (&b["refresh"], &b["access"], &b["session_id"]), "{a} vs {b}");
+    assert_eq!(
+        (&a["refresh"], &a["access"], &a["session_id"]),
+        (&b["refresh"], &b["access"], &b["session_id"]),
+        "{a} vs {b}"
+    );
     assert_ne!(a["refresh"], session.refresh.as_str());
     // The session lives on, and the shared new pair works.
-    let pair = Session { access: a["access"].as_str().unwrap().into(), refresh: a["refresh"].as_str().unwrap().into(), ..session };
+    let pair = Session {
+        access: a["access"].as_str().unwrap().into(),
+        refresh: a["refresh"].as_str().unwrap().into(),
+        ..session
+    };
     me_ok(&app, &pair.access).await;
     refreshed(&app, &pair).await;
 }
@@ -622,7 +676,8 @@ async fn two_tabs_refreshing_at_once_both_get_the_same_new_pair() {
 async fn a_stolen_refresh_token_replayed_after_the_grace_window_ends_the_session() {
     let app = spawn_app_with(SHORT_GRACE).await;
     let stolen = new_user(&app).await;
-    let other_device = sign_in(&app, &stolen.destination, json!({ "install_id": random_uuid(), "platform": "ios" })).await;
+    let other_device =
+        sign_in(&app, &stolen.destination, json!({ "install_id": random_uuid(), "platform": "ios" })).await;
     // The rightful owner refreshes; the thief still holds the old token.
     let owner = refreshed(&app, &stolen).await;
     let rotated_at = tokio::time::Instant::now();
@@ -675,7 +730,8 @@ async fn a_user_signs_out_a_lost_phone_from_the_laptop() {
     let mut phone_app = laptop_app.clone();
     phone_app.client_ip = random_ip();
     let laptop = new_user(&laptop_app).await;
-    let phone = sign_in(&phone_app, &laptop.destination, json!({ "install_id": random_uuid(), "platform": "android" })).await;
+    let phone =
+        sign_in(&phone_app, &laptop.destination, json!({ "install_id": random_uuid(), "platform": "android" })).await;
 
     let listed = sessions_of(&laptop_app, &laptop.access).await;
     let mut listed_ids = ids(&listed);
@@ -716,7 +772,8 @@ async fn nobody_can_revoke_a_session_that_is_not_theirs() {
 async fn logging_out_ends_only_the_session_it_is_sent_from() {
     let app = spawn_app().await;
     let desktop = new_user(&app).await;
-    let tablet = sign_in(&app, &desktop.destination, json!({ "install_id": random_uuid(), "platform": "ipados" })).await;
+    let tablet =
+        sign_in(&app, &desktop.destination, json!({ "install_id": random_uuid(), "platform": "ipados" })).await;
 
     let (status, body) = json_of(logout(&app, &desktop.access).await).await;
     assert_eq!(status, 200, "{body}");

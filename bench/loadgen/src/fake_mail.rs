@@ -69,7 +69,10 @@ impl FakeMail {
             reader.read_exact(&mut body).await?;
             self.record(&body);
             let answer = r#"{"id":"bench"}"#;
-            let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", answer.len());
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                answer.len()
+            );
             write.write_all(head.as_bytes()).await?;
             write.write_all(answer.as_bytes()).await?;
         }

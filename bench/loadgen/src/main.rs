@@ -6,11 +6,13 @@
 //! with fresh in-memory D1 and Durable Object state and a fake mail provider
 //! on loopback, and a no-op Worker built with the same toolchain. Then, at
 //! fixed concurrency levels for a fixed time each, it drives:
-//!   - flow:    request a login code for a fresh user, read it from the fake
-//!              provider, verify it (ends with tokens);
-//!   - verify:  only verifies, of codes requested beforehand;
-//!   - refresh: only refreshes, each client rotating its own session;
-//!   - noop:    GET on the no-op Worker.
+//!
+//! - flow: request a login code for a fresh user, read it from the fake
+//!   provider, verify it (ends with tokens);
+//! - verify: only verifies, of codes requested beforehand;
+//! - refresh: only refreshes, each client rotating its own session;
+//! - noop: GET on the no-op Worker.
+//!
 //! It reports throughput, latency percentiles per endpoint, errors, workerd
 //! CPU per flow (from /proc) and peak memory, each with its ratio to the
 //! no-op baseline, plus bundle size and start-up time, and writes
@@ -51,15 +53,17 @@ async fn main() {
 
     for &c in &LEVELS {
         let (client_, url_) = (client.clone(), noop.url.clone());
-        phases.push(run_phase("noop", c, duration, &noop, move |_| {
-            let (client, url) = (client_.clone(), url_.clone());
-            async move {
-                let t = Instant::now();
-                let ok = client.get(&url).send().await.map(|r| r.status().is_success()).unwrap_or(false);
-                vec![(Endpoint::Noop, t.elapsed(), ok)]
-            }
-        })
-        .await);
+        phases.push(
+            run_phase("noop", c, duration, &noop, move |_| {
+                let (client, url) = (client_.clone(), url_.clone());
+                async move {
+                    let t = Instant::now();
+                    let ok = client.get(&url).send().await.map(|r| r.status().is_success()).unwrap_or(false);
+                    vec![(Endpoint::Noop, t.elapsed(), ok)]
+                }
+            })
+            .await,
+        );
     }
 
     // Where the time goes: the service's floor (an unknown path: routing,
@@ -67,24 +71,28 @@ async fn main() {
     // call (/healthz), at one concurrency.
     for (phase, path, endpoint) in [("floor", "/nope", Endpoint::Floor), ("d1+do", "/healthz", Endpoint::Health)] {
         let (client_, url_) = (client.clone(), format!("{}{}", service.url.trim_end_matches('/'), path));
-        phases.push(run_phase(phase, 8, duration, &service, move |_| {
-            let (client, url) = (client_.clone(), url_.clone());
-            async move {
-                let t = Instant::now();
-                let ok = client.get(&url).send().await.map(|r| r.status().as_u16() < 500).unwrap_or(false);
-                vec![(endpoint, t.elapsed(), ok)]
-            }
-        })
-        .await);
+        phases.push(
+            run_phase(phase, 8, duration, &service, move |_| {
+                let (client, url) = (client_.clone(), url_.clone());
+                async move {
+                    let t = Instant::now();
+                    let ok = client.get(&url).send().await.map(|r| r.status().as_u16() < 500).unwrap_or(false);
+                    vec![(endpoint, t.elapsed(), ok)]
+                }
+            })
+            .await,
+        );
     }
 
     for &c in &LEVELS {
         let (client_, url_, mail_, users_) = (client.clone(), service.url.clone(), mail.clone(), users.clone());
-        phases.push(run_phase("flow", c, duration, &service, move |_| {
-            let (client, url, mail, users) = (client_.clone(), url_.clone(), mail_.clone(), users_.clone());
-            async move { login_flow(&client, &url, &mail, &users).await }
-        })
-        .await);
+        phases.push(
+            run_phase("flow", c, duration, &service, move |_| {
+                let (client, url, mail, users) = (client_.clone(), url_.clone(), mail_.clone(), users_.clone());
+                async move { login_flow(&client, &url, &mail, &users).await }
+            })
+            .await,
+        );
     }
 
     // Verify only: codes requested beforehand (not timed), one per fresh user.
@@ -94,18 +102,20 @@ async fn main() {
         let codes = request_codes(&client, &service.url, &mail, &users, wanted).await;
         let codes = Arc::new(Mutex::new(codes));
         let (client_, url_) = (client.clone(), service.url.clone());
-        phases.push(run_phase("verify", c, duration, &service, move |_| {
-            let (client, url, codes) = (client_.clone(), url_.clone(), codes.clone());
-            async move {
-                let Some((otp_id, code)) = codes.lock().unwrap().pop() else { return Vec::new() };
-                let t = Instant::now();
-                let ok = post(&client, &url, "/api/auth/otp/verify/", json!({"otp_id": otp_id, "otp_code": code}))
-                    .await
-                    .is_some_and(|v| v["access"].is_string());
-                vec![(Endpoint::Verify, t.elapsed(), ok)]
-            }
-        })
-        .await);
+        phases.push(
+            run_phase("verify", c, duration, &service, move |_| {
+                let (client, url, codes) = (client_.clone(), url_.clone(), codes.clone());
+                async move {
+                    let Some((otp_id, code)) = codes.lock().unwrap().pop() else { return Vec::new() };
+                    let t = Instant::now();
+                    let ok = post(&client, &url, "/api/auth/otp/verify/", json!({"otp_id": otp_id, "otp_code": code}))
+                        .await
+                        .is_some_and(|v| v["access"].is_string());
+                    vec![(Endpoint::Verify, t.elapsed(), ok)]
+                }
+            })
+            .await,
+        );
     }
 
     // Refresh only: each client rotates its own session's token.
@@ -113,26 +123,30 @@ async fn main() {
         let mut sessions = Vec::new();
         for _ in 0..c {
             let (_, tokens) = login_flow_tokens(&client, &service.url, &mail, &users).await;
-            sessions.push(Arc::new(Mutex::new(tokens.expect("a session for the refresh phase")["refresh"].as_str().unwrap().to_string())));
+            sessions.push(Arc::new(Mutex::new(
+                tokens.expect("a session for the refresh phase")["refresh"].as_str().unwrap().to_string(),
+            )));
         }
         let sessions = Arc::new(sessions);
         let (client_, url_) = (client.clone(), service.url.clone());
-        phases.push(run_phase("refresh", c, duration, &service, move |worker| {
-            let (client, url, slot) = (client_.clone(), url_.clone(), sessions[worker].clone());
-            async move {
-                let refresh = slot.lock().unwrap().clone();
-                let t = Instant::now();
-                let answer = post(&client, &url, "/api/auth/token/refresh/", json!({"refresh": refresh})).await;
-                let elapsed = t.elapsed();
-                let next = answer.as_ref().and_then(|v| v["refresh"].as_str()).map(str::to_string);
-                let ok = next.is_some();
-                if let Some(next) = next {
-                    *slot.lock().unwrap() = next;
+        phases.push(
+            run_phase("refresh", c, duration, &service, move |worker| {
+                let (client, url, slot) = (client_.clone(), url_.clone(), sessions[worker].clone());
+                async move {
+                    let refresh = slot.lock().unwrap().clone();
+                    let t = Instant::now();
+                    let answer = post(&client, &url, "/api/auth/token/refresh/", json!({"refresh": refresh})).await;
+                    let elapsed = t.elapsed();
+                    let next = answer.as_ref().and_then(|v| v["refresh"].as_str()).map(str::to_string);
+                    let ok = next.is_some();
+                    if let Some(next) = next {
+                        *slot.lock().unwrap() = next;
+                    }
+                    vec![(Endpoint::Refresh, elapsed, ok)]
                 }
-                vec![(Endpoint::Refresh, elapsed, ok)]
-            }
-        })
-        .await);
+            })
+            .await,
+        );
     }
 
     let report = report::Report {
@@ -180,7 +194,13 @@ type Sample = (Endpoint, Duration, bool);
 
 /// Runs `c` clients calling `one` in a loop for `duration`; measures workerd
 /// CPU over the phase.
-async fn run_phase<F, Fut>(phase: &'static str, c: usize, duration: Duration, server: &server::Server, one: F) -> PhaseResult
+async fn run_phase<F, Fut>(
+    phase: &'static str,
+    c: usize,
+    duration: Duration,
+    server: &server::Server,
+    one: F,
+) -> PhaseResult
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static + Clone,
     Fut: std::future::Future<Output = Vec<Sample>> + Send + 'static,
@@ -241,7 +261,12 @@ fn next_user(users: &AtomicUsize) -> String {
 }
 
 /// One complete login: request, read the code from the fake provider, verify.
-async fn login_flow(client: &reqwest::Client, base: &str, mail: &fake_mail::FakeMail, users: &AtomicUsize) -> Vec<Sample> {
+async fn login_flow(
+    client: &reqwest::Client,
+    base: &str,
+    mail: &fake_mail::FakeMail,
+    users: &AtomicUsize,
+) -> Vec<Sample> {
     login_flow_tokens(client, base, mail, users).await.0
 }
 
@@ -253,7 +278,8 @@ async fn login_flow_tokens(
 ) -> (Vec<Sample>, Option<Value>) {
     let email = next_user(users);
     let t = Instant::now();
-    let requested = post(client, base, "/api/auth/otp/request/", json!({"destination": email, "purpose": "login"})).await;
+    let requested =
+        post(client, base, "/api/auth/otp/request/", json!({"destination": email, "purpose": "login"})).await;
     let request_time = t.elapsed();
     let Some(otp_id) = requested.as_ref().and_then(|v| v["otp_id"].as_str()).map(str::to_string) else {
         return (vec![(Endpoint::Request, request_time, false)], None);
@@ -268,7 +294,13 @@ async fn login_flow_tokens(
 }
 
 /// Requests `n` login codes for fresh users (32 at a time) and reads them.
-async fn request_codes(client: &reqwest::Client, base: &str, mail: &fake_mail::FakeMail, users: &Arc<AtomicUsize>, n: usize) -> Vec<(String, String)> {
+async fn request_codes(
+    client: &reqwest::Client,
+    base: &str,
+    mail: &fake_mail::FakeMail,
+    users: &Arc<AtomicUsize>,
+    n: usize,
+) -> Vec<(String, String)> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let batch: Vec<_> = (0..32.min(n - out.len()))
@@ -276,7 +308,13 @@ async fn request_codes(client: &reqwest::Client, base: &str, mail: &fake_mail::F
                 let (client, base, mail, users) = (client.clone(), base.to_string(), mail.clone(), users.clone());
                 tokio::spawn(async move {
                     let email = next_user(&users);
-                    let v = post(&client, &base, "/api/auth/otp/request/", json!({"destination": email, "purpose": "login"})).await?;
+                    let v = post(
+                        &client,
+                        &base,
+                        "/api/auth/otp/request/",
+                        json!({"destination": email, "purpose": "login"}),
+                    )
+                    .await?;
                     let code = mail.code_for(&email, Duration::from_secs(10)).await?;
                     Some((v["otp_id"].as_str()?.to_string(), code))
                 })

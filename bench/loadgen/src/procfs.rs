@@ -44,7 +44,10 @@ pub fn descendants_named(root: u32, name: &str) -> Vec<u32> {
             for entry in entries.flatten() {
                 let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
                 let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-                let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
                 if ppid == Some(parent) && !all.contains(&pid) {
                     all.push(pid);
                 }

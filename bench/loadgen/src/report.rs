@@ -42,7 +42,15 @@ pub struct PhaseResult {
 
 impl PhaseResult {
     pub fn new(phase: &'static str, concurrency: usize) -> Self {
-        PhaseResult { phase, concurrency, completed: 0, errors: 0, elapsed: Duration::ZERO, cpu_ms: 0.0, latencies: BTreeMap::new() }
+        PhaseResult {
+            phase,
+            concurrency,
+            completed: 0,
+            errors: 0,
+            elapsed: Duration::ZERO,
+            cpu_ms: 0.0,
+            latencies: BTreeMap::new(),
+        }
     }
 
     pub fn per_second(&self) -> f64 {
@@ -159,21 +167,58 @@ impl Report {
             }
         }
         let _ = writeln!(s);
-        let _ = writeln!(s, "\"vs no-op req/s per req\": (units/s x requests per unit) / no-op requests/s; a flow is 2 requests.");
-        let _ = writeln!(s, "\"CPU vs no-op per req\": workerd CPU per unit / (no-op CPU per request x requests per unit).");
+        let _ = writeln!(
+            s,
+            "\"vs no-op req/s per req\": (units/s x requests per unit) / no-op requests/s; a flow is 2 requests."
+        );
+        let _ = writeln!(
+            s,
+            "\"CPU vs no-op per req\": workerd CPU per unit / (no-op CPU per request x requests per unit)."
+        );
         let _ = writeln!(s);
         let _ = writeln!(s, "| | service | no-op | ratio |");
         let _ = writeln!(s, "| --- | --- | --- | --- |");
-        let _ = writeln!(s, "| release wasm, raw | {} KB | {} KB | {:.1}x |", self.wasm.raw / 1000, self.noop_wasm.raw / 1000, self.wasm.raw as f64 / self.noop_wasm.raw.max(1) as f64);
-        let _ = writeln!(s, "| release wasm, gzip -9 | {} KB | {} KB | {:.1}x |", self.wasm.gzip / 1000, self.noop_wasm.gzip / 1000, self.wasm.gzip as f64 / self.noop_wasm.gzip.max(1) as f64);
-        let _ = writeln!(s, "| start-up to first answer | {} ms | {} ms | {:.2}x |", self.service_start.as_millis(), self.noop_start.as_millis(), self.service_start.as_secs_f64() / self.noop_start.as_secs_f64());
-        let _ = writeln!(s, "| workerd peak RSS | {} MB | {} MB | {:.2}x |", self.service_peak_rss_kb / 1024, self.noop_peak_rss_kb / 1024, self.service_peak_rss_kb as f64 / self.noop_peak_rss_kb.max(1) as f64);
+        let _ = writeln!(
+            s,
+            "| release wasm, raw | {} KB | {} KB | {:.1}x |",
+            self.wasm.raw / 1000,
+            self.noop_wasm.raw / 1000,
+            self.wasm.raw as f64 / self.noop_wasm.raw.max(1) as f64
+        );
+        let _ = writeln!(
+            s,
+            "| release wasm, gzip -9 | {} KB | {} KB | {:.1}x |",
+            self.wasm.gzip / 1000,
+            self.noop_wasm.gzip / 1000,
+            self.wasm.gzip as f64 / self.noop_wasm.gzip.max(1) as f64
+        );
+        let _ = writeln!(
+            s,
+            "| start-up to first answer | {} ms | {} ms | {:.2}x |",
+            self.service_start.as_millis(),
+            self.noop_start.as_millis(),
+            self.service_start.as_secs_f64() / self.noop_start.as_secs_f64()
+        );
+        let _ = writeln!(
+            s,
+            "| workerd peak RSS | {} MB | {} MB | {:.2}x |",
+            self.service_peak_rss_kb / 1024,
+            self.noop_peak_rss_kb / 1024,
+            self.service_peak_rss_kb as f64 / self.noop_peak_rss_kb.max(1) as f64
+        );
         let _ = writeln!(s);
 
         let _ = writeln!(s, "Budgets:");
         let gzip_ok = self.wasm.gzip <= 350_000;
-        let _ = writeln!(s, "- release wasm <= 350 KB gzipped: {} KB, {}", self.wasm.gzip / 1000, if gzip_ok { "met" } else { "MISSED" });
-        if let (Some(flow), Some(base)) = (self.phases.iter().find(|p| p.phase == "flow" && p.concurrency == 32), self.noop(32)) {
+        let _ = writeln!(
+            s,
+            "- release wasm <= 350 KB gzipped: {} KB, {}",
+            self.wasm.gzip / 1000,
+            if gzip_ok { "met" } else { "MISSED" }
+        );
+        if let (Some(flow), Some(base)) =
+            (self.phases.iter().find(|p| p.phase == "flow" && p.concurrency == 32), self.noop(32))
+        {
             let target = 0.4 * base.per_second() / 2.0;
             let _ = writeln!(
                 s,
@@ -185,9 +230,15 @@ impl Report {
             );
         }
         let errors: usize = self.phases.iter().map(|p| p.errors).sum();
-        let _ = writeln!(s, "- no errors at any level: {} errors, {}", errors, if errors == 0 { "met" } else { "MISSED" });
-        if let Some(per_flow) = self.micro.entries.iter().find(|(n, _)| n == "login_flow_pure_work").map(|(_, us)| *us) {
-            let _ = writeln!(s, "- pure hot-path CPU per full flow < 200 us natively: {per_flow:.1} us, {}", if per_flow < 200.0 { "met" } else { "MISSED" });
+        let _ =
+            writeln!(s, "- no errors at any level: {} errors, {}", errors, if errors == 0 { "met" } else { "MISSED" });
+        if let Some(per_flow) = self.micro.entries.iter().find(|(n, _)| n == "login_flow_pure_work").map(|(_, us)| *us)
+        {
+            let _ = writeln!(
+                s,
+                "- pure hot-path CPU per full flow < 200 us natively: {per_flow:.1} us, {}",
+                if per_flow < 200.0 { "met" } else { "MISSED" }
+            );
         }
         if !self.micro.entries.is_empty() {
             let _ = writeln!(s);
@@ -219,7 +270,11 @@ impl Report {
 fn machine_description() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let mem_kb = std::fs::read_to_string("/proc/meminfo")
