@@ -379,12 +379,8 @@ pub fn parse_test_identities(value: &str, code_length: usize) -> Result<Vec<Test
                 .map_err(|_| err(NAME, "an entry's destination is not an email or E.164 phone"))?;
             let code = OtpCode::parse(code, code_length)
                 .ok_or_else(|| err(NAME, format!("an entry's code must be {code_length} digits (OTP_LENGTH)")))?;
-            let expires_at_ms = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
-                .map_err(|_| err(NAME, "an entry's expiry must be a date, YYYY-MM-DD"))?
-                .and_hms_opt(0, 0, 0)
-                .expect("midnight exists")
-                .and_utc()
-                .timestamp_millis();
+            let expires_at_ms = crate::domain::time::date_start_ms(date)
+                .ok_or_else(|| err(NAME, "an entry's expiry must be a date, YYYY-MM-DD"))?;
             Ok(TestIdentity { destination, code, expires_at_ms })
         })
         .collect()

@@ -8,4 +8,5 @@ pub mod limits;
 pub mod message;
 pub mod otp;
 pub mod outbound;
+pub mod time;
 pub mod tokens;

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::otp_verify::UserView;
 use super::App;
 use crate::audit::Event;
+use crate::domain::time::rfc3339_millis;
 use crate::domain::tokens::TokenError;
 use crate::http::ApiError;
 use crate::platform::db::UserRow;
@@ -69,10 +70,6 @@ pub struct Sessions {
     pub sessions: Vec<SessionView>,
 }
 
-fn iso(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 pub async fn sessions(app: &App, who: &Principal) -> Result<Sessions, ApiError> {
     let rows = app.db.live_sessions(&who.user_id, app.now_ms).await.map_err(db_down)?;
     let sessions = rows
@@ -88,9 +85,9 @@ pub async fn sessions(app: &App, who: &Principal) -> Result<Sessions, ApiError> 
             id: s.id,
             ip_address: s.ip_address,
             user_agent: s.user_agent,
-            created_at: iso(s.created_at),
-            last_used_at: iso(s.last_used_at),
-            expires_at: iso(s.expires_at),
+            created_at: rfc3339_millis(s.created_at),
+            last_used_at: rfc3339_millis(s.last_used_at),
+            expires_at: rfc3339_millis(s.expires_at),
         })
         .collect();
     Ok(Sessions { sessions })
