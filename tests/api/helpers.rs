@@ -194,8 +194,15 @@ impl WorkerState {
         std::fs::write(dir.join("wrangler.toml"), replaced).unwrap();
         let log_path = self.run_dir.join(format!("wrangler-{}-no-rate-limiter.log", self.name));
         TestApp::of(
-            launch_with(profile, self.state_dir.clone(), log_path, None, Some(&dir.join("wrangler.toml"))).await,
+            launch_with(profile, self.state_dir.clone(), log_path, None, Some(&dir.join("wrangler.toml")), false).await,
         )
+    }
+
+    /// Starts a Worker whose settings are refused (its /healthz answers 503),
+    /// to see what a misconfigured deployment tells its clients.
+    pub async fn start_misconfigured(&self, profile: Profile) -> TestApp {
+        let log_path = self.run_dir.join(format!("wrangler-{}-misconfigured.log", self.name));
+        TestApp::of(launch_with(profile, self.state_dir.clone(), log_path, None, None, false).await)
     }
 
     /// Starts a Worker of its own on this state, with `profile`'s settings
@@ -612,17 +619,18 @@ async fn launch(
     log_path: PathBuf,
     cleanup_dir: Option<&Path>,
 ) -> Arc<RunningWorker> {
-    launch_with(profile, state_dir, log_path, cleanup_dir, None).await
+    launch_with(profile, state_dir, log_path, cleanup_dir, None, true).await
 }
 
-/// `launch`, with another wrangler config when given (then the Worker only
-/// has to answer /healthz, healthy or not, to count as started).
+/// `launch`, with another wrangler config when given. Unless `expect_healthy`,
+/// the Worker only has to answer /healthz, healthy or not, to count as started.
 async fn launch_with(
     profile: Profile,
     state_dir: PathBuf,
     log_path: PathBuf,
     cleanup_dir: Option<&Path>,
     config: Option<&Path>,
+    expect_healthy: bool,
 ) -> Arc<RunningWorker> {
     let (mail, sms) = fake_providers().await;
 
@@ -650,7 +658,7 @@ async fn launch_with(
     let (supervisor, stdin) = supervise(dev, &log_path, cleanup_dir);
 
     let address = format!("http://127.0.0.1:{port}");
-    wait_until_up(&address, &log_path, config.is_none()).await;
+    wait_until_up(&address, &log_path, expect_healthy).await;
     Arc::new(RunningWorker {
         address,
         profile,

@@ -18,5 +18,6 @@ mod helpers;
 mod limits;
 mod otp_request;
 mod otp_verify;
+mod production;
 mod routing;
 mod sessions;
