@@ -44,7 +44,8 @@ pub fn date_start_ms(s: &str) -> Option<i64> {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| s.get(r).filter(|p| p.bytes().all(|c| c.is_ascii_digit()))?.parse::<u32>().ok();
+    let num =
+        |r: std::ops::Range<usize>| s.get(r).filter(|p| p.bytes().all(|c| c.is_ascii_digit()))?.parse::<u32>().ok();
     let (y, m, d) = (num(0..4)? as i64, num(5..7)?, num(8..10)?);
     if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
         return None;
@@ -68,14 +69,26 @@ mod tests {
     #[test]
     fn dates_agree_with_chrono() {
         for (y, m, d) in [(1970, 1, 1), (2000, 2, 29), (2027, 1, 31), (2099, 12, 31), (1969, 12, 31), (2400, 2, 29)] {
-            let want = NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis();
+            let want =
+                NaiveDate::from_ymd_opt(y, m, d).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis();
             assert_eq!(date_start_ms(&format!("{y:04}-{m:02}-{d:02}")), Some(want), "{y}-{m}-{d}");
         }
     }
 
     #[test]
     fn bad_dates_are_refused() {
-        for bad in ["2027-02-29", "2100-02-29", "2027-13-01", "2027-00-10", "2027-04-31", "27-01-01", "2027/01/01", "tomorrow", "2027-1-01", "+027-01-01"] {
+        for bad in [
+            "2027-02-29",
+            "2100-02-29",
+            "2027-13-01",
+            "2027-00-10",
+            "2027-04-31",
+            "27-01-01",
+            "2027/01/01",
+            "tomorrow",
+            "2027-1-01",
+            "+027-01-01",
+        ] {
             assert_eq!(date_start_ms(bad), None, "{bad}");
         }
     }
