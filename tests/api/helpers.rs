@@ -319,6 +319,11 @@ impl TestApp {
         self.message_texts_to(destination).await.len()
     }
 
+    /// How many codes were ever stored for `destination` (its OTP rows).
+    pub async fn codes_stored_for(&self, destination: &str) -> usize {
+        self.d1(&format!("SELECT id FROM otp_requests WHERE destination = {}", sql_str(destination))).await.len()
+    }
+
     /// Absence can only be seen by waiting: a login message goes out after the
     /// answer, within milliseconds on loopback; a second is ample.
     pub async fn assert_nothing_sent_to(&self, destination: &str) {

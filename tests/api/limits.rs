@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{
     assert_error, assert_invalid_otp, json_of, random_digits, random_email, random_hex, random_ip, random_phone,
-    random_uuid, spawn_app, spawn_app_with, sql_str, wrong_code, Profile, TestApp,
+    random_uuid, spawn_app, spawn_app_with, wrong_code, Profile, TestApp,
 };
 
 /// Each code takes five tries, so fifteen guesses over three codes all reach
@@ -93,11 +93,6 @@ async fn wait_seconds(seconds: u64) {
     tokio::time::sleep(Duration::from_secs(seconds)).await;
 }
 
-/// How many codes were ever stored for `destination`.
-async fn rows_for(app: &TestApp, destination: &str) -> usize {
-    app.d1(&format!("SELECT id FROM otp_requests WHERE destination = {}", sql_str(destination))).await.len()
-}
-
 /// Starts every request at the same moment; their answers.
 async fn all_at_once<F>(requests: Vec<F>) -> Vec<Answer>
 where
@@ -169,7 +164,7 @@ async fn twenty_simultaneous_requests_for_one_address_send_exactly_five_codes() 
     for refusal in refused {
         assert_refused(refusal, "RATE_LIMIT", HOUR);
     }
-    assert_eq!(rows_for(&app, &email).await, 5);
+    assert_eq!(app.codes_stored_for(&email).await, 5);
     assert_eq!(app.messages_to(&email).await, 5);
 }
 
@@ -273,7 +268,7 @@ async fn one_network_gets_three_codes_an_hour_whatever_x_forwarded_for_says() {
 
     let fourth = random_email();
     assert_rate_limited(request_from(&app, &ip, &fourth).await, IP_WINDOW_SECONDS).await;
-    assert_eq!(rows_for(&app, &fourth).await, 0, "the refused request left a row");
+    assert_eq!(app.codes_stored_for(&fourth).await, 0, "the refused request left a row");
     app.assert_nothing_sent_to(&fourth).await;
 
     // Another network asking for the same address is served.
@@ -330,7 +325,7 @@ async fn sms_to_a_country_off_the_list_is_refused_and_never_counted() {
     for _ in 0..7 {
         assert_error(app.request_otp(&german, "verify").await, 400, "VALIDATION_ERROR").await;
     }
-    assert_eq!(rows_for(&app, &german).await, 0);
+    assert_eq!(app.codes_stored_for(&german).await, 0);
     app.assert_nothing_sent_to(&german).await;
 
     // The same client still has its three requests for allowed countries.
@@ -351,7 +346,7 @@ async fn the_fourth_sms_is_refused_service_wide_while_email_still_works() {
     let fourth = random_phone();
     let refusal = answer(request_from(&app, &random_ip(), &fourth).await).await;
     assert_refused(&refusal, "SMS_CAP_REACHED", DAY);
-    assert_eq!(rows_for(&app, &fourth).await, 0, "the refused request left a row");
+    assert_eq!(app.codes_stored_for(&fourth).await, 0, "the refused request left a row");
     app.assert_nothing_sent_to(&fourth).await;
 
     app.otp_for(&random_email(), "verify").await;

@@ -82,17 +82,13 @@ async fn production_refuses_a_development_only_setting_and_names_it() {
     // Every API call is refused, no code is stored and nothing is sent,
     // rather than codes being printed to a production console.
     let email = random_email();
-    let resp = app.request_otp(&email, "register").await;
-    assert_eq!(resp.status(), 500);
-    let text = resp.text().await.unwrap();
-    let body: serde_json::Value = serde_json::from_str(&text).expect("a JSON error");
-    assert_eq!(body["code"], "CONFIGURATION_ERROR", "{text}");
-    assert!(body["message"].as_str().unwrap().contains("MAIL_PROVIDER"), "{text}");
-    for secret in secrets {
-        assert!(!text.contains(secret) && !health.to_string().contains(secret), "a secret in an answer: {text}");
+    let (status, body) = json_of(app.request_otp(&email, "register").await).await;
+    assert_eq!((status, body["code"].as_str()), (500, Some("CONFIGURATION_ERROR")), "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("MAIL_PROVIDER")), "{body}");
+    for answer in [body.to_string(), health.to_string()] {
+        assert!(secrets.iter().all(|secret| !answer.contains(secret)), "a secret in an answer: {answer}");
     }
-    let rows = app.d1(&format!("SELECT COUNT(*) AS n FROM otp_requests WHERE destination = '{email}'")).await;
-    assert_eq!(rows[0]["n"], 0);
+    assert_eq!(app.codes_stored_for(&email).await, 0, "a refused request stores no code");
     app.assert_nothing_sent_to(&email).await;
     assert!(!app.worker_log().contains("verification code is"), "a code reached the console");
 
