@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PINNED="schemathesis==4.32.5 openapi-spec-validator==0.9.0"
+PINNED="schemathesis==4.32.5 openapi-spec-validator==0.9.0 openapi-python-client==0.29.1"
 VENV=target/venv
 
 say() { printf 'bootstrap-python: %s\n' "$*" >&2; }
