@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Python tools for the tests: schemathesis, which fuzzes the Worker against
-# src/http/openapi.json (tests/api/fuzz.rs), and openapi-spec-validator,
-# which checks that document against the OpenAPI 3.1 specification's own
-# schema (tests/api/contract.rs). Installed with the machine's python3 into a
-# project-local virtualenv, target/venv, so a clean clone has none and
-# `cargo clean` or `git clean -xdf` removes it.
+# src/http/openapi.json (tests/api/fuzz.rs); openapi-spec-validator, which
+# checks that document against the OpenAPI 3.1 specification's own schema
+# (tests/api/contract.rs); and openapi-python-client, which generates a
+# Python client from the served document (tests/api/generated_client.rs).
+# Installed with the machine's python3 into a project-local virtualenv,
+# target/venv, so a clean clone has none and `cargo clean` or
+# `git clean -xdf` removes it.
 # Idempotent: when the pinned versions are there it only checks them (a
 # fraction of a second).
 set -euo pipefail
