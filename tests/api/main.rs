@@ -12,6 +12,7 @@ mod deploy;
 mod enumeration;
 mod fail_closed;
 mod fuzz;
+mod generated_client;
 mod health;
 #[allow(dead_code)] // not every stage of the suite uses every helper
 mod helpers;
