@@ -33,6 +33,12 @@ pub struct AuditEvent {
     pub session_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub otp_id: Option<String>,
+    /// The provider's own error code or name (`twilio:21610`), for delivery events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_code: Option<String>,
+    /// Which try of a delivery this was (1 is the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
 }
 
 /// An event about to be recorded: name, outcome and what it concerns.
@@ -44,6 +50,8 @@ pub struct Event {
     user_id: Option<String>,
     session_id: Option<String>,
     otp_id: Option<String>,
+    provider_code: Option<String>,
+    attempt: Option<u32>,
 }
 
 impl Event {
@@ -66,6 +74,19 @@ impl Event {
         self.otp_id = Some(id.to_string());
         self
     }
+    /// A destination already masked (one reported by a provider, say).
+    pub fn masked_destination(mut self, masked: Option<String>) -> Event {
+        self.destination = masked;
+        self
+    }
+    pub fn provider_code(mut self, code: Option<String>) -> Event {
+        self.provider_code = code;
+        self
+    }
+    pub fn attempt(mut self, n: u32) -> Event {
+        self.attempt = Some(n);
+        self
+    }
 }
 
 /// The events of one request (or one background task), in order.
@@ -80,6 +101,12 @@ pub struct Trail {
 impl Trail {
     pub fn new(request_id: String, ip_hash: String, started_ms: i64) -> Trail {
         Trail { request_id, ip_hash, started_ms, events: RefCell::new(Vec::new()) }
+    }
+
+    /// The request id, client IP hash and start time, for work that
+    /// continues elsewhere (a queued delivery) to record under.
+    pub fn origin(&self) -> (String, String, i64) {
+        (self.request_id.clone(), self.ip_hash.clone(), self.started_ms)
     }
 
     /// Another trail for work that outlives the request (after-response
@@ -101,8 +128,10 @@ impl Trail {
             user_id: e.user_id,
             session_id: e.session_id,
             otp_id: e.otp_id,
+            provider_code: e.provider_code,
+            attempt: e.attempt,
         };
-        let level = if event.outcome == "ok" { "info" } else { "warn" };
+        let level = if event.outcome == "ok" || event.outcome == "delivered" { "info" } else { "warn" };
         crate::log::emit(level, event.event, serde_json::to_value(&event).unwrap_or_default());
         self.events.borrow_mut().push(event);
     }

@@ -62,10 +62,11 @@ pub struct MailConfig {
     pub from: String,
 }
 
-/// Where Twilio sends from: a number, or a Messaging Service (which picks one).
+/// Where Twilio sends from: a `From` value (an E.164 number, a short code
+/// or an alphanumeric sender ID), or a Messaging Service (which picks one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TwilioSender {
-    PhoneNumber(String),
+    Address(String),
     MessagingService(String),
 }
 
@@ -154,8 +155,13 @@ pub struct Config {
     /// Login requests for unknown or disabled accounts look like real ones.
     pub enumeration_protection: bool,
     pub test_identities: Vec<TestIdentity>,
-    /// Bound on each provider call (a retry gets its own).
+    /// Bound on one delivery, its retry included: a client waiting for a
+    /// code to be sent waits at most this long.
     pub delivery_timeout_ms: u64,
+    /// `PUBLIC_BASE_URL`: where this service is reachable from the internet
+    /// (`https://auth.example.com`). With it, Twilio reports each SMS's fate
+    /// to `/api/webhooks/twilio/status`.
+    pub public_base_url: Option<String>,
     pub limits: LimitSettings,
     pub tokens: TokenSettings,
     /// `OTP_WEBOTP_DOMAIN`: the origin SMS codes are bound to (WebOTP).
@@ -319,6 +325,10 @@ impl Config {
             }
         }
         let delivery_timeout_ms = s.number("DELIVERY_TIMEOUT_MS", 5000, 100..=30_000)?;
+        let public_base_url = match s.get("PUBLIC_BASE_URL") {
+            None => None,
+            Some(_) => Some(s.base_url("PUBLIC_BASE_URL", "")?),
+        };
         let allowed_origins =
             parse_origins(&s.get("ALLOWED_ORIGINS").unwrap_or_default()).map_err(|p| err("ALLOWED_ORIGINS", p))?;
         // In production the demo page is off unless DEMO_PAGE=true says otherwise.
@@ -343,6 +353,7 @@ impl Config {
             enumeration_protection,
             test_identities,
             delivery_timeout_ms,
+            public_base_url,
             limits,
             tokens,
             webotp_domain,
@@ -459,17 +470,31 @@ fn parse_sms(s: &Settings) -> Result<SmsConfig, ConfigError> {
         SmsProvider::Twilio => {
             let api_base = s.base_url("TWILIO_API_BASE", DEFAULT_TWILIO_API_BASE)?;
             let account_sid = s.required("TWILIO_ACCOUNT_SID")?;
-            if !account_sid.chars().all(|c| c.is_ascii_alphanumeric()) {
-                return Err(err("TWILIO_ACCOUNT_SID", "must be letters and digits only (AC...)"));
+            // The pattern of AccountSid in Twilio's OpenAPI (twilio_api_v2010.json, CreateMessage).
+            if !is_twilio_sid(&account_sid, "AC") {
+                return Err(err("TWILIO_ACCOUNT_SID", "must be AC followed by 32 hexadecimal digits"));
             }
             let auth_token = Secret::new(s.required("TWILIO_AUTH_TOKEN")?);
             let sender = match (s.get("TWILIO_MESSAGING_SERVICE_SID"), s.get("TWILIO_PHONE_NUMBER")) {
-                (Some(sid), _) => TwilioSender::MessagingService(sid),
-                (None, Some(number)) => {
-                    if !is_e164(&number) {
-                        return Err(err("TWILIO_PHONE_NUMBER", "must be an E.164 number such as +15005550006"));
+                (Some(sid), _) => {
+                    // MessagingServiceSid's pattern in the same operation.
+                    if !is_twilio_sid(&sid, "MG") {
+                        return Err(err(
+                            "TWILIO_MESSAGING_SERVICE_SID",
+                            "must be MG followed by 32 hexadecimal digits",
+                        ));
                     }
-                    TwilioSender::PhoneNumber(number)
+                    TwilioSender::MessagingService(sid)
+                }
+                (None, Some(from)) => {
+                    if !is_twilio_from(&from) {
+                        return Err(err(
+                            "TWILIO_PHONE_NUMBER",
+                            "must be an E.164 number such as +15005550006, a short code (3 to 8 digits) or an \
+                             alphanumeric sender ID (up to 11 letters, digits and spaces, with a letter)",
+                        ));
+                    }
+                    TwilioSender::Address(from)
                 }
                 (None, None) => {
                     return Err(err("TWILIO_PHONE_NUMBER", "is required unless TWILIO_MESSAGING_SERVICE_SID is set"))
@@ -524,6 +549,23 @@ pub fn parse_signing_keys(value: &str) -> Result<Vec<SigningKeySeed>, ConfigErro
     Ok(keys)
 }
 
+/// `^AC[0-9a-fA-F]{32}$` and its kin: a prefix and 32 hexadecimal digits.
+fn is_twilio_sid(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix).is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// What Twilio's `From` accepts for SMS: an E.164 number; a short code; or an
+/// alphanumeric sender ID of at most 11 characters (A-Z, a-z, 0-9 and
+/// space) with at least one letter (Twilio, "Alphanumeric Sender ID").
+fn is_twilio_from(s: &str) -> bool {
+    let short_code = (3..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    let alphanumeric = (1..=11).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ')
+        && s.bytes().any(|b| b.is_ascii_alphabetic())
+        && s.trim() == s;
+    is_e164(s) || short_code || alphanumeric
+}
+
 fn is_e164(s: &str) -> bool {
     let Some(digits) = s.strip_prefix('+') else { return false };
     (2..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
@@ -548,6 +590,8 @@ mod tests {
     use std::collections::HashMap;
 
     const SEED: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"; // bytes 0..32
+    const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789ABCDEF";
+    const SERVICE_SID: &str = "MG0123456789abcdef0123456789abcdef";
 
     fn dev() -> HashMap<&'static str, String> {
         HashMap::from([
@@ -566,7 +610,7 @@ mod tests {
         m.insert("MAIL_API_KEY", "re_123".into());
         m.insert("DEFAULT_FROM_EMAIL", "Acme <noreply@acme.test>".into());
         m.insert("SMS_PROVIDER", "twilio".into());
-        m.insert("TWILIO_ACCOUNT_SID", "AC0123".into());
+        m.insert("TWILIO_ACCOUNT_SID", ACCOUNT_SID.into());
         m.insert("TWILIO_AUTH_TOKEN", "tok".into());
         m.insert("TWILIO_PHONE_NUMBER", "+15005550006".into());
         m
@@ -593,7 +637,7 @@ mod tests {
         assert_eq!(c.mail.api_base, "https://api.resend.com");
         let t = c.sms.twilio.unwrap();
         assert_eq!(t.api_base, "https://api.twilio.com");
-        assert_eq!(t.sender, TwilioSender::PhoneNumber("+15005550006".into()));
+        assert_eq!(t.sender, TwilioSender::Address("+15005550006".into()));
     }
 
     #[test]
@@ -649,9 +693,49 @@ mod tests {
     fn messaging_service_replaces_the_phone_number() {
         let mut m = prod();
         m.remove("TWILIO_PHONE_NUMBER");
-        m.insert("TWILIO_MESSAGING_SERVICE_SID", "MG123".into());
+        m.insert("TWILIO_MESSAGING_SERVICE_SID", SERVICE_SID.into());
         let t = parse(&m).unwrap().sms.twilio.unwrap();
-        assert_eq!(t.sender, TwilioSender::MessagingService("MG123".into()));
+        assert_eq!(t.sender, TwilioSender::MessagingService(SERVICE_SID.into()));
+    }
+
+    #[test]
+    fn twilio_identifiers_follow_twilio_formats() {
+        for (name, bad) in [
+            ("TWILIO_ACCOUNT_SID", "AC0123"),
+            ("TWILIO_ACCOUNT_SID", "MG0123456789abcdef0123456789abcdef"),
+            ("TWILIO_ACCOUNT_SID", "AC0123456789abcdef0123456789abcdeg"),
+            ("TWILIO_PHONE_NUMBER", "15005550006x"),
+            ("TWILIO_PHONE_NUMBER", "+0123"),
+            ("TWILIO_PHONE_NUMBER", "AcmeLoginCodes"),
+            ("TWILIO_PHONE_NUMBER", "12"),
+            ("TWILIO_PHONE_NUMBER", "Acme-Login"),
+        ] {
+            let mut m = prod();
+            m.insert(name, bad.into());
+            assert_eq!(parse(&m).unwrap_err().setting, name, "{name}={bad}");
+        }
+        let mut m = prod();
+        m.insert("TWILIO_MESSAGING_SERVICE_SID", "MG123".into());
+        assert_eq!(parse(&m).unwrap_err().setting, "TWILIO_MESSAGING_SERVICE_SID");
+        // Short codes and alphanumeric sender IDs are what Twilio's From accepts too.
+        for from in ["+15005550006", "12345", "894546", "Acme", "Acme Login", "2FA Code"] {
+            let mut m = prod();
+            m.insert("TWILIO_PHONE_NUMBER", from.into());
+            assert_eq!(parse(&m).unwrap().sms.twilio.unwrap().sender, TwilioSender::Address(from.into()), "{from}");
+        }
+    }
+
+    #[test]
+    fn the_public_base_url_is_https_in_production() {
+        assert_eq!(parse(&prod()).unwrap().public_base_url, None);
+        let mut m = prod();
+        m.insert("PUBLIC_BASE_URL", "https://auth.acme.test/".into());
+        assert_eq!(parse(&m).unwrap().public_base_url.as_deref(), Some("https://auth.acme.test"));
+        m.insert("PUBLIC_BASE_URL", "http://auth.acme.test".into());
+        assert_eq!(parse(&m).unwrap_err().setting, "PUBLIC_BASE_URL");
+        let mut d = dev();
+        d.insert("PUBLIC_BASE_URL", "http://127.0.0.1:8787".into());
+        assert_eq!(parse(&d).unwrap().public_base_url.as_deref(), Some("http://127.0.0.1:8787"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod platform;
 
 pub use platform::limiter::RateLimiter;
 
-use worker::{event, Context, Date, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
+use worker::{event, Context, Date, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
 #[event(start)]
 fn start() {
@@ -25,6 +25,15 @@ fn start() {
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     Ok(http::handle(req, env, ctx).await)
+}
+
+/// The delivery queue and its dead-letter queue (`wrangler.toml`): login
+/// codes sent after the answer, tried again with backoff while they live.
+#[event(queue)]
+async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
+    // Every failure is handled per message; an `Err` here would panic the isolate.
+    platform::queue::consume(batch, env).await;
+    Ok(())
 }
 
 /// Rows kept after they expire or are used, for support questions.

@@ -2,6 +2,7 @@
 //! Nothing here imports `worker`; everything is unit-tested natively.
 
 pub mod crypto;
+pub mod delivery;
 pub mod destination;
 pub mod i18n;
 pub mod limits;
@@ -10,3 +11,4 @@ pub mod otp;
 pub mod outbound;
 pub mod time;
 pub mod tokens;
+pub mod webhook;

@@ -4,6 +4,8 @@
 
 pub mod abuse;
 pub mod account;
+pub mod delivery;
+pub mod delivery_status;
 pub mod health;
 pub mod otp_request;
 pub mod otp_verify;

@@ -2,17 +2,19 @@
 
 use serde::Serialize;
 
+use super::delivery::{self, Processed, Sending};
 use super::App;
-use crate::audit::{Event, Trail};
+use crate::audit::Event;
 use crate::domain::crypto::new_uuid;
-use crate::domain::destination::{Channel, Destination};
-use crate::domain::i18n::{self, Texts};
-use crate::domain::message::MessageInput;
+use crate::domain::delivery::{Failure, FailureKind};
+use crate::domain::destination::Channel;
+use crate::domain::i18n;
 use crate::domain::otp::{self, OtpCode, Purpose};
+use crate::domain::outbound::Undeliverable;
 use crate::http::input::OtpRequestInput;
 use crate::http::ApiError;
 use crate::platform::db::{Db, NewOtp};
-use crate::platform::delivery::{self, DeliveryError};
+use crate::platform::queue;
 
 #[derive(Serialize)]
 pub struct OtpRequested {
@@ -64,6 +66,7 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
         Channel::Phone => config.otp.ttl_phone_seconds,
         Channel::Email => config.otp.ttl_email_seconds,
     };
+    let expires_at_ms = app.now_ms + (ttl_seconds as i64) * 1000;
     let linked_user = app
         .db
         .insert_otp(&NewOtp {
@@ -74,7 +77,7 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
             otp_hash: &otp_hash,
             max_attempts: config.otp.max_attempts,
             now_ms: app.now_ms,
-            expires_at_ms: app.now_ms + (ttl_seconds as i64) * 1000,
+            expires_at_ms,
             ip: &app.client.ip,
             user_agent: &app.client.user_agent,
         })
@@ -95,45 +98,24 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
     } else {
         Send::Now
     };
+    let sending = Sending {
+        otp_id: &otp_id,
+        destination: &destination,
+        user_id: linked_user.as_deref(),
+        purpose,
+        code: &code,
+        ttl_seconds,
+        expires_at_ms,
+        texts,
+    };
     match send {
         Send::Nothing => {}
         Send::Now => {
-            let sent = Sending {
-                otp_id: &otp_id,
-                destination: &destination,
-                user_id: linked_user.as_deref(),
-                purpose,
-                code: &code,
-                ttl_seconds,
-                texts,
-            };
-            if let Err(e) = send_code(app.config, &app.db, &app.trail, &sent, app.now_ms).await {
-                return Err(send_failed(channel, e));
+            if let Err(e) = delivery::send_now(config, &app.db, &app.trail, &sending).await {
+                return Err(send_failed(channel, &e));
             }
         }
-        Send::AfterResponse => {
-            let (env, otp_id, destination, user_id) =
-                (app.env.clone(), otp_id.clone(), destination.clone(), linked_user.clone());
-            let now_ms = app.now_ms;
-            let trail = app.trail.follow_up();
-            app.ctx.wait_until(async move {
-                let Ok(db) = Db::from_env(&env) else { return };
-                // The outcome is on the row (invalidated on failure) and in the trail.
-                let sent = Sending {
-                    otp_id: &otp_id,
-                    destination: &destination,
-                    user_id: user_id.as_deref(),
-                    purpose,
-                    code: &code,
-                    ttl_seconds,
-                    texts,
-                };
-                let _ = send_code(config, &db, &trail, &sent, now_ms).await;
-                if let Err(e) = db.store_audit(&trail.take()).await {
-                    crate::log::error("audit_store_failed", &e.to_string());
-                }
-            });
-        }
+        Send::AfterResponse => send_after_response(app, &sending),
     }
 
     Ok(OtpRequested {
@@ -144,65 +126,51 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
     })
 }
 
-/// A code on its way out, and what its message and audit events need.
-struct Sending<'a> {
-    otp_id: &'a str,
-    destination: &'a Destination,
-    user_id: Option<&'a str>,
-    purpose: Purpose,
-    code: &'a OtpCode,
-    ttl_seconds: u64,
-    texts: &'static Texts,
-}
-
-/// Delivers the code; on failure makes it unverifiable and records why.
-async fn send_code(
-    config: &crate::config::Config,
-    db: &Db,
-    trail: &Trail,
-    sent: &Sending<'_>,
-    now_ms: i64,
-) -> Result<(), DeliveryError> {
-    let Sending { otp_id, destination, user_id, purpose, code, ttl_seconds, texts } = *sent;
-    let input = MessageInput {
-        app_name: &config.app_name,
-        purpose,
-        code,
-        ttl_seconds,
-        texts,
-        webotp_domain: config.webotp_domain.as_deref(),
-    };
-    let result = delivery::deliver(config, destination, &input).await;
-    let event = |name: &'static str, outcome: &str| {
-        Event::new(name, outcome).destination(destination).otp(otp_id).user(user_id)
-    };
-    let now = || worker::Date::now().as_millis() as i64;
-    match &result {
-        Ok(()) => trail.record(event("otp_delivered", "ok"), now()),
-        Err(e) => {
-            let outcome = match e {
-                DeliveryError::InvalidNumber { .. } => "invalid_number",
-                DeliveryError::Failed(_) => "failed",
-            };
-            trail.record(event("otp_delivery_failed", outcome), now());
-            // The provider's status and error code, never its body or our credentials.
-            crate::log::emit(
-                "warn",
-                "otp_delivery_error",
-                serde_json::json!({ "otp_id": otp_id, "reason": format!("{e:?}") }),
-            );
-            if let Err(db_err) = db.invalidate_otp(otp_id, now_ms).await {
-                crate::log::error("otp_invalidate_failed", &db_err.to_string());
+/// Hands the code to the delivery queue after the answer, so that a
+/// provider outage delays it rather than losing it; without a queue (or if
+/// it refuses the job), delivers it directly, once.
+fn send_after_response(app: &App, sending: &Sending<'_>) {
+    let job = delivery::job(app.config, &app.trail, sending);
+    let (env, config, trail) = (app.env.clone(), app.config, app.trail.follow_up());
+    app.ctx.wait_until(async move {
+        if queue::available(&env) {
+            match queue::enqueue(&env, &job, 0).await {
+                Ok(()) => return,
+                Err(e) => crate::log::error("delivery_queue_unavailable", &e.to_string()),
             }
         }
-    }
-    result
+        let Ok(db) = Db::from_env(&env) else { return };
+        // The outcome is on the row (invalidated on failure) and in the trail;
+        // without a queue there is no later try.
+        if let Ok(Processed::RetryIn(_)) = delivery::run_job(config, &db, &job, &trail).await {
+            delivery::give_up(&db, &job, &trail).await;
+        }
+        if let Err(e) = db.store_audit(&trail.take()).await {
+            crate::log::error("audit_store_failed", &e.to_string());
+        }
+    });
 }
 
-fn send_failed(channel: Channel, e: DeliveryError) -> ApiError {
-    match e {
-        DeliveryError::InvalidNumber { .. } => ApiError::validation("This phone number cannot receive SMS messages"),
-        DeliveryError::Failed(_) => {
+/// What the client is told when a code could not be sent before the answer.
+fn send_failed(channel: Channel, e: &Failure) -> ApiError {
+    match e.kind() {
+        FailureKind::Undeliverable(reason) => match reason {
+            Undeliverable::NotSmsCapable => ApiError::validation("This phone number cannot receive SMS messages"),
+            Undeliverable::RegionNotSupported => {
+                ApiError::validation("SMS to this phone number's country is not supported")
+            }
+            Undeliverable::OptedOut => ApiError::new(
+                400,
+                "SMS_OPTED_OUT",
+                "This phone number has opted out of our messages; reply START to our last message to receive codes again",
+            ),
+            Undeliverable::MailboxInactive | Undeliverable::InvalidAddress => ApiError::new(
+                400,
+                "EMAIL_UNDELIVERABLE",
+                "This email address cannot receive messages from us (it bounced, or unsubscribed, before)",
+            ),
+        },
+        FailureKind::Misconfigured | FailureKind::Unavailable => {
             ApiError::new(502, "SEND_FAILED", format!("Failed to send OTP to {}", channel.as_str()))
         }
     }

@@ -38,6 +38,7 @@ enum Route {
     Sessions,
     Session(String),
     Logout,
+    TwilioStatus,
 }
 
 /// The route of a path and the methods it accepts.
@@ -56,6 +57,7 @@ fn route_of(path: &str) -> Result<(Route, &'static str), ApiError> {
         "/api/auth/me" => (Route::Me, "GET"),
         "/api/auth/sessions" => (Route::Sessions, "GET"),
         "/api/auth/logout" => (Route::Logout, "POST"),
+        crate::domain::webhook::STATUS_CALLBACK_PATH => (Route::TwilioStatus, "POST"),
         _ => match path.strip_prefix("/api/auth/sessions/") {
             Some(id) if !id.contains('/') => (Route::Session(id.to_string()), "DELETE"),
             _ => return Err(ApiError::not_found()),
@@ -199,6 +201,18 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
         Route::Logout => {
             let who = authenticate().await?;
             json(200, &flows::account::logout(app, &who).await?)
+        }
+        Route::TwilioStatus => {
+            let signature = header(&req, "x-twilio-signature");
+            // The raw URL's query, as Twilio signed it (`req.url()` would
+            // re-serialize it, and pull the `url` crate's IDNA tables in).
+            let raw_url = req.inner().url();
+            let query = raw_url.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or(q).to_string());
+            let form = body(&mut req).await?;
+            flows::delivery_status::twilio(app, query.as_deref(), &form, signature.as_deref()).await?;
+            let mut resp = Response::empty().map_err(ApiError::internal)?.with_status(204);
+            let _ = resp.headers_mut().set("cache-control", "no-store");
+            Ok(resp)
         }
     }
 }

@@ -46,6 +46,16 @@ pub struct NewOtp<'a> {
     pub user_agent: &'a str,
 }
 
+/// Whether a queued delivery try may go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryClaim {
+    Claimed,
+    /// Another delivery of the same queue message made this try.
+    AlreadyTried,
+    /// The code no longer waits for its message: used, superseded, expired, deleted.
+    NotPending(&'static str),
+}
+
 /// What an accepted verification attempt needs to check the code.
 #[derive(Debug, Deserialize)]
 pub struct AttemptRow {
@@ -177,6 +187,51 @@ impl Db {
         Ok(())
     }
 
+    /// Claims delivery try `attempt` of a queued code, atomically: only while
+    /// the code is unused, valid and unexpired, and only once per try, so a
+    /// queue message delivered twice sends one message.
+    pub async fn claim_delivery(&self, id: &str, attempt: u32, now_ms: i64) -> worker::Result<DeliveryClaim> {
+        #[derive(Deserialize)]
+        struct Claimed {
+            #[allow(dead_code)]
+            id: String,
+        }
+        let claimed: Option<Claimed> = self
+            .stmt(
+                "UPDATE otp_requests SET delivery_attempts = ?2 \
+                 WHERE id = ?1 AND delivery_attempts < ?2 AND is_verified = 0 AND invalidated_at IS NULL \
+                 AND expires_at > ?3 RETURNING id",
+                &[text(id), num(attempt as i64), num(now_ms)],
+            )?
+            .first(None)
+            .await?;
+        if claimed.is_some() {
+            return Ok(DeliveryClaim::Claimed);
+        }
+        #[derive(Deserialize)]
+        struct Row {
+            is_verified: i64,
+            invalidated_at: Option<i64>,
+            expires_at: i64,
+            delivery_attempts: i64,
+        }
+        let row: Option<Row> = self
+            .stmt(
+                "SELECT is_verified, invalidated_at, expires_at, delivery_attempts FROM otp_requests WHERE id = ?1",
+                &[text(id)],
+            )?
+            .first(None)
+            .await?;
+        Ok(match row {
+            None => DeliveryClaim::NotPending("unknown_code"),
+            Some(r) if r.delivery_attempts >= attempt as i64 => DeliveryClaim::AlreadyTried,
+            Some(r) if r.is_verified != 0 => DeliveryClaim::NotPending("used"),
+            Some(r) if r.invalidated_at.is_some() => DeliveryClaim::NotPending("superseded"),
+            Some(r) if r.expires_at <= now_ms => DeliveryClaim::NotPending("expired"),
+            Some(_) => DeliveryClaim::AlreadyTried,
+        })
+    }
+
     /// Takes one attempt, atomically: only a live code with attempts left
     /// gives a row, so parallel verifies can never exceed the limit.
     pub async fn consume_attempt(&self, id: &str, now_ms: i64) -> worker::Result<Option<AttemptRow>> {
@@ -229,7 +284,8 @@ impl Db {
             .map(|e| {
                 self.stmt(
                     "INSERT INTO audit_events (at, request_id, event, outcome, latency_ms, ip_hash, destination, \
-                     user_id, session_id, otp_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     user_id, session_id, otp_id, provider_code, attempt) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                     &[
                         num(e.at_ms),
                         text(&e.request_id),
@@ -241,6 +297,8 @@ impl Db {
                         opt_text(e.user_id.as_deref()),
                         opt_text(e.session_id.as_deref()),
                         opt_text(e.otp_id.as_deref()),
+                        opt_text(e.provider_code.as_deref()),
+                        e.attempt.map(|n| num(n as i64)).unwrap_or(JsValue::NULL),
                     ],
                 )
             })

@@ -1,48 +1,66 @@
-//! Sends messages through the providers with `fetch`: a bounded timeout per
-//! try, one retry after a short backoff for 429 and 5xx, no retry for other
-//! refusals. Errors carry no credentials, provider bodies or codes.
+//! Sends messages through the providers with `fetch`. One delivery is bounded
+//! by `DELIVERY_TIMEOUT_MS` as a whole; a failed try is tried once more only
+//! as `domain::delivery::retry_in_call` allows (a `Retry-After` honoured when
+//! it fits, no quota retried, no request of unknown fate repeated unless the
+//! provider deduplicates it). Failures carry no credentials, bodies or codes.
 
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
+use worker::{AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit};
 
 use crate::config::{Config, MailProvider, SmsProvider};
+use crate::domain::delivery::{self, Failure};
 use crate::domain::destination::{Channel, Destination};
 use crate::domain::message::{self, MessageInput};
-use crate::domain::outbound::{self, Outcome, ProviderRequest};
+use crate::domain::outbound::{self, Outcome, Provider, ProviderAnswer, ProviderRequest, SmsOptions};
+use crate::domain::webhook;
 
-const RETRY_BACKOFF: Duration = Duration::from_millis(300);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeliveryError {
-    /// The provider said this phone number can never receive SMS.
-    InvalidNumber { provider_code: i64 },
-    /// Timeout, network error or a refusal; a short description for the log.
-    Failed(String),
+/// One message on its way out.
+pub struct Outgoing<'a> {
+    pub otp_id: &'a str,
+    pub destination: &'a Destination,
+    pub message: MessageInput<'a>,
+    /// When the code expires: Twilio may hold the SMS for what is left of it.
+    pub expires_at_ms: i64,
 }
 
-/// Builds the message for `destination` and sends it through the configured
-/// provider of its channel.
-pub async fn deliver(
-    config: &Config,
-    destination: &Destination,
-    input: &MessageInput<'_>,
-) -> Result<(), DeliveryError> {
+/// Builds the message for its destination and sends it through the
+/// configured provider of its channel.
+pub async fn deliver(config: &Config, out: &Outgoing<'_>) -> Result<(), Failure> {
+    let destination = out.destination;
     let request = match destination.channel() {
         Channel::Email => {
-            let email = message::email(input);
+            let email = message::email(&out.message);
             if config.mail.provider == MailProvider::Log {
                 print_to_console(destination, &format!("Subject: {}\n{}", email.subject, email.text));
                 return Ok(());
             }
-            outbound::mail_request(&config.mail, destination.as_str(), &email)
-                .ok_or_else(|| DeliveryError::Failed("mail provider not configured".into()))?
+            let provider = match config.mail.provider {
+                MailProvider::Postmark => Provider::Postmark,
+                _ => Provider::Resend,
+            };
+            outbound::mail_request(&config.mail, destination.as_str(), &email, out.otp_id).ok_or(Failure {
+                provider,
+                outcome: Outcome::Misconfigured { status: 0, code: None },
+                idempotent: false,
+                tries: 0,
+            })?
         }
         Channel::Phone => {
-            let text = message::sms(input);
+            let text = message::sms(&out.message);
             match (config.sms.provider, &config.sms.twilio) {
-                (SmsProvider::Twilio, Some(twilio)) => outbound::twilio_request(twilio, destination.as_str(), &text),
+                (SmsProvider::Twilio, Some(twilio)) => {
+                    let callback =
+                        config.public_base_url.as_deref().map(|b| webhook::status_callback_url(b, out.otp_id));
+                    let left_ms = out.expires_at_ms - Date::now().as_millis() as i64;
+                    let options = SmsOptions {
+                        status_callback: callback.as_deref(),
+                        // Whole seconds, rounded up: a code sent at once keeps its full lifetime.
+                        validity_period_seconds: Some((left_ms.max(0) as u64).div_ceil(1000)),
+                    };
+                    outbound::twilio_request(twilio, destination.as_str(), &text, options)
+                }
                 _ => {
                     print_to_console(destination, &text);
                     return Ok(());
@@ -50,7 +68,7 @@ pub async fn deliver(
             }
         }
     };
-    send_with_retry(&request, Duration::from_millis(config.delivery_timeout_ms)).await
+    send(&request, Duration::from_millis(config.delivery_timeout_ms)).await
 }
 
 /// The development `log` provider: the one place a code is printed.
@@ -62,48 +80,55 @@ fn print_to_console(destination: &Destination, text: &str) {
     eprintln!("{line}");
 }
 
-async fn send_with_retry(request: &ProviderRequest, timeout: Duration) -> Result<(), DeliveryError> {
-    let mut last = String::new();
-    for attempt in 0..2 {
-        if attempt > 0 {
-            Delay::from(RETRY_BACKOFF).await;
+fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
+/// Sends `request`, within `budget` for every try together.
+async fn send(request: &ProviderRequest, budget: Duration) -> Result<(), Failure> {
+    let started = now_ms();
+    let remaining = || budget.saturating_sub(Duration::from_millis(now_ms().saturating_sub(started)));
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let outcome = match send_once(request, remaining()).await {
+            Ok((status, retry_after, body)) => outbound::classify(
+                request.provider,
+                &ProviderAnswer { status, retry_after: retry_after.as_deref(), body: &body },
+            ),
+            Err(timed_out) => Outcome::Unanswered { timed_out },
+        };
+        if outcome == Outcome::Sent {
+            return Ok(());
         }
-        match send_once(request, timeout).await {
-            Ok((status, body)) => match outbound::classify(status, &body) {
-                Outcome::Sent => return Ok(()),
-                Outcome::InvalidNumber { provider_code } => return Err(DeliveryError::InvalidNumber { provider_code }),
-                Outcome::Failed { status, provider_code } => {
-                    return Err(DeliveryError::Failed(format!(
-                        "provider refused: HTTP {status}, code {provider_code:?}"
-                    )))
-                }
-                Outcome::Retry => last = format!("provider answered HTTP {status}"),
-            },
-            Err(reason) => last = reason,
+        match delivery::retry_in_call(&outcome, request.idempotent(), remaining()) {
+            Some(wait) if tries == 1 => Delay::from(wait).await,
+            _ => return Err(Failure { provider: request.provider, outcome, idempotent: request.idempotent(), tries }),
         }
     }
-    Err(DeliveryError::Failed(format!("{last} (after a retry)")))
 }
 
 /// One try, bounded by `timeout`: the fetch is aborted when time runs out.
-async fn send_once(request: &ProviderRequest, timeout: Duration) -> Result<(u16, String), String> {
+/// `Err(true)` is a timeout, `Err(false)` a request that could not be made.
+async fn send_once(request: &ProviderRequest, timeout: Duration) -> Result<(u16, Option<String>, String), bool> {
     let headers = Headers::new();
     for (name, value) in &request.headers {
-        headers.set(name, value).map_err(|_| "bad header".to_string())?;
+        headers.set(name, value).map_err(|_| false)?;
     }
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_headers(headers).with_body(Some(request.body.clone().into()));
-    let req = Request::new_with_init(&request.url, &init).map_err(|_| "bad provider URL".to_string())?;
+    let req = Request::new_with_init(&request.url, &init).map_err(|_| false)?;
 
     let controller = AbortController::default();
     let signal = controller.signal();
     let fetch = Fetch::Request(req);
     let call = async {
-        let mut resp = fetch.send_with_signal(&signal).await.map_err(|_| "network error".to_string())?;
+        let mut resp = fetch.send_with_signal(&signal).await.map_err(|_| false)?;
         let status = resp.status_code();
-        // A bounded read: error bodies are small; a huge one is cut.
+        let retry_after = resp.headers().get("retry-after").ok().flatten();
+        // Error bodies are small; only their first part is looked at.
         let body = resp.text().await.unwrap_or_default();
-        Ok::<_, String>((status, body.chars().take(4096).collect()))
+        Ok::<_, bool>((status, retry_after, body.chars().take(4096).collect()))
     };
     let timer = Delay::from(timeout);
     futures_util::pin_mut!(call);
@@ -111,7 +136,7 @@ async fn send_once(request: &ProviderRequest, timeout: Duration) -> Result<(u16,
         Either::Left((result, _)) => result,
         Either::Right(((), _)) => {
             controller.abort();
-            Err(format!("timed out after {} ms", timeout.as_millis()))
+            Err(true)
         }
     }
 }

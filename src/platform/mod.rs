@@ -1,8 +1,9 @@
 //! Platform glue: the only code that talks to the Workers runtime (vars and
-//! secrets, D1, the Durable Object, outbound fetch). The rules it serves live
+//! secrets, D1, the Durable Object, the delivery queue, outbound fetch). The rules it serves live
 //! in `domain` and `config`, which do not import `worker`.
 
 pub mod db;
 pub mod delivery;
 pub mod env;
 pub mod limiter;
+pub mod queue;
