@@ -17,7 +17,7 @@ use crate::helpers::{
 /// Postmark for mail, a Twilio Messaging Service (which wins over the
 /// configured number), the WebOTP line, and an app name that needs escaping
 /// in HTML.
-const POSTMARK_AND_MESSAGING_SERVICE: Profile = Profile {
+pub(crate) const POSTMARK_AND_MESSAGING_SERVICE: Profile = Profile {
     name: "delivery-postmark-messaging-service",
     vars: &[
         ("MAIL_PROVIDER", "postmark"),
@@ -33,10 +33,10 @@ const ONE_SECOND_TIMEOUT: Profile =
     Profile { name: "delivery-one-second-timeout", vars: &[("DELIVERY_TIMEOUT_MS", "1000")] };
 
 /// How many times a provider answers a destination so: every time.
-const ALWAYS: u64 = u64::MAX;
+pub(crate) const ALWAYS: u64 = u64::MAX;
 
 /// Put in every failing provider answer: it must never reach the client.
-const PROVIDER_DETAIL: &str = "upstream-detail-7f3a9c";
+pub(crate) const PROVIDER_DETAIL: &str = "upstream-detail-7f3a9c";
 
 // ---------------------------------------------------------------------------
 // What the providers receive
@@ -88,7 +88,7 @@ async fn a_new_user_gets_a_registration_sms_from_the_twilio_number_stating_five_
     let text = message_text(&sms);
     let code = code_in(&text);
     assert_eq!(
-        sorted_form(&sms),
+        sorted_form_without_validity(&sms),
         [("Body", english_sms(&code).as_str()), ("From", "+15005550006"), ("To", phone.as_str())]
             .map(|(k, v)| (k.to_string(), v.to_string()))
     );
@@ -247,7 +247,7 @@ async fn an_sms_through_a_messaging_service_has_no_from_and_ends_with_the_webotp
         "{code} is your Acme & Co <Beta> verification code. It expires in 5 minutes.\n\n@login.acme.test #{code}"
     );
     assert_eq!(
-        sorted_form(&sms),
+        sorted_form_without_validity(&sms),
         [("Body", expected_body.as_str()), ("MessagingServiceSid", MESSAGING_SERVICE_SID), ("To", phone.as_str())]
             .map(|(k, v)| (k.to_string(), v.to_string()))
     );
@@ -295,7 +295,7 @@ async fn a_twilio_429_is_retried_and_the_second_try_delivers_a_working_code() {
 }
 
 #[tokio::test]
-async fn a_mail_api_that_hangs_is_cut_off_at_the_timeout_twice_then_send_failed() {
+async fn a_mail_api_that_hangs_is_cut_off_when_the_delivery_timeout_is_spent_then_send_failed() {
     let app = spawn_app_with(ONE_SECOND_TIMEOUT).await;
     let email = random_email();
     let hanging = ResponseTemplate::new(200).set_body_json(json!({"id": "late"})).set_delay(Duration::from_secs(6));
@@ -306,12 +306,12 @@ async fn a_mail_api_that_hangs_is_cut_off_at_the_timeout_twice_then_send_failed(
     let took = started.elapsed();
 
     assert_send_failed(resp, "email").await;
-    eprintln!("two 1000 ms timeouts and a 300 ms backoff: answered in {took:?}");
-    // Two timeouts of 1 s and the 300 ms backoff, with slack for a busy machine.
-    assert!(took >= Duration::from_millis(2000), "gave up before two timeouts: {took:?}");
-    assert!(took < Duration::from_millis(2000 + 300 + 1700), "the timeout did not bound the calls: {took:?}");
+    eprintln!("a 1000 ms delivery timeout spent on one hanging call: answered in {took:?}");
+    // DELIVERY_TIMEOUT_MS bounds the whole delivery: no time is left for a retry.
+    assert!(took >= Duration::from_millis(1000), "gave up before the timeout: {took:?}");
+    assert!(took < Duration::from_millis(1000 + 1700), "the timeout did not bound the delivery: {took:?}");
     let calls = deliveries_to(&app, &email).await;
-    assert_eq!(calls.len(), 2, "one try and one retry");
+    assert_eq!(calls.len(), 1, "no time left for a retry");
     assert_code_withdrawn(&app, &email, &code_in(&message_text(&calls[0]))).await;
 }
 
@@ -354,26 +354,6 @@ async fn a_number_twilio_calls_invalid_is_a_validation_error_without_a_retry() {
 }
 
 #[tokio::test]
-async fn a_login_whose_email_fails_still_answers_200_but_the_code_never_verifies() {
-    let app = spawn_app().await;
-    let email = random_email();
-    app.seed_user(&email, "active").await;
-    provider_answers(&app, &email, provider_error(503), ALWAYS).await;
-
-    let (status, body) = json_of(request_code(&app, &email, "login", None, None).await).await;
-
-    // The same answer as a login whose email went out: nothing reveals the account.
-    assert_eq!(status, 200, "{body}");
-    assert_eq!((&body["message"], &body["expires_in"]), (&json!("OTP sent to email"), &json!(600)), "{body}");
-    let otp_id = body["otp_id"].as_str().expect("an otp_id").to_string();
-    let calls = wait_for_deliveries(&app, &email, 2).await;
-    assert_eq!(calls.len(), 2, "one try and one retry, after the answer");
-    let code = code_in(&message_text(&calls[0]));
-    assert_eq!(assert_code_withdrawn(&app, &email, &code).await, otp_id);
-    assert_log_keeps_secrets(&app, &otp_id, &code).await;
-}
-
-#[tokio::test]
 async fn without_enumeration_protection_a_failed_login_sms_is_reported_at_once() {
     let app = spawn_app_with(NO_ENUMERATION_PROTECTION).await;
     let phone = random_phone();
@@ -393,7 +373,7 @@ async fn without_enumeration_protection_a_failed_login_sms_is_reported_at_once()
 // ---------------------------------------------------------------------------
 
 /// `POST /api/auth/otp/request/` with an optional `locale` field and `Accept-Language` header.
-async fn request_code(
+pub(crate) async fn request_code(
     app: &TestApp,
     destination: &str,
     purpose: &str,
@@ -469,7 +449,7 @@ fn assert_html_carries(html: &str, code: &str, lang: &str, texts: &[&str]) {
 }
 
 /// Requests the fake providers received carrying a message to `destination`, oldest first.
-async fn deliveries_to(app: &TestApp, destination: &str) -> Vec<Request> {
+pub(crate) async fn deliveries_to(app: &TestApp, destination: &str) -> Vec<Request> {
     let server = if is_email(destination) { &app.worker.mail } else { &app.worker.sms };
     let received = server.received_requests().await.expect("request recording is on");
     received.into_iter().filter(|r| addressed_to(r, destination)).collect()
@@ -477,7 +457,7 @@ async fn deliveries_to(app: &TestApp, destination: &str) -> Vec<Request> {
 
 /// Polls until at least `count` requests for `destination` arrived (a login
 /// is delivered after the answer); gives up after 10 s.
-async fn wait_for_deliveries(app: &TestApp, destination: &str, count: usize) -> Vec<Request> {
+pub(crate) async fn wait_for_deliveries(app: &TestApp, destination: &str, count: usize) -> Vec<Request> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let calls = deliveries_to(app, destination).await;
@@ -511,7 +491,7 @@ fn addressed_to(request: &Request, destination: &str) -> bool {
 }
 
 /// The text that carries the code: an email's plain text, an SMS's body.
-fn message_text(request: &Request) -> String {
+pub(crate) fn message_text(request: &Request) -> String {
     match request.body_json::<Value>() {
         Ok(mail) => {
             mail.get("text").or(mail.get("TextBody")).and_then(Value::as_str).expect("no text body").to_string()
@@ -521,33 +501,43 @@ fn message_text(request: &Request) -> String {
 }
 
 /// The six-digit code in a message.
-fn code_in(text: &str) -> String {
+pub(crate) fn code_in(text: &str) -> String {
     let runs: Vec<&str> = text.split(|c: char| !c.is_ascii_digit()).filter(|run| run.len() == 6).collect();
     assert!(!runs.is_empty(), "no six-digit code in {text:?}");
     runs[0].to_string()
 }
 
-fn form(request: &Request) -> Vec<(String, String)> {
+pub(crate) fn form(request: &Request) -> Vec<(String, String)> {
     form_urlencoded::parse(&request.body).into_owned().collect()
 }
 
-fn form_field(request: &Request, name: &str) -> Option<String> {
+pub(crate) fn form_field(request: &Request, name: &str) -> Option<String> {
     form(request).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
 /// Every form field, by name: the exact set a request carried.
-fn sorted_form(request: &Request) -> Vec<(String, String)> {
+pub(crate) fn sorted_form(request: &Request) -> Vec<(String, String)> {
     let mut fields = form(request);
     fields.sort();
     fields
 }
 
-fn header(request: &Request, name: &str) -> String {
+/// `sorted_form` without `ValidityPeriod`, after checking it is what is
+/// left of the 300 s code's life (Twilio drops the SMS once it passed).
+fn sorted_form_without_validity(request: &Request) -> Vec<(String, String)> {
+    let mut fields = sorted_form(request);
+    let at = fields.iter().position(|(k, _)| k == "ValidityPeriod").expect("a ValidityPeriod");
+    let seconds: u64 = fields.remove(at).1.parse().expect("ValidityPeriod in whole seconds");
+    assert!((295..=300).contains(&seconds), "ValidityPeriod {seconds} for a 300 s code");
+    fields
+}
+
+pub(crate) fn header(request: &Request, name: &str) -> String {
     let value = request.headers.get(name).unwrap_or_else(|| panic!("no {name} header on {}", request.url));
     value.to_str().unwrap().to_string()
 }
 
-fn twilio_basic_auth() -> String {
+pub(crate) fn twilio_basic_auth() -> String {
     format!("Basic {}", Base64::encode_string(format!("{TWILIO_SID}:{TWILIO_TOKEN}").as_bytes()))
 }
 
@@ -577,7 +567,7 @@ async fn assert_code_verifies(app: &TestApp, otp_id: &Value, code: &str) {
 /// (typically the default 200/201 answer, and every other test then gets
 /// 404s). A mock that matches only this test's unique destination is
 /// harmless once the test is over.
-async fn provider_answers(app: &TestApp, destination: &str, answer: ResponseTemplate, times: u64) {
+pub(crate) async fn provider_answers(app: &TestApp, destination: &str, answer: ResponseTemplate, times: u64) {
     let (server, needle) = if is_email(destination) {
         (&app.worker.mail, destination.to_string())
     } else {
@@ -593,7 +583,7 @@ async fn provider_answers(app: &TestApp, destination: &str, answer: ResponseTemp
 }
 
 /// A provider's own failure, with details the client must never see.
-fn provider_error(status: u16) -> ResponseTemplate {
+pub(crate) fn provider_error(status: u16) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(json!({
         "name": "internal_server_error",
         "message": format!("database shard 7 unavailable ({PROVIDER_DETAIL})"),
@@ -601,7 +591,7 @@ fn provider_error(status: u16) -> ResponseTemplate {
 }
 
 /// Twilio's error body.
-fn twilio_error(status: u16, code: i64, message: &str) -> ResponseTemplate {
+pub(crate) fn twilio_error(status: u16, code: i64, message: &str) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(json!({
         "code": code,
         "message": format!("{message} ({PROVIDER_DETAIL})"),
@@ -611,14 +601,14 @@ fn twilio_error(status: u16, code: i64, message: &str) -> ResponseTemplate {
 }
 
 /// The client's answer when delivery failed: 502 naming the channel, and nothing more.
-async fn assert_send_failed(resp: reqwest::Response, channel: &str) {
+pub(crate) async fn assert_send_failed(resp: reqwest::Response, channel: &str) {
     let (status, body) = json_of(resp).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body, json!({ "code": "SEND_FAILED", "message": format!("Failed to send OTP to {channel}") }));
 }
 
 /// No credential, provider detail or code in `text`.
-fn assert_reveals_nothing(text: &str, code: &str) {
+pub(crate) fn assert_reveals_nothing(text: &str, code: &str) {
     for secret in [MAIL_KEY, TWILIO_TOKEN, TWILIO_SID, PROVIDER_DETAIL, &twilio_basic_auth()[6..]] {
         assert!(!text.contains(secret), "{secret:?} revealed in {text}");
     }
@@ -632,7 +622,7 @@ fn has_digit_run(text: &str, run: &str) -> bool {
 /// The one code requested for `destination` was invalidated (polled: after a
 /// login the failure is recorded after the answer), and verifying the code
 /// that was sent says it expired. Returns its id.
-async fn assert_code_withdrawn(app: &TestApp, destination: &str, code: &str) -> String {
+pub(crate) async fn assert_code_withdrawn(app: &TestApp, destination: &str, code: &str) -> String {
     let query = format!("SELECT id, invalidated_at FROM otp_requests WHERE destination = {}", sql_str(destination));
     let deadline = Instant::now() + Duration::from_secs(15);
     let row = loop {
@@ -650,7 +640,7 @@ async fn assert_code_withdrawn(app: &TestApp, destination: &str, code: &str) -> 
 }
 
 /// For a failure message: the deliveries the Worker logged as failed, and why.
-fn failures_logged(app: &TestApp) -> String {
+pub(crate) fn failures_logged(app: &TestApp) -> String {
     let log = app.worker_log();
     let failures: Vec<&str> = log.lines().filter(|l| l.contains("otp_delivery_failed")).collect();
     format!("\nfailed deliveries in the Worker's log:\n{}", failures.join("\n"))
@@ -658,7 +648,7 @@ fn failures_logged(app: &TestApp) -> String {
 
 /// Once the Worker logged the failed delivery of `otp_id`, its whole log has
 /// neither the code nor a credential.
-async fn assert_log_keeps_secrets(app: &TestApp, otp_id: &str, code: &str) {
+pub(crate) async fn assert_log_keeps_secrets(app: &TestApp, otp_id: &str, code: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let log = loop {
         let log = app.worker_log();

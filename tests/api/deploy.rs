@@ -19,7 +19,9 @@ async fn deploy_bundle_packages() {
         assert!(files.iter().any(|f| f.ends_with(".wasm")), "{files:?}");
         assert!(files.iter().any(|f| f == "index.js"), "{files:?}");
         // The bindings the service needs are in the bundle's manifest.
-        assert!(stdout.contains("RATE_LIMITER") && stdout.contains("DB"), "{stdout}");
+        for binding in ["RATE_LIMITER", "DB", "DELIVERY_QUEUE"] {
+            assert!(stdout.contains(binding), "no {binding} binding: {stdout}");
+        }
     })
     .await
     .unwrap();
