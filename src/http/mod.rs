@@ -57,7 +57,7 @@ fn route_of(path: &str) -> Result<(Route, &'static str), ApiError> {
         "/api/auth/me" => (Route::Me, "GET"),
         "/api/auth/sessions" => (Route::Sessions, "GET"),
         "/api/auth/logout" => (Route::Logout, "POST"),
-        crate::domain::webhook::STATUS_CALLBACK_PATH => (Route::TwilioStatus, "POST"),
+        "/api/webhooks/twilio/status" => (Route::TwilioStatus, "POST"),
         _ => match path.strip_prefix("/api/auth/sessions/") {
             Some(id) if !id.contains('/') => (Route::Session(id.to_string()), "DELETE"),
             _ => return Err(ApiError::not_found()),
@@ -287,4 +287,16 @@ pub fn error_response(e: &ApiError) -> Response {
         let _ = headers.set("www-authenticate", challenge);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn twilio_is_told_the_path_the_router_answers() {
+        let path = crate::domain::webhook::STATUS_CALLBACK_PATH;
+        assert!(matches!(route_of(path), Ok((Route::TwilioStatus, "POST"))));
+        assert!(matches!(route_of(&format!("{path}/")), Ok((Route::TwilioStatus, "POST"))));
+    }
 }
