@@ -19,5 +19,6 @@ mod limits;
 mod otp_request;
 mod otp_verify;
 mod production;
+mod providers;
 mod routing;
 mod sessions;
