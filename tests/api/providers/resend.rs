@@ -173,6 +173,15 @@ fn check_body(body: &Value, checked: &mut Checked) {
     if checked.refusal.is_some() {
         return;
     }
+    // Not documented as refused (the schema allows other properties): recorded, not answered.
+    let known = spec::resend()["components"]["schemas"]["SendEmailRequest"]["properties"].as_object().unwrap();
+    for name in body.as_object().into_iter().flat_map(|o| o.keys()).filter(|k| !known.contains_key(*k)) {
+        checked.flag(Breach::new(
+            "only SendEmailRequest properties",
+            SPEC_SOURCE,
+            format!("{name} is not a property of SendEmailRequest"),
+        ));
+    }
     if let Some(from) = body["from"].as_str().filter(|f| !is_mailbox(f)) {
         checked.refuse(
             Breach::new("`from` is `address` or `Name <address>`", ERRORS_SOURCE, format!("from is {from:?}")),

@@ -175,6 +175,15 @@ fn resend_refuses_malformed_recipients_and_fields_of_the_wrong_type() {
 }
 
 #[test]
+fn resend_accepts_but_the_fake_flags_properties_outside_send_email_request() {
+    let mut body = resend_body();
+    body["reply"] = json!("support@acme.test");
+    let checked = resend(&resend_headers(), &body);
+    assert!(checked.refusal.is_none());
+    assert_eq!(checked.breaches.iter().map(|b| b.rule).collect::<Vec<_>>(), ["only SendEmailRequest properties"]);
+}
+
+#[test]
 fn resend_takes_idempotency_keys_of_1_to_256_characters() {
     let longest = "k".repeat(256);
     assert_accepted(&resend(&with(&resend_headers(), "idempotency-key", &longest), &resend_body()));
