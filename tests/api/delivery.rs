@@ -409,7 +409,11 @@ async fn request_code(
     if let Some(accept_language) = accept_language {
         request = request.header("accept-language", accept_language);
     }
-    app.send(request).await
+    let response = app.send(request).await;
+    // A delivery before the answer that broke a provider's rules is the
+    // failure to report, before whatever the client was answered.
+    app.assert_provider_contract_kept_for(destination);
+    response
 }
 
 /// One code by email and one by SMS, for fresh destinations (with accounts,

@@ -290,7 +290,9 @@ impl TestApp {
 
     /// Requests a code that must be sent, and reads it from the message.
     pub async fn otp_for(&self, destination: &str, purpose: &str) -> Otp {
-        let (status, body) = json_of(self.request_otp(destination, purpose).await).await;
+        let response = self.request_otp(destination, purpose).await;
+        self.assert_provider_contract_kept_for(destination);
+        let (status, body) = json_of(response).await;
         assert_eq!(status, 200, "requesting a {purpose} code for {destination}: {body}");
         let id = body["otp_id"].as_str().expect("otp_id is a string").to_string();
         Otp { id, code: self.code_sent_to(destination).await }
