@@ -13,6 +13,7 @@ use crate::helpers::{
     assert_invalid_otp, json_of, random_email, random_phone, spawn_app, spawn_app_with, sql_str, Profile, TestApp,
     MAIL_KEY, NO_ENUMERATION_PROTECTION, TWILIO_SID, TWILIO_TOKEN,
 };
+use crate::providers;
 
 /// Postmark for mail, a Twilio Messaging Service (which wins over the
 /// configured number), the WebOTP line, and an app name that needs escaping
@@ -263,7 +264,7 @@ async fn an_sms_through_a_messaging_service_has_no_from_and_ends_with_the_webotp
 async fn a_mail_api_failing_with_500_is_tried_twice_then_the_verify_request_fails_with_send_failed() {
     let app = spawn_app().await;
     let email = random_email();
-    provider_answers(&app, &email, provider_error(500), ALWAYS).await;
+    provider_answers(&app, &email, provider_error(&email, 500), ALWAYS).await;
 
     let started = Instant::now();
     let resp = request_code(&app, &email, "verify", None, None).await;
@@ -358,7 +359,7 @@ async fn without_enumeration_protection_a_failed_login_sms_is_reported_at_once()
     let app = spawn_app_with(NO_ENUMERATION_PROTECTION).await;
     let phone = random_phone();
     app.seed_user(&phone, "active").await;
-    provider_answers(&app, &phone, provider_error(503), ALWAYS).await;
+    provider_answers(&app, &phone, provider_error(&phone, 503), ALWAYS).await;
 
     let resp = request_code(&app, &phone, "login", None, None).await;
 
@@ -388,7 +389,11 @@ pub(crate) async fn request_code(
     if let Some(accept_language) = accept_language {
         request = request.header("accept-language", accept_language);
     }
-    app.send(request).await
+    let response = app.send(request).await;
+    // A delivery before the answer that broke a provider's rules is the
+    // failure to report, before whatever the client was answered.
+    app.assert_provider_contract_kept_for(destination);
+    response
 }
 
 /// One code by email and one by SMS, for fresh destinations (with accounts,
@@ -448,10 +453,13 @@ fn assert_html_carries(html: &str, code: &str, lang: &str, texts: &[&str]) {
     }
 }
 
-/// Requests the fake providers received carrying a message to `destination`, oldest first.
+/// Requests the fake providers received carrying a message to `destination`,
+/// oldest first (every try, whatever it was answered). Fails if one broke a
+/// provider's rules (tests/api/providers), even if the Worker coped.
 pub(crate) async fn deliveries_to(app: &TestApp, destination: &str) -> Vec<Request> {
     let server = if is_email(destination) { &app.worker.mail } else { &app.worker.sms };
     let received = server.received_requests().await.expect("request recording is on");
+    app.assert_provider_contract_kept_for(destination);
     received.into_iter().filter(|r| addressed_to(r, destination)).collect()
 }
 
@@ -582,22 +590,22 @@ pub(crate) async fn provider_answers(app: &TestApp, destination: &str, answer: R
         .await;
 }
 
-/// A provider's own failure, with details the client must never see.
-pub(crate) fn provider_error(status: u16) -> ResponseTemplate {
-    ResponseTemplate::new(status).set_body_json(json!({
-        "name": "internal_server_error",
-        "message": format!("database shard 7 unavailable ({PROVIDER_DETAIL})"),
-    }))
+/// The provider of `destination`'s channel failing on its side (5xx), in
+/// its own error body, with details the client must never see. Resend
+/// documents `internal_server_error` (500); Twilio 20500 Internal Server
+/// Error and 20503 Service Unavailable (www.twilio.com/docs/api/errors/20500, /20503).
+pub(crate) fn provider_error(destination: &str, status: u16) -> ResponseTemplate {
+    let detail = format!("database shard 7 unavailable ({PROVIDER_DETAIL})");
+    if is_email(destination) {
+        providers::resend_error(status, "internal_server_error", &detail, None)
+    } else {
+        providers::twilio_error(status, if status == 503 { 20503 } else { 20500 }, &detail, None)
+    }
 }
 
-/// Twilio's error body.
+/// Twilio's error body, with details the client must never see.
 pub(crate) fn twilio_error(status: u16, code: i64, message: &str) -> ResponseTemplate {
-    ResponseTemplate::new(status).set_body_json(json!({
-        "code": code,
-        "message": format!("{message} ({PROVIDER_DETAIL})"),
-        "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
-        "status": status,
-    }))
+    providers::twilio_error(status, code, &format!("{message} ({PROVIDER_DETAIL})"), None)
 }
 
 /// The client's answer when delivery failed: 502 naming the channel, and nothing more.

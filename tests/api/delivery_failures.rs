@@ -15,24 +15,16 @@ use crate::delivery::{
 };
 use crate::delivery_queue::delivery_events;
 use crate::helpers::{json_of, random_email, random_phone, spawn_app, TestApp};
+use crate::providers;
 
-/// Resend's error body (resend.com/docs/api-reference/errors).
-fn resend_error(status: u16, name: &str, retry_after: Option<&str>) -> ResponseTemplate {
-    let answer = ResponseTemplate::new(status).set_body_json(json!({
-        "statusCode": status,
-        "name": name,
-        "message": format!("refused ({PROVIDER_DETAIL})"),
-    }));
-    match retry_after {
-        Some(seconds) => answer.insert_header("retry-after", seconds),
-        None => answer,
-    }
+/// Resend's error body, with details the client must never see.
+fn resend_error(status: u16, name: &str, retry_after: Option<u32>) -> ResponseTemplate {
+    providers::resend_error(status, name, &format!("refused ({PROVIDER_DETAIL})"), retry_after)
 }
 
-/// Postmark's error body (postmarkapp.com/developer/api/overview#error-codes).
+/// Postmark's error body, with details the client must never see.
 fn postmark_error(status: u16, error_code: i64) -> ResponseTemplate {
-    ResponseTemplate::new(status)
-        .set_body_json(json!({ "ErrorCode": error_code, "Message": format!("refused ({PROVIDER_DETAIL})") }))
+    providers::postmark_error(status, error_code, &format!("refused ({PROVIDER_DETAIL})"), None)
 }
 
 /// The code sent in the one request the provider received for `destination`.
@@ -210,7 +202,7 @@ async fn a_retry_after_beyond_the_delivery_timeout_is_not_waited_for() {
 async fn resends_daily_quota_is_not_retried() {
     let app = spawn_app().await;
     let email = random_email();
-    provider_answers(&app, &email, resend_error(429, "daily_quota_exceeded", Some("86400")), ALWAYS).await;
+    provider_answers(&app, &email, resend_error(429, "daily_quota_exceeded", Some(86_400)), ALWAYS).await;
 
     assert_send_failed(request_code(&app, &email, "verify", None, None).await, "email").await;
 

@@ -17,8 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
 /// Test secrets: fixed so failures are reproducible; never used outside tests.
 pub const TEST_PEPPER: &str = "test-pepper-0123456789abcdefghijklmnopqrstuvwxyz";
@@ -98,6 +97,8 @@ pub struct RunningWorker {
     pub profile: Profile,
     pub mail: MockServer,
     pub sms: MockServer,
+    /// The rules those fakes enforce, what they refused and what they sent (tests/api/providers).
+    pub providers: crate::providers::Fakes,
     pub log_path: PathBuf,
     /// The `--persist-to` directory: local D1 and the Durable Object's storage.
     pub state_dir: PathBuf,
@@ -293,7 +294,9 @@ impl TestApp {
 
     /// Requests a code that must be sent, and reads it from the message.
     pub async fn otp_for(&self, destination: &str, purpose: &str) -> Otp {
-        let (status, body) = json_of(self.request_otp(destination, purpose).await).await;
+        let response = self.request_otp(destination, purpose).await;
+        self.assert_provider_contract_kept_for(destination);
+        let (status, body) = json_of(response).await;
         assert_eq!(status, 200, "requesting a {purpose} code for {destination}: {body}");
         let id = body["otp_id"].as_str().expect("otp_id is a string").to_string();
         Otp { id, code: self.code_sent_to(destination).await }
@@ -335,22 +338,14 @@ impl TestApp {
         assert_eq!(self.messages_to(destination).await, 0, "a message was sent to {destination}");
     }
 
-    /// Texts of the messages to `destination`, oldest first: the `text` of a
-    /// Resend email, the `Body` of a Twilio SMS.
+    /// Texts of the messages the fake providers accepted and sent to
+    /// `destination`, oldest first: the `text` of a Resend email, the
+    /// `TextBody` of a Postmark one, the `Body` of a Twilio SMS. Fails if a
+    /// request for `destination` broke a provider's rules, even if the
+    /// Worker coped with the refusal.
     async fn message_texts_to(&self, destination: &str) -> Vec<String> {
-        let mails = self.worker.mail.received_requests().await.unwrap_or_default();
-        let texts = mails.iter().filter(|r| r.url.path() == "/emails").filter_map(|r| {
-            let mail: serde_json::Value = r.body_json().ok()?;
-            let to = mail["to"].as_array()?;
-            to.iter().any(|t| t == destination).then(|| mail["text"].as_str().unwrap_or_default().to_string())
-        });
-        let sms = self.worker.sms.received_requests().await.unwrap_or_default();
-        let texts_by_sms = sms.iter().filter(|r| r.url.path().ends_with("/Messages.json")).filter_map(|r| {
-            let form = form_decode(&r.body);
-            let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-            (field("To").as_deref() == Some(destination)).then(|| field("Body").unwrap_or_default())
-        });
-        texts.chain(texts_by_sms).collect()
+        self.assert_provider_contract_kept_for(destination);
+        self.worker.providers.texts_sent_to(destination)
     }
 
     fn otp_length(&self) -> usize {
@@ -558,30 +553,6 @@ fn first_digit_run(text: &str, len: usize) -> Option<String> {
     text.split(|c: char| !c.is_ascii_digit()).find(|run| run.len() == len).map(str::to_string)
 }
 
-/// `application/x-www-form-urlencoded` pairs.
-fn form_decode(body: &[u8]) -> Vec<(String, String)> {
-    fn decode(s: &str) -> String {
-        let mut out = Vec::new();
-        let mut bytes = s.bytes();
-        while let Some(b) = bytes.next() {
-            match b {
-                b'+' => out.push(b' '),
-                b'%' => {
-                    let hex: String = bytes.by_ref().take(2).map(char::from).collect();
-                    out.push(u8::from_str_radix(&hex, 16).expect("bad percent-encoding"));
-                }
-                _ => out.push(b),
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (decode(k), decode(v)))
-        .collect()
-}
-
 /// The project root (where wrangler.toml is).
 pub fn project_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -623,26 +594,11 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The fake providers answer like the real ones unless a test mounts
-/// something more specific.
-async fn fake_providers() -> (MockServer, MockServer) {
-    let mail = MockServer::builder().start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-            "id": "4ef9a417-02e9-4d39-ad75-9611e0fcc33c"
-        })))
-        .with_priority(u8::MAX)
-        .mount(&mail)
-        .await;
-    let sms = MockServer::builder().start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({
-            "sid": "SM00000000000000000000000000000000", "status": "queued"
-        })))
-        .with_priority(u8::MAX)
-        .mount(&sms)
-        .await;
-    (mail, sms)
+/// The fake providers answer like the real ones, refusals included (they
+/// check every request against the providers' specs and rules), unless a
+/// test mounts something more specific for a destination.
+async fn fake_providers() -> (MockServer, MockServer, crate::providers::Fakes) {
+    crate::providers::start_fakes().await
 }
 
 async fn start_worker(profile: Profile) -> Arc<RunningWorker> {
@@ -697,7 +653,7 @@ async fn launch_with(
     config: Option<&Path>,
     expect_healthy: bool,
 ) -> Arc<RunningWorker> {
-    let (mail, sms) = fake_providers().await;
+    let (mail, sms, providers) = fake_providers().await;
 
     let port = free_port();
     let address = format!("http://127.0.0.1:{port}");
@@ -731,6 +687,7 @@ async fn launch_with(
         profile,
         mail,
         sms,
+        providers,
         log_path,
         state_dir,
         db_gate: Default::default(),

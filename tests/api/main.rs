@@ -22,6 +22,7 @@ mod limits;
 mod otp_request;
 mod otp_verify;
 mod production;
+mod providers;
 mod routing;
 mod sessions;
 mod twilio_status;
