@@ -490,8 +490,8 @@ fn parse_sms(s: &Settings) -> Result<SmsConfig, ConfigError> {
                     if !is_twilio_from(&from) {
                         return Err(err(
                             "TWILIO_PHONE_NUMBER",
-                            "must be an E.164 number such as +15005550006, a short code (3 to 8 digits) or an \
-                             alphanumeric sender ID (up to 11 letters, digits and spaces, with a letter)",
+                            "must be an E.164 number such as +15005550006, a short code (3 to 7 digits) or an \
+                             alphanumeric sender ID (up to 11 of A-Z a-z 0-9 space - + _ &, with a letter)",
                         ));
                     }
                     TwilioSender::Address(from)
@@ -554,13 +554,15 @@ fn is_twilio_sid(s: &str, prefix: &str) -> bool {
     s.strip_prefix(prefix).is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// What Twilio's `From` accepts for SMS: an E.164 number; a short code; or an
-/// alphanumeric sender ID of at most 11 characters (A-Z, a-z, 0-9 and
-/// space) with at least one letter (Twilio, "Alphanumeric Sender ID").
+/// What Twilio's `From` accepts for SMS: an E.164 number; a short code (3 to
+/// 7 digits, Twilio's glossary); or an alphanumeric sender ID of at most 11
+/// characters of A-Z a-z 0-9, space, `-`, `+`, `_` and `&`, with at least one
+/// letter (Twilio help center, "Alphanumeric Sender ID"; the spec's `From`:
+/// "cannot contain only numbers").
 fn is_twilio_from(s: &str) -> bool {
-    let short_code = (3..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    let short_code = (3..=7).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
     let alphanumeric = (1..=11).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b" -+_&".contains(&b))
         && s.bytes().any(|b| b.is_ascii_alphabetic())
         && s.trim() == s;
     is_e164(s) || short_code || alphanumeric
@@ -708,7 +710,8 @@ mod tests {
             ("TWILIO_PHONE_NUMBER", "+0123"),
             ("TWILIO_PHONE_NUMBER", "AcmeLoginCodes"),
             ("TWILIO_PHONE_NUMBER", "12"),
-            ("TWILIO_PHONE_NUMBER", "Acme-Login"),
+            ("TWILIO_PHONE_NUMBER", "12345678"),
+            ("TWILIO_PHONE_NUMBER", "Acme.Login"),
         ] {
             let mut m = prod();
             m.insert(name, bad.into());
@@ -718,7 +721,7 @@ mod tests {
         m.insert("TWILIO_MESSAGING_SERVICE_SID", "MG123".into());
         assert_eq!(parse(&m).unwrap_err().setting, "TWILIO_MESSAGING_SERVICE_SID");
         // Short codes and alphanumeric sender IDs are what Twilio's From accepts too.
-        for from in ["+15005550006", "12345", "894546", "Acme", "Acme Login", "2FA Code"] {
+        for from in ["+15005550006", "12345", "894546", "Acme", "Acme Login", "2FA-Code", "A&B_Co+"] {
             let mut m = prod();
             m.insert("TWILIO_PHONE_NUMBER", from.into());
             assert_eq!(parse(&m).unwrap().sms.twilio.unwrap().sender, TwilioSender::Address(from.into()), "{from}");

@@ -35,7 +35,24 @@ pub enum FailureKind {
     Unavailable,
 }
 
+/// Whether the provider may have sent the message although the try failed:
+/// no answer at all, or a 5xx other than 503. Twilio warns that repeating a
+/// message POST after a 500 can deliver it twice (twilio.com/docs/api/errors/20500);
+/// 429 and 503 say the request was not taken.
+pub fn fate_unknown(outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Unanswered { .. } => true,
+        Outcome::Transient { status, .. } => *status >= 500 && *status != 503,
+        _ => false,
+    }
+}
+
 impl Failure {
+    /// Whether the message may have gone out (see `fate_unknown`).
+    pub fn fate_unknown(&self) -> bool {
+        fate_unknown(&self.outcome)
+    }
+
     pub fn kind(&self) -> FailureKind {
         match self.outcome {
             Outcome::Undeliverable { reason, .. } => FailureKind::Undeliverable(reason),
@@ -109,9 +126,12 @@ const MIN_TRY: Duration = Duration::from_millis(250);
 /// After a failed try within one call: how long to wait before the single
 /// retry, or `None`. A `Retry-After` is honoured, and the retry happens only
 /// if it still fits in what is left of `DELIVERY_TIMEOUT_MS`; a quota is
-/// never retried in the call; a request whose fate is unknown (timeout,
-/// network error) is repeated only when the provider deduplicates it.
+/// never retried in the call; a request whose fate is unknown (no answer, or
+/// a 5xx but 503) is repeated only when the provider deduplicates it.
 pub fn retry_in_call(outcome: &Outcome, idempotent: bool, remaining: Duration) -> Option<Duration> {
+    if fate_unknown(outcome) && !idempotent {
+        return None;
+    }
     let wait = match outcome {
         Outcome::Transient { retry_after_seconds: Some(s), .. } => Duration::from_secs(*s),
         Outcome::Transient { retry_after_seconds: None, .. } => RETRY_BACKOFF,
@@ -135,7 +155,7 @@ pub fn queue_backoff_seconds(tries: u32) -> u64 {
 /// recipients are final; a quota is retried only when the provider says
 /// when; an unanswered request only when the provider deduplicates it.
 pub fn retry_from_queue(failure: &Failure, tries: u32, now_ms: i64, expires_at_ms: i64) -> Option<u64> {
-    if tries >= MAX_QUEUE_TRIES {
+    if tries >= MAX_QUEUE_TRIES || (failure.fate_unknown() && !failure.idempotent) {
         return None;
     }
     let backoff = queue_backoff_seconds(tries);
@@ -229,7 +249,12 @@ mod tests {
     #[test]
     fn a_call_retries_once_only_when_the_wait_fits_the_time_left() {
         let left = Duration::from_millis(4000);
-        assert_eq!(retry_in_call(&transient(None), false, left), Some(RETRY_BACKOFF));
+        assert_eq!(retry_in_call(&transient(None), false, left), Some(RETRY_BACKOFF), "503: not taken");
+        let server_error = Outcome::Transient { status: 500, code: None, retry_after_seconds: None };
+        assert_eq!(retry_in_call(&server_error, false, left), None, "Twilio may have sent it");
+        assert_eq!(retry_in_call(&server_error, true, left), Some(RETRY_BACKOFF), "Resend deduplicates");
+        let limited = Outcome::Transient { status: 429, code: None, retry_after_seconds: None };
+        assert_eq!(retry_in_call(&limited, false, left), Some(RETRY_BACKOFF));
         assert_eq!(retry_in_call(&transient(Some(2)), false, left), Some(Duration::from_secs(2)));
         assert_eq!(retry_in_call(&transient(Some(4)), false, left), None, "Retry-After beyond the budget");
         assert_eq!(retry_in_call(&transient(None), false, Duration::from_millis(400)), None);
@@ -261,6 +286,9 @@ mod tests {
         let timeout = Outcome::Unanswered { timed_out: true };
         assert_eq!(retry_from_queue(&failure(timeout.clone(), true), 2, now, expires), Some(4));
         assert_eq!(retry_from_queue(&failure(timeout, false), 2, now, expires), None);
+        let server_error = Outcome::Transient { status: 502, code: None, retry_after_seconds: None };
+        assert_eq!(retry_from_queue(&failure(server_error.clone(), false), 1, now, expires), None);
+        assert_eq!(retry_from_queue(&failure(server_error, true), 1, now, expires), Some(2));
         let opted_out = Outcome::Undeliverable {
             reason: Undeliverable::OptedOut,
             status: 400,

@@ -173,7 +173,7 @@ pub async fn run_job(config: &Config, db: &Db, job: &DeliveryJob, trail: &Trail)
         record_failure(trail, "otp_delivery_retry", &s, &failure, attempt);
         return Ok(Processed::RetryIn(wait));
     }
-    if matches!(failure.outcome, Outcome::Unanswered { .. }) {
+    if failure.fate_unknown() {
         // The provider may have sent it: repeating could send it twice, and
         // the code stays valid for the user who got it.
         record_failure(trail, "otp_delivery_unconfirmed", &s, &failure, attempt);
