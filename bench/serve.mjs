@@ -36,6 +36,13 @@ const mf = new Miniflare(
     ...(withStorage && {
       d1Databases: { DB: "bench-db" },
       durableObjects: { RATE_LIMITER: { className: "RateLimiter", useSQLite: true } },
+      // The delivery queue, as wrangler.toml declares it: login codes go
+      // out through it, as in production.
+      queueProducers: { DELIVERY_QUEUE: "otp-edge-delivery" },
+      queueConsumers: {
+        "otp-edge-delivery": { maxBatchSize: 10, maxBatchTimeout: 0, maxRetries: 5, deadLetterQueue: "otp-edge-delivery-dlq" },
+        "otp-edge-delivery-dlq": { maxBatchSize: 10, maxBatchTimeout: 0, maxRetries: 5 },
+      },
     }),
   }),
 );
