@@ -12,6 +12,8 @@ pub mod flows;
 pub mod http;
 pub mod log;
 pub mod platform;
+pub mod ports;
+pub mod store;
 
 pub use platform::limiter::RateLimiter;
 
@@ -30,9 +32,9 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
 /// The delivery queue and its dead-letter queue (`wrangler.toml`): login
 /// codes sent after the answer, tried again with backoff while they live.
 #[event(queue)]
-async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> Result<()> {
+async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()> {
     // Every failure is handled per message; an `Err` here would panic the isolate.
-    platform::queue::consume(batch, env).await;
+    platform::queue::consume(batch, env, ctx).await;
     Ok(())
 }
 
@@ -44,10 +46,8 @@ const KEEP_STALE_MS: i64 = 24 * 60 * 60 * 1000;
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let now_ms = Date::now().as_millis() as i64;
-    let result = match platform::db::Db::from_env(&env) {
-        Ok(db) => db.delete_stale(now_ms, KEEP_STALE_MS).await,
-        Err(e) => Err(e),
-    };
+    let db = store::Db::new(std::rc::Rc::new(platform::d1::D1::from_env(&env)));
+    let result = db.delete_stale(now_ms, KEEP_STALE_MS).await;
     match result {
         Ok(()) => log::info("cleanup_done", serde_json::json!({})),
         Err(e) => log::error("cleanup_failed", &e.to_string()),

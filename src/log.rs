@@ -20,6 +20,12 @@ pub fn info(event: &str, fields: Value) {
     emit("info", event, fields);
 }
 
+/// The development `log` delivery provider's output: the one place a code
+/// is printed (refused in production by the configuration).
+pub fn console(text: &str) {
+    write_line(text);
+}
+
 #[cfg(target_arch = "wasm32")]
 fn write_line(line: &str) {
     worker::console_log!("{}", line);

@@ -1,6 +1,7 @@
 //! Rate limits as sliding logs: a rule allows at most `limit` events in any
-//! window of `window_ms`. The Durable Object keeps the timestamps; this
-//! module decides. Pure, so the window arithmetic is unit-tested natively.
+//! window of `window_ms`. The whole algorithm is here (decide, hit, guess,
+//! release) over an `EventLog` port; the Durable Object is only its storage
+//! and wire format, and native tests run the same algorithm on SQLite.
 
 use std::net::IpAddr;
 
@@ -23,40 +24,108 @@ impl Rule {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Allow,
-    /// Waiting `retry_after_ms` frees a slot.
-    Refuse {
-        retry_after_ms: i64,
-    },
+/// What a rate-limit object answers: the one outcome type of a hit, a
+/// guess and the Durable Object's wire format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Allowed; `ids` are the events recorded, which `release` can give back.
+    Allowed { ids: Vec<i64> },
+    /// Refused: waiting `retry_after_ms` frees a slot.
+    Refused { retry_after_ms: i64 },
 }
 
 /// Decides one rule from the bucket's newest events inside the window
-/// (`at > now - window`), newest first, at most `limit` of them.
+/// (`at > now - window`), newest first, at most `limit` of them: `Some`
+/// milliseconds to wait, or `None` (allowed).
 ///
 /// With `limit` events in the window the next is refused until the oldest of
 /// those leaves it, at `at + window`: then exactly `limit - 1` remain.
-pub fn decide(rule: &Rule, now_ms: i64, newest_in_window: &[i64]) -> Decision {
+pub fn decide(rule: &Rule, now_ms: i64, newest_in_window: &[i64]) -> Option<i64> {
     if rule.limit == 0 {
-        return Decision::Refuse { retry_after_ms: rule.window_ms.max(1) };
+        return Some(rule.window_ms.max(1));
     }
     let limit = rule.limit as usize;
     if newest_in_window.len() < limit {
-        return Decision::Allow;
+        return None;
     }
     let oldest_counted = newest_in_window[limit - 1];
-    Decision::Refuse { retry_after_ms: (oldest_counted + rule.window_ms - now_ms).max(1) }
+    Some((oldest_counted + rule.window_ms - now_ms).max(1))
 }
 
 /// All rules must allow; a refusal waits for the slowest rule to free up.
-pub fn decide_all(rules: &[Rule], now_ms: i64, mut newest_in_window: impl FnMut(&Rule) -> Vec<i64>) -> Decision {
-    rules.iter().fold(Decision::Allow, |acc, rule| match (acc, decide(rule, now_ms, &newest_in_window(rule))) {
-        (Decision::Allow, d) | (d, Decision::Allow) => d,
-        (Decision::Refuse { retry_after_ms: a }, Decision::Refuse { retry_after_ms: b }) => {
-            Decision::Refuse { retry_after_ms: a.max(b) }
+pub fn decide_all<E>(
+    rules: &[Rule],
+    now_ms: i64,
+    mut newest_in_window: impl FnMut(&Rule) -> Result<Vec<i64>, E>,
+) -> Result<Option<i64>, E> {
+    let mut wait: Option<i64> = None;
+    for rule in rules {
+        if let Some(ms) = decide(rule, now_ms, &newest_in_window(rule)?) {
+            wait = Some(wait.map_or(ms, |w| w.max(ms)));
         }
-    })
+    }
+    Ok(wait)
+}
+
+/// One rate-limit object's events, as the algorithm needs them: the Durable
+/// Object's SQLite storage in the Worker, SQLite natively. Synchronous on
+/// purpose: with no `await` between a check and its record, two requests
+/// to one object can never both take the last slot.
+pub trait EventLog {
+    type Error;
+    /// Deletes the events whose longest window has passed.
+    fn prune(&self, now_ms: i64) -> Result<(), Self::Error>;
+    /// The times of `bucket`'s events after `after_ms`, newest first, at most `limit`.
+    fn newest(&self, bucket: &str, after_ms: i64, limit: u32) -> Result<Vec<i64>, Self::Error>;
+    /// Records an event; its id.
+    fn record(&self, bucket: &str, at_ms: i64, expires_ms: i64) -> Result<i64, Self::Error>;
+    fn remove(&self, id: i64) -> Result<(), Self::Error>;
+}
+
+/// Prunes, then decides every rule: the wait of the slowest refusing rule.
+fn check<L: EventLog>(log: &L, rules: &[Rule], now_ms: i64) -> Result<Option<i64>, L::Error> {
+    log.prune(now_ms)?;
+    decide_all(rules, now_ms, |rule| log.newest(&rule.bucket, window_floor(rule, now_ms), rule.limit))
+}
+
+/// Records one event per bucket of `rules` at `now_ms`, kept for the
+/// bucket's longest window.
+fn record<L: EventLog>(log: &L, rules: &[Rule], now_ms: i64) -> Result<Vec<i64>, L::Error> {
+    let mut buckets: Vec<&str> = rules.iter().map(|r| r.bucket.as_str()).collect();
+    buckets.sort_unstable();
+    buckets.dedup();
+    buckets
+        .into_iter()
+        .map(|bucket| {
+            let longest = rules.iter().filter(|r| r.bucket == bucket).map(|r| r.window_ms).max().unwrap_or(0);
+            log.record(bucket, now_ms, now_ms + longest)
+        })
+        .collect()
+}
+
+/// A request under `rules`: a slot under every rule, or none.
+pub fn hit<L: EventLog>(log: &L, rules: &[Rule], now_ms: i64) -> Result<Outcome, L::Error> {
+    if let Some(retry_after_ms) = check(log, rules, now_ms)? {
+        return Ok(Outcome::Refused { retry_after_ms });
+    }
+    Ok(Outcome::Allowed { ids: record(log, rules, now_ms)? })
+}
+
+/// A verification guess under `rule` (the destination's failure budget):
+/// refused while its window is full, even for the right code; otherwise
+/// allowed, and recorded only if it `failed`.
+pub fn guess<L: EventLog>(log: &L, rule: &Rule, failed: bool, now_ms: i64) -> Result<Outcome, L::Error> {
+    let rules = std::slice::from_ref(rule);
+    if let Some(retry_after_ms) = check(log, rules, now_ms)? {
+        return Ok(Outcome::Refused { retry_after_ms });
+    }
+    Ok(Outcome::Allowed { ids: if failed { record(log, rules, now_ms)? } else { Vec::new() } })
+}
+
+/// Gives back the events of an allowed hit whose work did not count.
+pub fn release<L: EventLog>(log: &L, ids: &[i64]) -> Result<(), L::Error> {
+    ids.iter().try_for_each(|id| log.remove(*id))
 }
 
 /// Start of the window at `now`: events at or before it no longer count.
@@ -123,11 +192,11 @@ mod tests {
     fn allows_until_the_limit_then_refuses() {
         let r = hourly(5);
         let now = 10 * HOUR;
-        assert_eq!(decide(&r, now, &[]), Decision::Allow);
-        assert_eq!(decide(&r, now, &[now - 1, now - 2, now - 3, now - 4]), Decision::Allow);
+        assert_eq!(decide(&r, now, &[]), None);
+        assert_eq!(decide(&r, now, &[now - 1, now - 2, now - 3, now - 4]), None);
         let five = [now - 100, now - 200, now - 300, now - 400, now - 500];
         // The oldest counted event (now - 500) leaves the window at now - 500 + HOUR.
-        assert_eq!(decide(&r, now, &five), Decision::Refuse { retry_after_ms: HOUR - 500 });
+        assert_eq!(decide(&r, now, &five), Some(HOUR - 500));
     }
 
     #[test]
@@ -139,17 +208,14 @@ mod tests {
         };
         let mut now = 1_000;
         for _ in 0..2 {
-            assert_eq!(decide(&r, now, &newest(&log, now)), Decision::Allow);
+            assert_eq!(decide(&r, now, &newest(&log, now)), None);
             log.insert(0, now);
             now += 10_000;
         }
-        let Decision::Refuse { retry_after_ms } = decide(&r, now, &newest(&log, now)) else { panic!("should refuse") };
+        let Some(retry_after_ms) = decide(&r, now, &newest(&log, now)) else { panic!("should refuse") };
         // One millisecond early is still refused; on time is allowed.
-        assert!(matches!(
-            decide(&r, now + retry_after_ms - 1, &newest(&log, now + retry_after_ms - 1)),
-            Decision::Refuse { .. }
-        ));
-        assert_eq!(decide(&r, now + retry_after_ms, &newest(&log, now + retry_after_ms)), Decision::Allow);
+        assert!(decide(&r, now + retry_after_ms - 1, &newest(&log, now + retry_after_ms - 1)).is_some());
+        assert_eq!(decide(&r, now + retry_after_ms, &newest(&log, now + retry_after_ms)), None);
     }
 
     #[test]
@@ -158,15 +224,15 @@ mod tests {
         let cooldown = Rule { bucket: "req".into(), window_ms: 30_000, limit: 1 };
         let now = HOUR;
         let events = [now - 1_000];
-        let d = decide_all(&[hour.clone(), cooldown.clone()], now, |rule| {
-            events.iter().copied().filter(|&at| at > window_floor(rule, now)).collect()
+        let d = decide_all::<()>(&[hour.clone(), cooldown.clone()], now, |rule| {
+            Ok(events.iter().copied().filter(|&at| at > window_floor(rule, now)).collect())
         });
-        assert_eq!(d, Decision::Refuse { retry_after_ms: 29_000 });
+        assert_eq!(d, Ok(Some(29_000)));
         let full: Vec<i64> = (1..=5).map(|i| now - i * 60_000).collect();
-        let d = decide_all(&[hour, cooldown], now, |rule| {
-            full.iter().copied().filter(|&at| at > window_floor(rule, now)).collect()
+        let d = decide_all::<()>(&[hour, cooldown], now, |rule| {
+            Ok(full.iter().copied().filter(|&at| at > window_floor(rule, now)).collect())
         });
-        assert_eq!(d, Decision::Refuse { retry_after_ms: HOUR - 300_000 });
+        assert_eq!(d, Ok(Some(HOUR - 300_000)));
     }
 
     #[test]
@@ -180,7 +246,7 @@ mod tests {
 
     #[test]
     fn a_zero_limit_refuses_everything() {
-        assert!(matches!(decide(&hourly(0), 0, &[]), Decision::Refuse { .. }));
+        assert!(decide(&hourly(0), 0, &[]).is_some());
     }
 
     #[test]

@@ -8,9 +8,9 @@ use futures_util::future::join;
 use super::App;
 use crate::audit::Event;
 use crate::domain::destination::Destination;
-use crate::domain::limits::{self, Rule};
+use crate::domain::limits::{self, Outcome, Rule};
 use crate::http::ApiError;
-use crate::platform::limiter::{Hit, Limiter};
+use crate::ports::StoreError;
 
 /// The limits, each with its bucket in the rate-limiter objects, the
 /// refusal a client sees, and its name in the audit trail.
@@ -63,23 +63,20 @@ fn report(app: &App, destination: Option<&Destination>, refused: Refused) -> Api
     refused.error
 }
 
-fn limiter(app: &App) -> Result<Limiter, ApiError> {
-    Limiter::from_env(&app.env).map_err(|e| ApiError::unavailable("Rate limiter", e))
-}
-
-fn unavailable(e: worker::Error) -> ApiError {
+fn unavailable(e: StoreError) -> ApiError {
     ApiError::unavailable("Rate limiter", e)
 }
 
-async fn hit(
-    limiter: &Limiter,
-    object: &str,
-    limit: Limit,
-    rules: Vec<Rule>,
-) -> Result<Result<Hit, Refused>, ApiError> {
-    match limiter.hit(object, rules).await.map_err(unavailable)? {
-        Hit::Refused { retry_after_ms } => Ok(Err(Refused { limit, error: limit.refusal(retry_after_ms) })),
-        hit => Ok(Ok(hit)),
+/// Slots taken in one object, which `release` can give back.
+struct Taken {
+    object: String,
+    ids: Vec<i64>,
+}
+
+async fn hit(app: &App, object: &str, limit: Limit, rules: Vec<Rule>) -> Result<Result<Taken, Refused>, ApiError> {
+    match app.ports.limiter.hit(object, rules).await.map_err(unavailable)? {
+        Outcome::Refused { retry_after_ms } => Ok(Err(Refused { limit, error: limit.refusal(retry_after_ms) })),
+        Outcome::Allowed { ids } => Ok(Ok(Taken { object: object.to_string(), ids })),
     }
 }
 
@@ -101,7 +98,6 @@ pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), A
             return Err(ApiError::validation("SMS to this country is not supported"));
         }
     }
-    let limiter = limiter(app)?;
     let dest = Limit::DestinationRequests;
     let mut rules = vec![Rule::new(dest.bucket(), l.request_window_seconds, l.requests_per_destination)];
     if l.resend_cooldown_seconds > 0 {
@@ -112,14 +108,14 @@ pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), A
     // by a request its IP refuses is given back.
     let ip = Limit::IpRequests;
     let (ip_hit, destination_hit) = join(
-        hit(&limiter, &ip_object(app), ip, vec![Rule::new(ip.bucket(), l.ip_window_seconds, l.ip_requests)]),
-        hit(&limiter, &destination_object(app, destination), dest, rules),
+        hit(app, &ip_object(app), ip, vec![Rule::new(ip.bucket(), l.ip_window_seconds, l.ip_requests)]),
+        hit(app, &destination_object(app, destination), dest, rules),
     )
     .await;
     let destination_hit = match (ip_hit?, destination_hit?) {
         (Ok(_), Ok(hit)) => hit,
         (Err(refused), Ok(hit)) => {
-            release(&limiter, &hit).await;
+            release(app, &hit).await;
             return Err(report(app, Some(destination), refused));
         }
         (Ok(_), Err(refused)) => return Err(report(app, Some(destination), refused)),
@@ -133,9 +129,9 @@ pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), A
     if let Destination::Phone(_) = destination {
         let cap = Limit::SmsCap;
         let rules = vec![Rule::new(cap.bucket(), l.sms_cap_window_seconds, l.sms_cap)];
-        if let Err(refused) = hit(&limiter, limits::SMS_CAP_OBJECT, cap, rules).await? {
+        if let Err(refused) = hit(app, limits::SMS_CAP_OBJECT, cap, rules).await? {
             // Nothing goes out, so the destination's slot is given back.
-            release(&limiter, &destination_hit).await;
+            release(app, &destination_hit).await;
             return Err(report(app, Some(destination), refused));
         }
     }
@@ -147,7 +143,7 @@ pub async fn admit_verify(app: &App) -> Result<(), ApiError> {
     let l = &app.config.limits;
     let ip = Limit::IpVerifies;
     let rules = vec![Rule::new(ip.bucket(), l.ip_window_seconds, l.ip_verifies)];
-    match hit(&limiter(app)?, &ip_object(app), ip, rules).await? {
+    match hit(app, &ip_object(app), ip, rules).await? {
         Ok(_) => Ok(()),
         Err(refused) => Err(report(app, None, refused)),
     }
@@ -162,17 +158,17 @@ pub async fn judge_guess(app: &App, destination: &Destination, failed: bool) -> 
     let l = &app.config.limits;
     let limit = Limit::VerifyFailures;
     let rule = Rule::new(limit.bucket(), l.verify_failure_window_seconds, l.verify_failures_per_destination);
-    match limiter(app)?.guess(&destination_object(app, destination), rule, failed).await.map_err(unavailable)? {
-        Hit::Allowed { .. } => Ok(()),
-        Hit::Refused { retry_after_ms } => {
+    match app.ports.limiter.guess(&destination_object(app, destination), rule, failed).await.map_err(unavailable)? {
+        Outcome::Allowed { .. } => Ok(()),
+        Outcome::Refused { retry_after_ms } => {
             Err(report(app, Some(destination), Refused { limit, error: limit.refusal(retry_after_ms) }))
         }
     }
 }
 
 /// Gives back slots; a failure only over-counts (fails safe), so it is logged.
-async fn release(limiter: &Limiter, hit: &Hit) {
-    if let Err(e) = limiter.release(hit).await {
+async fn release(app: &App, taken: &Taken) {
+    if let Err(e) = app.ports.limiter.release(&taken.object, taken.ids.clone()).await {
         crate::log::error("rate_limit_release_failed", &e.to_string());
     }
 }

@@ -10,9 +10,10 @@ use crate::audit::Event;
 use crate::domain::time::rfc3339_millis;
 use crate::domain::tokens::TokenError;
 use crate::http::ApiError;
-use crate::platform::db::UserRow;
+use crate::ports::StoreError;
+use crate::store::UserRow;
 
-fn db_down(e: worker::Error) -> ApiError {
+fn db_down(e: StoreError) -> ApiError {
     ApiError::unavailable("Database", e)
 }
 
@@ -32,7 +33,8 @@ pub async fn authenticate(app: &App, authorization: Option<&str>) -> Result<Prin
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
         _ => return Err(ApiError::unauthorized("TOKEN_MALFORMED", "Authorization must be: Bearer <access token>")),
     };
-    let claims = super::session::keys(app)
+    let claims = app
+        .keys
         .verify_access(&app.config.tokens, token, app.now_ms)
         .map_err(|e: TokenError| ApiError::unauthorized(e.code(), e.message()))?;
     let Some(user) = app.db.session_user(&claims.sid, &claims.sub, app.now_ms).await.map_err(db_down)? else {

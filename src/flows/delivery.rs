@@ -7,16 +7,37 @@
 //! alive (`domain::delivery::retry_from_queue`), and each try is claimed in
 //! D1 first, so a queue message delivered twice sends one message.
 
+use std::time::Duration;
+
 use crate::audit::{Event, Trail};
-use crate::config::Config;
+use crate::config::{Config, MailProvider, SmsProvider};
 use crate::domain::delivery::{self, DeliveryJob, Failure, JOB_VERSION};
-use crate::domain::destination::Destination;
+use crate::domain::destination::{Channel, Destination};
 use crate::domain::i18n::{self, Texts};
-use crate::domain::message::MessageInput;
+use crate::domain::message::{self, MessageInput};
 use crate::domain::otp::{OtpCode, Purpose};
-use crate::domain::outbound::Outcome;
-use crate::platform::db::{Db, DeliveryClaim};
-use crate::platform::delivery::{self as send, Outgoing};
+use crate::domain::outbound::{self, Outcome, Provider, ProviderAnswer, ProviderRequest, SmsOptions};
+use crate::domain::webhook;
+use crate::ports::{Ports, StoreError};
+use crate::store::otp::DeliveryClaim;
+use crate::store::Db;
+
+/// What delivery needs, while a client waits or in the queue consumer.
+pub struct Courier<'a> {
+    pub config: &'a Config,
+    pub ports: &'a Ports,
+    pub db: Db,
+}
+
+impl<'a> Courier<'a> {
+    pub fn new(config: &'a Config, ports: &'a Ports) -> Courier<'a> {
+        Courier { config, ports, db: Db::new(ports.db.clone()) }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.ports.clock.now_ms()
+    }
+}
 
 /// A code on its way out, and what its message and audit events need.
 pub struct Sending<'a> {
@@ -30,23 +51,95 @@ pub struct Sending<'a> {
     pub texts: &'static Texts,
 }
 
-fn now_ms() -> i64 {
-    worker::Date::now().as_millis() as i64
+/// Builds the message of `s` and sends it through the configured provider of
+/// its channel (or, in development, prints it).
+async fn deliver(c: &Courier<'_>, s: &Sending<'_>) -> Result<(), Failure> {
+    let config = c.config;
+    let input = MessageInput {
+        app_name: &config.app_name,
+        purpose: s.purpose,
+        code: s.code,
+        ttl_seconds: s.ttl_seconds,
+        texts: s.texts,
+        webotp_domain: config.webotp_domain.as_deref(),
+    };
+    let destination = s.destination;
+    let request = match destination.channel() {
+        Channel::Email => {
+            let email = message::email(&input);
+            if config.mail.provider == MailProvider::Log {
+                crate::log::console(&format!(
+                    "[otp-edge] message to {}:\nSubject: {}\n{}",
+                    destination.as_str(),
+                    email.subject,
+                    email.text
+                ));
+                return Ok(());
+            }
+            let provider = match config.mail.provider {
+                MailProvider::Postmark => Provider::Postmark,
+                _ => Provider::Resend,
+            };
+            outbound::mail_request(&config.mail, destination.as_str(), &email, s.otp_id).ok_or(Failure {
+                provider,
+                outcome: Outcome::Misconfigured { status: 0, code: None },
+                idempotent: false,
+                tries: 0,
+            })?
+        }
+        Channel::Phone => {
+            let text = message::sms(&input);
+            match (config.sms.provider, &config.sms.twilio) {
+                (SmsProvider::Twilio, Some(twilio)) => {
+                    let callback = config.public_base_url.as_deref().map(|b| webhook::status_callback_url(b, s.otp_id));
+                    let left_ms = s.expires_at_ms - c.now_ms();
+                    let options = SmsOptions {
+                        status_callback: callback.as_deref(),
+                        // Whole seconds, rounded up: a code sent at once keeps its full lifetime.
+                        validity_period_seconds: Some((left_ms.max(0) as u64).div_ceil(1000)),
+                    };
+                    outbound::twilio_request(twilio, destination.as_str(), &text, options)
+                }
+                _ => {
+                    crate::log::console(&format!("[otp-edge] message to {}:\n{}", destination.as_str(), text));
+                    return Ok(());
+                }
+            }
+        }
+    };
+    send(c, &request, Duration::from_millis(config.delivery_timeout_ms)).await
 }
 
-fn outgoing<'a>(config: &'a Config, s: &Sending<'a>) -> Outgoing<'a> {
-    Outgoing {
-        otp_id: s.otp_id,
-        destination: s.destination,
-        message: MessageInput {
-            app_name: &config.app_name,
-            purpose: s.purpose,
-            code: s.code,
-            ttl_seconds: s.ttl_seconds,
-            texts: s.texts,
-            webotp_domain: config.webotp_domain.as_deref(),
-        },
-        expires_at_ms: s.expires_at_ms,
+/// Sends `request` within `budget` for every try together: one try, and one
+/// retry only as `domain::delivery::retry_in_call` allows.
+async fn send(c: &Courier<'_>, request: &ProviderRequest, budget: Duration) -> Result<(), Failure> {
+    let clock = &c.ports.clock;
+    let started = clock.now_ms();
+    let remaining = || {
+        let spent = (clock.now_ms() - started).max(0) as u64;
+        budget.saturating_sub(Duration::from_millis(spent))
+    };
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let outcome = match c.ports.sender.send(request, remaining().as_millis() as u64).await {
+            Ok(answer) => outbound::classify(
+                request.provider,
+                &ProviderAnswer {
+                    status: answer.status,
+                    retry_after: answer.retry_after.as_deref(),
+                    body: &answer.body,
+                },
+            ),
+            Err(timed_out) => Outcome::Unanswered { timed_out },
+        };
+        if outcome == Outcome::Sent {
+            return Ok(());
+        }
+        match delivery::retry_in_call(&outcome, request.idempotent(), remaining()) {
+            Some(wait) if tries == 1 => clock.sleep(wait.as_millis() as u64).await,
+            _ => return Err(Failure { provider: request.provider, outcome, idempotent: request.idempotent(), tries }),
+        }
     }
 }
 
@@ -58,8 +151,8 @@ fn event(name: &'static str, outcome: &str, s: &Sending<'_>, attempt: u32) -> Ev
 /// status and error code (never its body or our credentials). A provider
 /// refusing our credentials or sender is the operator's to fix: logged as
 /// an error of its own.
-fn record_failure(trail: &Trail, name: &'static str, s: &Sending<'_>, f: &Failure, attempt: u32) {
-    trail.record(event(name, f.audit_outcome(), s, attempt).provider_code(f.provider_code()), now_ms());
+fn record_failure(c: &Courier<'_>, trail: &Trail, name: &'static str, s: &Sending<'_>, f: &Failure, attempt: u32) {
+    trail.record(event(name, f.audit_outcome(), s, attempt).provider_code(f.provider_code()), c.now_ms());
     let (level, log_event) = match f.outcome {
         Outcome::Misconfigured { .. } => ("error", "delivery_misconfigured"),
         _ => ("warn", "otp_delivery_error"),
@@ -71,21 +164,21 @@ fn record_failure(trail: &Trail, name: &'static str, s: &Sending<'_>, f: &Failur
     );
 }
 
-async fn invalidate(db: &Db, otp_id: &str) {
-    if let Err(e) = db.invalidate_otp(otp_id, now_ms()).await {
+async fn invalidate(c: &Courier<'_>, otp_id: &str) {
+    if let Err(e) = c.db.invalidate_otp(otp_id, c.now_ms()).await {
         crate::log::error("otp_invalidate_failed", &e.to_string());
     }
 }
 
 /// Delivers before answering. On failure the code is made unverifiable (the
 /// client gets an error, not the code's id) and the failure is recorded.
-pub async fn send_now(config: &Config, db: &Db, trail: &Trail, s: &Sending<'_>) -> Result<(), Failure> {
-    let result = send::deliver(config, &outgoing(config, s)).await;
+pub async fn send_now(c: &Courier<'_>, trail: &Trail, s: &Sending<'_>) -> Result<(), Failure> {
+    let result = deliver(c, s).await;
     match &result {
-        Ok(()) => trail.record(event("otp_delivered", "ok", s, 1), now_ms()),
+        Ok(()) => trail.record(event("otp_delivered", "ok", s, 1), c.now_ms()),
         Err(f) => {
-            record_failure(trail, "otp_delivery_failed", s, f, 1);
-            invalidate(db, s.otp_id).await;
+            record_failure(c, trail, "otp_delivery_failed", s, f, 1);
+            invalidate(c, s.otp_id).await;
         }
     }
     result
@@ -135,12 +228,12 @@ fn open(config: &Config, job: &DeliveryJob) -> Option<Opened> {
 }
 
 /// One try of a queued job. `Err` is D1 failing: the message is retried.
-pub async fn run_job(config: &Config, db: &Db, job: &DeliveryJob, trail: &Trail) -> worker::Result<Processed> {
+pub async fn run_job(c: &Courier<'_>, job: &DeliveryJob, trail: &Trail) -> Result<Processed, StoreError> {
     let attempt = job.tries + 1;
-    let Some(opened) = open(config, job) else {
+    let Some(opened) = open(c.config, job) else {
         // Not sealed by this service with this pepper: nothing can be sent.
         crate::log::emit("error", "delivery_job_unreadable", serde_json::json!({ "otp_id": job.otp_id }));
-        invalidate(db, &job.otp_id).await;
+        invalidate(c, &job.otp_id).await;
         return Ok(Processed::Done);
     };
     let s = Sending {
@@ -154,52 +247,78 @@ pub async fn run_job(config: &Config, db: &Db, job: &DeliveryJob, trail: &Trail)
         texts: i18n::negotiate(Some(&job.lang), None),
     };
     // Claims this try, atomically, only while the code still waits for it.
-    match db.claim_delivery(&job.otp_id, attempt, now_ms()).await? {
+    match c.db.claim_delivery(&job.otp_id, attempt, c.now_ms()).await? {
         DeliveryClaim::Claimed => {}
         DeliveryClaim::AlreadyTried => return Ok(Processed::Done),
         DeliveryClaim::NotPending(why) => {
-            trail.record(event("otp_delivery_skipped", why, &s, attempt), now_ms());
+            trail.record(event("otp_delivery_skipped", why, &s, attempt), c.now_ms());
             return Ok(Processed::Done);
         }
     }
-    let failure = match send::deliver(config, &outgoing(config, &s)).await {
+    let failure = match deliver(c, &s).await {
         Ok(()) => {
-            trail.record(event("otp_delivered", "ok", &s, attempt), now_ms());
+            trail.record(event("otp_delivered", "ok", &s, attempt), c.now_ms());
             return Ok(Processed::Done);
         }
         Err(f) => f,
     };
-    if let Some(wait) = delivery::retry_from_queue(&failure, attempt, now_ms(), job.expires_at_ms) {
-        record_failure(trail, "otp_delivery_retry", &s, &failure, attempt);
+    if let Some(wait) = delivery::retry_from_queue(&failure, attempt, c.now_ms(), job.expires_at_ms) {
+        record_failure(c, trail, "otp_delivery_retry", &s, &failure, attempt);
         return Ok(Processed::RetryIn(wait));
     }
     if failure.fate_unknown() {
         // The provider may have sent it: repeating could send it twice, and
         // the code stays valid for the user who got it.
-        record_failure(trail, "otp_delivery_unconfirmed", &s, &failure, attempt);
+        record_failure(c, trail, "otp_delivery_unconfirmed", &s, &failure, attempt);
     } else {
-        record_failure(trail, "otp_delivery_failed", &s, &failure, attempt);
-        invalidate(db, &job.otp_id).await;
+        record_failure(c, trail, "otp_delivery_failed", &s, &failure, attempt);
+        invalidate(c, &job.otp_id).await;
     }
     Ok(Processed::Done)
 }
 
+/// Hands the code to the delivery queue after the answer, so that a
+/// provider outage delays it rather than losing it; without a queue (or if
+/// it refuses the job), delivers it directly, once.
+pub fn send_after_response(config: &'static Config, ports: &Ports, trail: &Trail, s: &Sending<'_>) {
+    let job = job(config, trail, s);
+    let (ports, trail) = (ports.clone(), trail.follow_up());
+    let background = ports.background.clone();
+    background.spawn(Box::pin(async move {
+        if let Some(queue) = &ports.queue {
+            match queue.enqueue(&job, 0).await {
+                Ok(()) => return,
+                Err(e) => crate::log::error("delivery_queue_unavailable", &e.to_string()),
+            }
+        }
+        let c = Courier::new(config, &ports);
+        // The outcome is on the row (invalidated on failure) and in the trail;
+        // without a queue there is no later try.
+        if let Ok(Processed::RetryIn(_)) = run_job(&c, &job, &trail).await {
+            give_up(&c, &job, &trail).await;
+        }
+        if let Err(e) = c.db.store_audit(&trail.take(), &*ports.clock).await {
+            crate::log::error("audit_store_failed", &e.to_string());
+        }
+    }));
+}
+
 /// A job that reached the dead-letter queue: its tries failed without a
 /// decision (D1 or the Worker failing). Its code is made unverifiable.
-pub async fn dead_letter(db: &Db, job: &DeliveryJob, trail: &Trail) {
-    abandon(db, job, trail, "dead_lettered").await
+pub async fn dead_letter(c: &Courier<'_>, job: &DeliveryJob, trail: &Trail) {
+    abandon(c, job, trail, "dead_lettered").await
 }
 
 /// A job whose retry could not be queued: its code is made unverifiable.
-pub async fn give_up(db: &Db, job: &DeliveryJob, trail: &Trail) {
-    abandon(db, job, trail, "queue_unavailable").await
+pub async fn give_up(c: &Courier<'_>, job: &DeliveryJob, trail: &Trail) {
+    abandon(c, job, trail, "queue_unavailable").await
 }
 
-async fn abandon(db: &Db, job: &DeliveryJob, trail: &Trail, outcome: &'static str) {
-    invalidate(db, &job.otp_id).await;
+async fn abandon(c: &Courier<'_>, job: &DeliveryJob, trail: &Trail, outcome: &'static str) {
+    invalidate(c, &job.otp_id).await;
     let mut e = Event::new("otp_delivery_failed", outcome).otp(&job.otp_id).user(job.user_id.as_deref());
     if let Ok(d) = Destination::parse(&job.destination) {
         e = e.destination(&d);
     }
-    trail.record(e.attempt(job.tries + 1), now_ms());
+    trail.record(e.attempt(job.tries + 1), c.now_ms());
 }

@@ -1,9 +1,10 @@
 //! `GET /healthz`: does each dependency answer a real request?
 
 use serde::Serialize;
-use worker::{Date, Env};
 
-use crate::platform::{db::Db, env, limiter::Limiter};
+use crate::config::{Config, ConfigError};
+use crate::ports::{Ports, StoreError};
+use crate::store::Db;
 
 #[derive(Serialize)]
 pub struct Health {
@@ -28,28 +29,15 @@ impl Health {
     }
 }
 
-pub async fn check(env: &Env) -> Health {
-    let config = match env::config(env) {
+pub async fn check(config: Result<&Config, ConfigError>, ports: &Ports) -> Health {
+    let config = match config {
         Ok(_) => Check { ok: true, latency_ms: None, error: None },
         // Names the setting, never its value.
         Err(e) => Check { ok: false, latency_ms: None, error: Some(e.to_string()) },
     };
-    let d1 = timed(
-        async {
-            let db = Db::from_env(env)?;
-            db.ping().await
-        },
-        "migrations not applied",
-    )
-    .await;
-    let durable_object = timed(
-        async {
-            let limiter = Limiter::from_env(env)?;
-            limiter.ping("healthz").await
-        },
-        "unexpected answer",
-    )
-    .await;
+    let db = Db::new(ports.db.clone());
+    let d1 = timed(ports, db.ping(), "migrations not applied").await;
+    let durable_object = timed(ports, ports.limiter.ping("healthz"), "unexpected answer").await;
     let mut health = Health { status: "ok", config, d1, durable_object };
     if !health.is_up() {
         health.status = "degraded";
@@ -57,10 +45,14 @@ pub async fn check(env: &Env) -> Health {
     health
 }
 
-async fn timed(probe: impl std::future::Future<Output = worker::Result<bool>>, when_false: &str) -> Check {
-    let start = Date::now().as_millis();
+async fn timed(
+    ports: &Ports,
+    probe: impl std::future::Future<Output = Result<bool, StoreError>>,
+    when_false: &str,
+) -> Check {
+    let start = ports.clock.now_ms();
     let outcome = probe.await;
-    let latency_ms = Some(Date::now().as_millis().saturating_sub(start));
+    let latency_ms = Some((ports.clock.now_ms() - start).max(0) as u64);
     match outcome {
         Ok(true) => Check { ok: true, latency_ms, error: None },
         Ok(false) => Check { ok: false, latency_ms, error: Some(when_false.to_string()) },

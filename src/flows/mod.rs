@@ -1,6 +1,7 @@
 //! One module per flow a client can run. Each takes parsed input and the
-//! request's `App` (configuration, D1, the caller) and returns a typed body
-//! or an `ApiError`.
+//! request's `App` (configuration, the ports, the caller) and returns a
+//! typed body or an `ApiError`. Flows reach the platform only through
+//! `ports`, so every one of them runs natively against SQLite in tests.
 
 pub mod abuse;
 pub mod account;
@@ -13,11 +14,11 @@ pub mod refresh;
 pub mod register;
 pub mod session;
 
-use worker::{Context, Date, Env};
-
 use crate::audit::{Event, Trail};
 use crate::config::Config;
-use crate::platform::db::Db;
+use crate::domain::tokens::Keys;
+use crate::ports::Ports;
+use crate::store::Db;
 
 /// Who is calling, as far as the edge can tell.
 #[derive(Debug, Clone)]
@@ -35,8 +36,9 @@ pub const MAX_USER_AGENT: usize = 256;
 /// What a flow may use while serving one request.
 pub struct App {
     pub config: &'static Config,
-    pub env: Env,
-    pub ctx: Context,
+    /// The signing keys derived from `config`.
+    pub keys: &'static Keys,
+    pub ports: Ports,
     pub db: Db,
     pub client: Client,
     /// The request's clock reading, Unix milliseconds.
@@ -46,8 +48,29 @@ pub struct App {
 }
 
 impl App {
+    pub fn new(config: &'static Config, keys: &'static Keys, ports: Ports, client: Client, request_id: &str) -> App {
+        let now_ms = ports.clock.now_ms();
+        let trail =
+            Trail::new(request_id.to_string(), crate::audit::ip_hash(config.otp_pepper.expose(), &client.ip), now_ms);
+        App { config, keys, db: Db::new(ports.db.clone()), ports, client, now_ms, trail }
+    }
+
     /// Records an audit event (log line now, D1 row after the response).
     pub fn audit(&self, event: Event) {
-        self.trail.record(event, Date::now().as_millis() as i64);
+        self.trail.record(event, self.ports.clock.now_ms());
+    }
+
+    /// Stores this request's audit events after the response.
+    pub fn store_trail(&self) {
+        let events = self.trail.take();
+        if events.is_empty() {
+            return;
+        }
+        let (db, clock) = (self.db.clone(), self.ports.clock.clone());
+        self.ports.background.spawn(Box::pin(async move {
+            if let Err(e) = db.store_audit(&events, &*clock).await {
+                crate::log::error("audit_store_failed", &e.to_string());
+            }
+        }));
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::delivery::{self, Processed, Sending};
+use super::delivery::{self, Courier, Sending};
 use super::App;
 use crate::audit::Event;
 use crate::domain::crypto::new_uuid;
@@ -13,8 +13,7 @@ use crate::domain::otp::{self, OtpCode, Purpose};
 use crate::domain::outbound::Undeliverable;
 use crate::http::input::OtpRequestInput;
 use crate::http::ApiError;
-use crate::platform::db::{Db, NewOtp};
-use crate::platform::queue;
+use crate::store::otp::NewOtp;
 
 #[derive(Serialize)]
 pub struct OtpRequested {
@@ -111,11 +110,11 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
     match send {
         Send::Nothing => {}
         Send::Now => {
-            if let Err(e) = delivery::send_now(config, &app.db, &app.trail, &sending).await {
+            if let Err(e) = delivery::send_now(&Courier::new(config, &app.ports), &app.trail, &sending).await {
                 return Err(send_failed(channel, &e));
             }
         }
-        Send::AfterResponse => send_after_response(app, &sending),
+        Send::AfterResponse => delivery::send_after_response(config, &app.ports, &app.trail, &sending),
     }
 
     Ok(OtpRequested {
@@ -124,31 +123,6 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
         expires_in: ttl_seconds,
         destination_masked: destination.masked(),
     })
-}
-
-/// Hands the code to the delivery queue after the answer, so that a
-/// provider outage delays it rather than losing it; without a queue (or if
-/// it refuses the job), delivers it directly, once.
-fn send_after_response(app: &App, sending: &Sending<'_>) {
-    let job = delivery::job(app.config, &app.trail, sending);
-    let (env, config, trail) = (app.env.clone(), app.config, app.trail.follow_up());
-    app.ctx.wait_until(async move {
-        if queue::available(&env) {
-            match queue::enqueue(&env, &job, 0).await {
-                Ok(()) => return,
-                Err(e) => crate::log::error("delivery_queue_unavailable", &e.to_string()),
-            }
-        }
-        let Ok(db) = Db::from_env(&env) else { return };
-        // The outcome is on the row (invalidated on failure) and in the trail;
-        // without a queue there is no later try.
-        if let Ok(Processed::RetryIn(_)) = delivery::run_job(config, &db, &job, &trail).await {
-            delivery::give_up(&db, &job, &trail).await;
-        }
-        if let Err(e) = db.store_audit(&trail.take()).await {
-            crate::log::error("audit_store_failed", &e.to_string());
-        }
-    });
 }
 
 /// What the client is told when a code could not be sent before the answer.

@@ -10,7 +10,9 @@ use crate::domain::otp::{self, Purpose, VerifyFailure};
 use crate::http::input::DeviceInput;
 use crate::http::input::OtpVerifyInput;
 use crate::http::ApiError;
-use crate::platform::db::{stored_destination, LoginOutcome, UserRow};
+use crate::ports::StoreError;
+use crate::store::otp::{stored_destination, LoginOutcome};
+use crate::store::UserRow;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 
@@ -50,7 +52,7 @@ fn invalid(f: VerifyFailure) -> ApiError {
     ApiError::new(400, "INVALID_OTP", f.message())
 }
 
-fn db_down(e: worker::Error) -> ApiError {
+fn db_down(e: StoreError) -> ApiError {
     ApiError::unavailable("Database", e)
 }
 

@@ -7,8 +7,9 @@ use super::App;
 use crate::audit::Event;
 use crate::domain::tokens;
 use crate::http::ApiError;
+use crate::ports::StoreError;
 
-fn db_down(e: worker::Error) -> ApiError {
+fn db_down(e: StoreError) -> ApiError {
     ApiError::unavailable("Database", e)
 }
 

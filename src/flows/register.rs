@@ -7,7 +7,7 @@ use crate::domain::crypto::new_uuid;
 use crate::flows::otp_verify::verification_token_hash;
 use crate::http::input::RegisterInput;
 use crate::http::ApiError;
-use crate::platform::db::CreateUserError;
+use crate::store::users::CreateUserError;
 
 pub async fn register(app: &App, input: RegisterInput) -> Result<LoggedIn, ApiError> {
     let user_id = new_uuid().hyphenated().to_string();

@@ -12,10 +12,10 @@ pub fn created(logged_in: &LoggedIn) -> Event {
     Event::new("session_created", "ok").session(&logged_in.session_id).user(Some(&logged_in.user.id))
 }
 use crate::domain::crypto::new_uuid;
-use crate::domain::tokens::{self, Keys};
+use crate::domain::tokens;
 use crate::http::input::DeviceInput;
-use crate::platform::db::{NewSession, UserRow};
-use crate::platform::env;
+use crate::store::sessions::NewSession;
+use crate::store::UserRow;
 
 /// The login answer, as the reference shapes it (plus `user.phone`).
 #[derive(Serialize)]
@@ -36,17 +36,13 @@ pub struct TokenPair {
     pub expires_in: u64,
 }
 
-pub fn keys(app: &App) -> &'static Keys {
-    env::keys(app.config)
-}
-
 /// The access token that goes with `refresh`, issued at `issued_at_ms`.
 /// Deterministic, so a grace-window re-issue is the same token.
 pub fn pair(app: &App, user_id: &str, session_id: &str, refresh: String, issued_at_ms: i64) -> TokenPair {
     let settings = &app.config.tokens;
     let jti = tokens::access_jti(&tokens::refresh_token_hash(&refresh));
     TokenPair {
-        access: keys(app).issue_access(settings, user_id, session_id, &jti, issued_at_ms),
+        access: app.keys.issue_access(settings, user_id, session_id, &jti, issued_at_ms),
         refresh,
         session_id: session_id.to_string(),
         expires_in: settings.access_lifetime_seconds,
@@ -58,6 +54,8 @@ pub fn pair(app: &App, user_id: &str, session_id: &str, refresh: String, issued_
 /// that justifies it (the code that verified, the user that registered).
 pub struct Opening<'a> {
     pub id: String,
+    /// A new device row's id, if the client names an install not seen before.
+    device_id: String,
     refresh: String,
     refresh_hash: String,
     user_id: &'a str,
@@ -70,6 +68,7 @@ impl<'a> Opening<'a> {
         let refresh = tokens::new_refresh_token();
         Opening {
             id: new_uuid().hyphenated().to_string(),
+            device_id: new_uuid().hyphenated().to_string(),
             refresh_hash: tokens::refresh_token_hash(&refresh),
             refresh,
             user_id,
@@ -84,6 +83,7 @@ impl<'a> Opening<'a> {
         let app = self.app;
         NewSession {
             id: &self.id,
+            device_id: &self.device_id,
             user_id: self.user_id,
             install_id: self.device.install_id.as_deref(),
             platform: self.device.platform.as_deref().unwrap_or("web"),

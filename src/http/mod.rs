@@ -6,14 +6,13 @@ pub mod error;
 pub mod input;
 
 use serde::Serialize;
-use worker::{Context, Date, Env, Headers, Request, Response};
+use worker::{Context, Env, Headers, Request, Response};
 
 pub use error::ApiError;
 
-use crate::audit::{self, Trail};
 use crate::domain::crypto::new_uuid;
 use crate::flows::{self, App, Client, MAX_USER_AGENT};
-use crate::platform::{db::Db, env};
+use crate::platform::{env, runtime};
 
 /// The OpenAPI 3.1 description of this API (kept in the repository, served
 /// at /openapi.json, and checked against every black-box test response).
@@ -98,13 +97,13 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     } else {
         match resolve(&method, &req.path()) {
             Ok(Route::Healthz) => {
-                let health = flows::health::check(&env).await;
+                let health = flows::health::check(env::config(&env), &runtime::ports(&env, ctx)).await;
                 json(if health.is_up() { 200 } else { 503 }, &health)
             }
             Ok(route) => match app(&req, env, ctx, &request_id) {
                 Ok(app) => {
                     let result = dispatch(route, req, &app).await;
-                    store_trail(&app);
+                    app.store_trail();
                     result
                 }
                 Err(e) => Err(e),
@@ -121,24 +120,6 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     let _ = headers.append("vary", "Origin");
     let _ = headers.set("x-request-id", &request_id);
     resp
-}
-
-/// Writes the request's audit events to D1 after the response.
-fn store_trail(app: &App) {
-    let events = app.trail.take();
-    if events.is_empty() {
-        return;
-    }
-    let env = app.env.clone();
-    app.ctx.wait_until(async move {
-        let stored = match Db::from_env(&env) {
-            Ok(db) => db.store_audit(&events).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = stored {
-            crate::log::error("audit_store_failed", &e.to_string());
-        }
-    });
 }
 
 async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response, ApiError> {
@@ -162,7 +143,7 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
         }
         Route::DemoScript => static_text(DEMO_JS, "text/javascript; charset=utf-8", "no-cache"),
         Route::Jwks => {
-            let mut resp = json(200, &flows::session::keys(app).jwks())?;
+            let mut resp = json(200, &app.keys.jwks())?;
             // Public keys: verifiers may cache them (and must refetch on an unknown kid).
             let _ = resp.headers_mut().set("cache-control", "public, max-age=300");
             Ok(resp)
@@ -233,15 +214,12 @@ fn app(req: &Request, env: Env, ctx: Context, request_id: &str) -> Result<App, A
         crate::log::error("config_invalid", &e.to_string());
         ApiError::new(500, "CONFIGURATION_ERROR", format!("Service misconfigured: {e}"))
     })?;
-    let db = Db::from_env(&env).map_err(|e| ApiError::unavailable("Database", e))?;
     let client = Client {
         ip: header(req, "cf-connecting-ip").unwrap_or_else(|| "0.0.0.0".to_string()),
         user_agent: header(req, "user-agent").unwrap_or_default().chars().take(MAX_USER_AGENT).collect(),
         accept_language: header(req, "accept-language"),
     };
-    let now_ms = Date::now().as_millis() as i64;
-    let trail = Trail::new(request_id.to_string(), audit::ip_hash(config.otp_pepper.expose(), &client.ip), now_ms);
-    Ok(App { config, env, ctx, db, client, now_ms, trail })
+    Ok(App::new(config, env::keys(config), runtime::ports(&env, ctx), client, request_id))
 }
 
 /// The request body, refused with 413 past the limit, whatever

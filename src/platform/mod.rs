@@ -2,8 +2,9 @@
 //! secrets, D1, the Durable Object, the delivery queue, outbound fetch). The rules it serves live
 //! in `domain` and `config`, which do not import `worker`.
 
-pub mod db;
+pub mod d1;
 pub mod delivery;
 pub mod env;
 pub mod limiter;
 pub mod queue;
+pub mod runtime;

@@ -11,12 +11,13 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::Poll;
 
-use worker::{Env, MessageBatch, MessageBuilder, MessageExt, QueueRetryOptionsBuilder};
+use worker::{Context, Env, MessageBatch, MessageBuilder, MessageExt, Queue, QueueRetryOptionsBuilder};
 
 use crate::audit::Trail;
 use crate::domain::delivery::{DeliveryJob, JOB_VERSION};
-use crate::flows::delivery::{self, Processed};
-use crate::platform::{db::Db, env};
+use crate::flows::delivery::{self, Courier, Processed};
+use crate::platform::{env, runtime};
+use crate::ports::{DeliveryQueue, Fut, StoreError};
 
 pub const BINDING: &str = "DELIVERY_QUEUE";
 /// The dead-letter queue of the delivery queue (`dead_letter_queue` in wrangler.toml).
@@ -25,37 +26,42 @@ pub const DEAD_LETTER_QUEUE: &str = "otp-edge-delivery-dlq";
 /// A platform retry after the consumer could not decide (D1 unavailable).
 const UNDECIDED_RETRY_SECONDS: u32 = 5;
 
-/// Whether the Worker has a delivery queue bound.
-pub fn available(env: &Env) -> bool {
-    env.queue(BINDING).is_ok()
+/// The `DeliveryQueue` port on the `DELIVERY_QUEUE` binding.
+pub struct WorkersQueue(Queue);
+
+impl WorkersQueue {
+    /// `None` when the Worker has no delivery queue bound.
+    pub fn from_env(env: &Env) -> Option<WorkersQueue> {
+        env.queue(BINDING).ok().map(WorkersQueue)
+    }
 }
 
-/// Sends `job`, to be handled after `delay_seconds`.
-pub async fn enqueue(env: &Env, job: &DeliveryJob, delay_seconds: u64) -> worker::Result<()> {
-    let body = serde_json::to_string(job).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let message = MessageBuilder::new(body).delay_seconds(delay_seconds.min(12 * 3600) as u32).build();
-    env.queue(BINDING)?.send(message).await
+impl DeliveryQueue for WorkersQueue {
+    /// Sends `job`, to be handled after `delay_seconds`.
+    fn enqueue(&self, job: &DeliveryJob, delay_seconds: u64) -> Fut<'_, Result<(), StoreError>> {
+        let body = serde_json::to_string(job);
+        Box::pin(async move {
+            let body = body.map_err(|e| StoreError(e.to_string()))?;
+            let message = MessageBuilder::new(body).delay_seconds(delay_seconds.min(12 * 3600) as u32).build();
+            self.0.send(message).await.map_err(|e| StoreError(e.to_string()))
+        })
+    }
 }
 
 /// The queue handler: every message of the batch at once.
-pub async fn consume(batch: MessageBatch<String>, env: Env) {
+pub async fn consume(batch: MessageBatch<String>, env: Env, ctx: Context) {
     let dead_letters = batch.queue() == DEAD_LETTER_QUEUE;
-    let (config, db) = match (env::config(&env), Db::from_env(&env)) {
-        (Ok(config), Ok(db)) => (config, db),
-        (Err(e), _) => {
+    let config = match env::config(&env) {
+        Ok(config) => config,
+        Err(e) => {
             crate::log::error("config_invalid", &e.to_string());
             batch.retry_all_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(60).build());
             return;
         }
-        (_, Err(e)) => {
-            crate::log::error("dependency_unavailable", &format!("Database: {e}"));
-            batch.retry_all_with_options(
-                &QueueRetryOptionsBuilder::new().with_delay_seconds(UNDECIDED_RETRY_SECONDS).build(),
-            );
-            return;
-        }
     };
-    let (env, db) = (&env, &db);
+    let ports = runtime::ports(&env, ctx);
+    let courier = Courier::new(config, &ports);
+    let (ports, c) = (&ports, &courier);
     let handled = batch.iter().map(|message| async move {
         let message = match message {
             Ok(m) => m,
@@ -70,18 +76,22 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) {
         let (request_id, ip_hash) = (job.request_id.clone(), job.ip_hash.clone());
         let trail = Trail::new(request_id, ip_hash, job.requested_at_ms);
         if dead_letters {
-            delivery::dead_letter(db, &job, &trail).await;
+            delivery::dead_letter(c, &job, &trail).await;
             message.ack();
         } else {
-            match delivery::run_job(config, db, &job, &trail).await {
+            match delivery::run_job(c, &job, &trail).await {
                 Ok(Processed::Done) => message.ack(),
                 Ok(Processed::RetryIn(seconds)) => {
                     let next = DeliveryJob { tries: job.tries + 1, ..job };
-                    if let Err(e) = enqueue(env, &next, seconds).await {
+                    let requeued = match &ports.queue {
+                        Some(queue) => queue.enqueue(&next, seconds).await,
+                        None => Err(StoreError("no delivery queue".into())),
+                    };
+                    if let Err(e) = requeued {
                         // This try is claimed in D1: a platform retry of this
                         // message would be skipped, so give the code up.
                         crate::log::error("delivery_queue_unavailable", &e.to_string());
-                        delivery::give_up(db, &next, &trail).await;
+                        delivery::give_up(c, &next, &trail).await;
                     }
                     message.ack();
                 }
@@ -93,7 +103,7 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) {
                 }
             }
         }
-        if let Err(e) = db.store_audit(&trail.take()).await {
+        if let Err(e) = c.db.store_audit(&trail.take(), &*ports.clock).await {
             crate::log::error("audit_store_failed", &e.to_string());
         }
     });

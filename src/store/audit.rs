@@ -1,0 +1,51 @@
+//! The audit trail's rows.
+
+use super::Db;
+use crate::audit::AuditEvent;
+use crate::ports::{Clock, Stmt, StoreError};
+
+impl Db {
+    /// Stores audit events (one transaction).
+    pub async fn insert_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let statements = events
+            .iter()
+            .map(|e| {
+                Stmt::new(
+                    "INSERT INTO audit_events (at, request_id, event, outcome, latency_ms, ip_hash, destination, \
+                     user_id, session_id, otp_id, provider_code, attempt) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    vec![
+                        e.at_ms.into(),
+                        e.request_id.as_str().into(),
+                        e.event.into(),
+                        e.outcome.as_str().into(),
+                        e.latency_ms.into(),
+                        e.ip_hash.as_str().into(),
+                        e.destination.as_deref().into(),
+                        e.user_id.as_deref().into(),
+                        e.session_id.as_deref().into(),
+                        e.otp_id.as_deref().into(),
+                        e.provider_code.as_deref().into(),
+                        e.attempt.into(),
+                    ],
+                )
+            })
+            .collect();
+        self.db.batch(statements).await?;
+        Ok(())
+    }
+
+    /// `insert_audit`, tried once more after a short pause: the trail is
+    /// written after the response, where a transient failure has no client
+    /// to report to.
+    pub async fn store_audit(&self, events: &[AuditEvent], clock: &dyn Clock) -> Result<(), StoreError> {
+        if self.insert_audit(events).await.is_ok() {
+            return Ok(());
+        }
+        clock.sleep(200).await;
+        self.insert_audit(events).await
+    }
+}

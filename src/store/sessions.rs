@@ -1,0 +1,204 @@
+//! Sessions, devices and refresh tokens.
+
+use serde::Deserialize;
+
+use super::{Db, UserRow};
+use crate::ports::{first, first_of, typed, Arg, Stmt, StoreError};
+
+/// A live session, as the refresh and auth checks need it.
+#[derive(Debug, Deserialize)]
+pub struct SessionRef {
+    pub id: String,
+    pub user_id: String,
+}
+
+/// A rotated-out refresh token and the state of its session.
+#[derive(Debug, Deserialize)]
+pub struct RetiredToken {
+    pub session_id: String,
+    pub user_id: String,
+    pub retired_at: i64,
+    pub current_hash: String,
+    pub revoked_at: Option<i64>,
+    pub expires_at: i64,
+}
+
+/// A session as the sessions list shows it.
+#[derive(Debug, Deserialize)]
+pub struct SessionRow {
+    pub id: String,
+    pub ip_address: String,
+    pub user_agent: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub expires_at: i64,
+    /// The platform the session was opened from.
+    pub platform: String,
+    pub install_id: Option<String>,
+    pub device_platform: Option<String>,
+    pub app_version: Option<String>,
+}
+
+/// A new session and, when the client names its install, its device.
+pub struct NewSession<'a> {
+    pub id: &'a str,
+    /// The id a new device row gets (an existing one keeps its own).
+    pub device_id: &'a str,
+    pub user_id: &'a str,
+    pub install_id: Option<&'a str>,
+    pub platform: &'a str,
+    pub app_version: Option<&'a str>,
+    pub refresh_hash: &'a str,
+    pub ip: &'a str,
+    pub user_agent: &'a str,
+    pub now_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// A further condition on statements in a batch: SQL written from the
+/// first free parameter number, and the values it binds.
+pub(super) type Condition<'a> = &'a dyn Fn(usize) -> (String, Vec<Arg>);
+
+/// The statements that open a session for an active user in a batch:
+/// upsert the device by (user, install_id) when one is named, then the
+/// session. Both also require `condition`, so the batch can make them
+/// depend on its first statement.
+pub(super) fn session_statements(s: &NewSession<'_>, condition: Condition) -> Vec<Stmt> {
+    let with = |sql: &str, mut args: Vec<Arg>| {
+        let (extra, extra_args) = condition(args.len() + 1);
+        args.extend(extra_args);
+        Stmt::new(sql.replace("{condition}", &extra), args)
+    };
+    let mut statements = Vec::new();
+    if let Some(install_id) = s.install_id {
+        statements.push(with(
+            "INSERT INTO devices (id, user_id, install_id, platform, app_version, created_at, last_seen_at) \
+             SELECT ?1, u.id, ?2, ?3, ?4, ?5, ?5 FROM users u WHERE u.id = ?6 AND u.status = 'active' AND {condition} \
+             ON CONFLICT (user_id, install_id) DO UPDATE SET platform = excluded.platform, \
+             app_version = excluded.app_version, last_seen_at = excluded.last_seen_at",
+            vec![
+                s.device_id.into(),
+                install_id.into(),
+                s.platform.into(),
+                s.app_version.into(),
+                s.now_ms.into(),
+                s.user_id.into(),
+            ],
+        ));
+    }
+    statements.push(with(
+        "INSERT INTO sessions (id, user_id, device_id, refresh_token_hash, ip_address, user_agent, \
+         created_at, last_used_at, expires_at, platform) \
+         SELECT ?1, u.id, (SELECT d.id FROM devices d WHERE d.user_id = u.id AND d.install_id = ?2), \
+         ?3, ?4, ?5, ?6, ?6, ?7, ?9 FROM users u WHERE u.id = ?8 AND u.status = 'active' AND {condition}",
+        vec![
+            s.id.into(),
+            s.install_id.into(),
+            s.refresh_hash.into(),
+            s.ip.into(),
+            s.user_agent.into(),
+            s.now_ms.into(),
+            s.expires_at_ms.into(),
+            s.user_id.into(),
+            s.platform.into(),
+        ],
+    ));
+    statements
+}
+
+impl Db {
+    /// Exchanges a live session's current refresh token for its successor,
+    /// retiring the old one, atomically. `None`: not a current token.
+    pub async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> Result<Option<SessionRef>, StoreError> {
+        let live = "refresh_token_hash = ?1 AND revoked_at IS NULL AND expires_at > ?2";
+        let retire = Stmt::new(
+            format!(
+                "INSERT INTO retired_refresh_tokens (token_hash, session_id, retired_at) \
+                 SELECT ?1, id, ?2 FROM sessions WHERE {live}"
+            ),
+            vec![old_hash.into(), now_ms.into()],
+        );
+        let rotate = Stmt::new(
+            format!(
+                "UPDATE sessions SET refresh_token_hash = ?3, last_used_at = ?2, expires_at = ?4 WHERE {live} \
+                 RETURNING id, user_id"
+            ),
+            vec![old_hash.into(), now_ms.into(), new_hash.into(), expires_at_ms.into()],
+        );
+        let mut results = self.db.batch(vec![retire, rotate]).await?;
+        first_of(&mut results, 1)
+    }
+
+    pub async fn retired_refresh(&self, hash: &str) -> Result<Option<RetiredToken>, StoreError> {
+        first(
+            self.db
+                .all(Stmt::new(
+                    "SELECT r.session_id, s.user_id, r.retired_at, s.refresh_token_hash AS current_hash, \
+                     s.revoked_at, s.expires_at \
+                     FROM retired_refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = ?1",
+                    vec![hash.into()],
+                ))
+                .await?,
+        )
+    }
+
+    /// Revokes a session; with `user_id`, only one of that user's. Returns
+    /// whether a live session was revoked.
+    pub async fn revoke_session(
+        &self,
+        id: &str,
+        user_id: Option<&str>,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let rows = self
+            .db
+            .all(Stmt::new(
+                "UPDATE sessions SET revoked_at = ?3, revoked_reason = ?4 \
+                 WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2) AND revoked_at IS NULL RETURNING id, user_id",
+                vec![id.into(), user_id.into(), now_ms.into(), reason.into()],
+            ))
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    pub async fn live_sessions(&self, user_id: &str, now_ms: i64) -> Result<Vec<SessionRow>, StoreError> {
+        typed(
+            self.db
+                .all(Stmt::new(
+                    "SELECT s.id, s.ip_address, s.user_agent, s.created_at, s.last_used_at, s.expires_at, s.platform, \
+                     d.install_id, d.platform AS device_platform, d.app_version \
+                     FROM sessions s LEFT JOIN devices d ON d.id = s.device_id \
+                     WHERE s.user_id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 ORDER BY s.created_at DESC",
+                    vec![user_id.into(), now_ms.into()],
+                ))
+                .await?,
+        )
+    }
+
+    /// The user behind a live session (not revoked, not expired), in one
+    /// query: what every authenticated request checks.
+    pub async fn session_user(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<UserRow>, StoreError> {
+        first(
+            self.db
+                .all(Stmt::new(
+                    "SELECT u.id, u.username, u.email, u.phone_e164, u.status, u.email_verified, u.phone_verified \
+                     FROM sessions s JOIN users u ON u.id = s.user_id \
+                     WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND s.expires_at > ?3",
+                    vec![session_id.into(), user_id.into(), now_ms.into()],
+                ))
+                .await?,
+        )
+    }
+}
