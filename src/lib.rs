@@ -11,6 +11,8 @@ pub mod domain;
 pub mod flows;
 pub mod http;
 pub mod log;
+#[cfg(test)]
+pub mod native;
 pub mod platform;
 pub mod ports;
 pub mod store;

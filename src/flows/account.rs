@@ -48,6 +48,7 @@ pub fn me(who: &Principal) -> UserView {
 }
 
 #[derive(Serialize)]
+#[cfg_attr(test, derive(Debug))]
 pub struct SessionView {
     pub id: String,
     pub current: bool,
@@ -61,6 +62,7 @@ pub struct SessionView {
 }
 
 #[derive(Serialize)]
+#[cfg_attr(test, derive(Debug))]
 pub struct DeviceView {
     pub install_id: String,
     pub platform: Option<String>,
@@ -68,6 +70,7 @@ pub struct DeviceView {
 }
 
 #[derive(Serialize)]
+#[cfg_attr(test, derive(Debug))]
 pub struct Sessions {
     pub sessions: Vec<SessionView>,
 }
@@ -96,6 +99,7 @@ pub async fn sessions(app: &App, who: &Principal) -> Result<Sessions, ApiError> 
 }
 
 #[derive(Serialize)]
+#[cfg_attr(test, derive(Debug))]
 pub struct Done {
     pub message: &'static str,
 }

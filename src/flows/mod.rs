@@ -14,6 +14,9 @@ pub mod refresh;
 pub mod register;
 pub mod session;
 
+#[cfg(test)]
+mod tests;
+
 use crate::audit::{Event, Trail};
 use crate::config::Config;
 use crate::domain::tokens::Keys;

@@ -16,6 +16,7 @@ use crate::http::ApiError;
 use crate::store::otp::NewOtp;
 
 #[derive(Serialize)]
+#[cfg_attr(test, derive(Debug))]
 pub struct OtpRequested {
     pub message: String,
     pub otp_id: String,

@@ -18,6 +18,7 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 
 /// A successful verification, shaped per purpose as in the reference.
 #[derive(Serialize)]
+#[cfg_attr(test, derive(Debug))]
 #[serde(untagged)]
 pub enum Verified {
     Login(super::session::LoggedIn),
@@ -26,6 +27,7 @@ pub enum Verified {
 }
 
 #[derive(Serialize)]
+#[cfg_attr(test, derive(Debug))]
 pub struct UserView {
     pub id: String,
     pub username: String,

@@ -19,6 +19,7 @@ use crate::store::UserRow;
 
 /// The login answer, as the reference shapes it (plus `user.phone`).
 #[derive(Serialize)]
+#[cfg_attr(test, derive(Debug))]
 pub struct LoggedIn {
     pub access: String,
     pub refresh: String,
@@ -29,6 +30,7 @@ pub struct LoggedIn {
 
 /// A token pair for a session.
 #[derive(Serialize)]
+#[cfg_attr(test, derive(Debug))]
 pub struct TokenPair {
     pub access: String,
     pub refresh: String,
