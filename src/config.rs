@@ -11,39 +11,15 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 
 use crate::domain::destination::Destination;
 use crate::domain::otp::{self, OtpCode};
+pub use crate::domain::outbound::{MailConfig, MailProvider, TwilioConfig, TwilioSender};
+pub use crate::domain::secret::Secret;
+pub use crate::domain::tokens::SigningKeySeed;
 use crate::domain::tokens::TokenSettings;
-
-/// A secret value. `Debug` never prints it, so a config dump in a log is safe.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
     Development,
     Production,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MailProvider {
-    Resend,
-    Postmark,
-    /// Prints messages to the console. Development only.
-    Log,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,48 +30,10 @@ pub enum SmsProvider {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MailConfig {
-    pub provider: MailProvider,
-    pub api_base: String,
-    /// Present whenever `provider` is not `Log`.
-    pub api_key: Option<Secret>,
-    pub from: String,
-}
-
-/// Where Twilio sends from: a `From` value (an E.164 number, a short code
-/// or an alphanumeric sender ID), or a Messaging Service (which picks one).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TwilioSender {
-    Address(String),
-    MessagingService(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TwilioConfig {
-    pub api_base: String,
-    pub account_sid: String,
-    pub auth_token: Secret,
-    pub sender: TwilioSender,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmsConfig {
     pub provider: SmsProvider,
     /// Present whenever `provider` is `Twilio`.
     pub twilio: Option<TwilioConfig>,
-}
-
-/// One Ed25519 signing key: a key id and its 32-byte seed (RFC 8032 private key).
-#[derive(Clone, PartialEq, Eq)]
-pub struct SigningKeySeed {
-    pub kid: String,
-    pub seed: [u8; 32],
-}
-
-impl fmt::Debug for SigningKeySeed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SigningKeySeed {{ kid: {:?}, seed: [redacted] }}", self.kid)
-    }
 }
 
 /// How codes are made and how long they live.

@@ -36,7 +36,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
 #[event(queue)]
 async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()> {
     // Every failure is handled per message; an `Err` here would panic the isolate.
-    platform::queue::consume(batch, env, ctx).await;
+    platform::consumer::consume(batch, env, ctx).await;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod message;
 pub mod otp;
 pub mod outbound;
+pub mod secret;
 pub mod time;
 pub mod tokens;
 pub mod webhook;

@@ -9,7 +9,40 @@ use base64ct::{Base64, Encoding};
 use serde_json::json;
 
 use super::message::EmailMessage;
-use crate::config::{MailConfig, MailProvider, TwilioConfig, TwilioSender};
+use super::secret::Secret;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailProvider {
+    Resend,
+    Postmark,
+    /// Prints messages to the console. Development only.
+    Log,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailConfig {
+    pub provider: MailProvider,
+    pub api_base: String,
+    /// Present whenever `provider` is not `Log`.
+    pub api_key: Option<Secret>,
+    pub from: String,
+}
+
+/// Where Twilio sends from: a `From` value (an E.164 number, a short code
+/// or an alphanumeric sender ID), or a Messaging Service (which picks one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TwilioSender {
+    Address(String),
+    MessagingService(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwilioConfig {
+    pub api_base: String,
+    pub account_sid: String,
+    pub auth_token: Secret,
+    pub sender: TwilioSender,
+}
 
 /// Sent on every provider call. Resend refuses requests without a
 /// `User-Agent` (403, error 1010: resend.com/docs/api-reference/introduction,
@@ -339,7 +372,6 @@ fn by_status(status: u16, code: Option<ProviderCode>, retry_after_seconds: Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
 
     const SID: &str = "AC0123456789abcdef0123456789abcdef";
 

@@ -2,6 +2,7 @@
 //! their keys, and opaque refresh tokens. Pure; unit-tested natively.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use chrono::{DateTime, TimeZone, Utc};
@@ -11,7 +12,19 @@ use jwt_compact::{Algorithm, AlgorithmExt, Claims, Header, TimeOptions, Untruste
 use serde::{Deserialize, Serialize};
 
 use super::crypto::{hex, hmac_sha256, random_bytes, sha256};
-use crate::config::SigningKeySeed;
+
+/// One Ed25519 signing key: a key id and its 32-byte seed (RFC 8032 private key).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeySeed {
+    pub kid: String,
+    pub seed: [u8; 32],
+}
+
+impl fmt::Debug for SigningKeySeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKeySeed {{ kid: {:?}, seed: [redacted] }}", self.kid)
+    }
+}
 
 /// Ed25519 with deterministic RFC 8032 signatures. jwt-compact's own
 /// ed25519-compact binding adds random noise from a getrandom version that
