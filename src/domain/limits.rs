@@ -10,6 +10,29 @@ use serde::{Deserialize, Serialize};
 use super::crypto::{hex, hmac_sha256};
 use super::destination::{Destination, Phone};
 
+/// The limits the service enforces, each with its bucket in the rate-limit
+/// objects (also its name in the audit trail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    IpRequests,
+    IpVerifies,
+    DestinationRequests,
+    VerifyFailures,
+    SmsCap,
+}
+
+impl Limit {
+    pub fn bucket(self) -> &'static str {
+        match self {
+            Limit::IpRequests => "ip_request",
+            Limit::IpVerifies => "ip_verify",
+            Limit::DestinationRequests => "otp_request",
+            Limit::VerifyFailures => "verify_failure",
+            Limit::SmsCap => "sms",
+        }
+    }
+}
+
 /// At most `limit` events of `bucket` in any `window_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {

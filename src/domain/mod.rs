@@ -1,6 +1,7 @@
 //! The rules: destinations, codes, hashing, limits, tokens and messages.
 //! Nothing here imports `worker`; everything is unit-tested natively.
 
+pub mod account;
 pub mod crypto;
 pub mod delivery;
 pub mod destination;

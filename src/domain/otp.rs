@@ -117,6 +117,18 @@ pub enum VerifyFailure {
 }
 
 impl VerifyFailure {
+    /// The audit trail's outcome: the message as a stable word.
+    pub fn audit_outcome(self) -> &'static str {
+        match self {
+            VerifyFailure::UnknownRequest => "invalid_otp_request",
+            VerifyFailure::AlreadyUsed => "otp_already_used",
+            VerifyFailure::Expired => "otp_expired",
+            VerifyFailure::TooManyAttempts => "too_many_attempts",
+            VerifyFailure::WrongCode => "invalid_otp",
+        }
+    }
+
+    /// The reference's message.
     pub fn message(self) -> &'static str {
         match self {
             VerifyFailure::UnknownRequest => "Invalid OTP request",

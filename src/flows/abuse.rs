@@ -5,66 +5,37 @@
 
 use futures_util::future::join;
 
+use super::error::{Dependency, Error};
 use super::App;
 use crate::audit::Event;
 use crate::domain::destination::Destination;
-use crate::domain::limits::{self, Outcome, Rule};
-use crate::http::ApiError;
+use crate::domain::limits::{self, Limit, Outcome, Rule};
 use crate::ports::StoreError;
-
-/// The limits, each with its bucket in the rate-limiter objects, the
-/// refusal a client sees, and its name in the audit trail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Limit {
-    IpRequests,
-    IpVerifies,
-    DestinationRequests,
-    VerifyFailures,
-    SmsCap,
-}
-
-impl Limit {
-    fn bucket(self) -> &'static str {
-        match self {
-            Limit::IpRequests => "ip_request",
-            Limit::IpVerifies => "ip_verify",
-            Limit::DestinationRequests => "otp_request",
-            Limit::VerifyFailures => "verify_failure",
-            Limit::SmsCap => "sms",
-        }
-    }
-
-    fn refusal(self, retry_after_ms: i64) -> ApiError {
-        let (code, message) = match self {
-            Limit::IpRequests | Limit::IpVerifies => {
-                ("RATE_LIMIT", "Too many requests from this network. Please try again later.")
-            }
-            Limit::DestinationRequests => ("RATE_LIMIT", "Too many OTP requests. Please try again later."),
-            Limit::VerifyFailures => ("RATE_LIMIT", "Too many failed verifications. Please try again later."),
-            Limit::SmsCap => ("SMS_CAP_REACHED", "SMS sending is paused for now. Please try again later or use email."),
-        };
-        ApiError::rate_limited(code, message, limits::retry_after_seconds(retry_after_ms))
-    }
-}
 
 /// A refusal by a limit, before it is reported.
 struct Refused {
     limit: Limit,
-    error: ApiError,
+    retry_after_ms: i64,
+}
+
+impl Refused {
+    fn error(&self) -> Error {
+        Error::Limited { limit: self.limit, retry_after_seconds: limits::retry_after_seconds(self.retry_after_ms) }
+    }
 }
 
 /// Reports a refusal: an audit event, and the client's 429.
-fn report(app: &App, destination: Option<&Destination>, refused: Refused) -> ApiError {
+fn report(app: &App, destination: Option<&Destination>, refused: Refused) -> Error {
     let event = Event::new("rate_limited", refused.limit.bucket());
     app.audit(match destination {
         Some(d) => event.destination(d),
         None => event,
     });
-    refused.error
+    refused.error()
 }
 
-fn unavailable(e: StoreError) -> ApiError {
-    ApiError::unavailable("Rate limiter", e)
+fn unavailable(e: StoreError) -> Error {
+    Dependency::RateLimiter.down(e)
 }
 
 /// Slots taken in one object, which `release` can give back.
@@ -73,9 +44,9 @@ struct Taken {
     ids: Vec<i64>,
 }
 
-async fn hit(app: &App, object: &str, limit: Limit, rules: Vec<Rule>) -> Result<Result<Taken, Refused>, ApiError> {
+async fn hit(app: &App, object: &str, limit: Limit, rules: Vec<Rule>) -> Result<Result<Taken, Refused>, Error> {
     match app.ports.limiter.hit(object, rules).await.map_err(unavailable)? {
-        Outcome::Refused { retry_after_ms } => Ok(Err(Refused { limit, error: limit.refusal(retry_after_ms) })),
+        Outcome::Refused { retry_after_ms } => Ok(Err(Refused { limit, retry_after_ms })),
         Outcome::Allowed { ids } => Ok(Ok(Taken { object: object.to_string(), ids })),
     }
 }
@@ -91,11 +62,11 @@ fn destination_object(app: &App, destination: &Destination) -> String {
 /// Before an OTP request does anything: the SMS country allow-list, then the
 /// client's IP, the destination (rolling hour and resend cooldown) and, for
 /// SMS, the service-wide cap. A refusal leaves no row and sends nothing.
-pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), ApiError> {
+pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), Error> {
     let l = &app.config.limits;
     if let Destination::Phone(phone) = destination {
         if !limits::sms_country_allowed(&l.sms_allowed_country_codes, phone) {
-            return Err(ApiError::validation("SMS to this country is not supported"));
+            return Err(Error::SmsCountryNotAllowed);
         }
     }
     let dest = Limit::DestinationRequests;
@@ -121,7 +92,7 @@ pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), A
         (Ok(_), Err(refused)) => return Err(report(app, Some(destination), refused)),
         // Both refuse: the later one says when the request can succeed.
         (Err(a), Err(b)) => {
-            let later = if a.error.retry_after >= b.error.retry_after { a } else { b };
+            let later = if a.retry_after_ms >= b.retry_after_ms { a } else { b };
             return Err(report(app, Some(destination), later));
         }
     };
@@ -139,7 +110,7 @@ pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), A
 }
 
 /// Before a verify does anything: the client's IP.
-pub async fn admit_verify(app: &App) -> Result<(), ApiError> {
+pub async fn admit_verify(app: &App) -> Result<(), Error> {
     let l = &app.config.limits;
     let ip = Limit::IpVerifies;
     let rules = vec![Rule::new(ip.bucket(), l.ip_window_seconds, l.ip_verifies)];
@@ -154,15 +125,13 @@ pub async fn admit_verify(app: &App) -> Result<(), ApiError> {
 /// (429) while `VERIFY_FAILURES_PER_DAY` failures are in the window, even
 /// for the right code; otherwise allowed, and counted if it `failed`. The
 /// object judges parallel guesses one at a time, so the limit is exact.
-pub async fn judge_guess(app: &App, destination: &Destination, failed: bool) -> Result<(), ApiError> {
+pub async fn judge_guess(app: &App, destination: &Destination, failed: bool) -> Result<(), Error> {
     let l = &app.config.limits;
     let limit = Limit::VerifyFailures;
     let rule = Rule::new(limit.bucket(), l.verify_failure_window_seconds, l.verify_failures_per_destination);
     match app.ports.limiter.guess(&destination_object(app, destination), rule, failed).await.map_err(unavailable)? {
         Outcome::Allowed { .. } => Ok(()),
-        Outcome::Refused { retry_after_ms } => {
-            Err(report(app, Some(destination), Refused { limit, error: limit.refusal(retry_after_ms) }))
-        }
+        Outcome::Refused { retry_after_ms } => Err(report(app, Some(destination), Refused { limit, retry_after_ms })),
     }
 }
 

@@ -4,18 +4,12 @@
 
 use serde::Serialize;
 
+use super::error::{db_down, AuthFailure, Error};
 use super::otp_verify::UserView;
 use super::App;
 use crate::audit::Event;
 use crate::domain::time::rfc3339_millis;
-use crate::domain::tokens::TokenError;
-use crate::http::ApiError;
-use crate::ports::StoreError;
 use crate::store::UserRow;
-
-fn db_down(e: StoreError) -> ApiError {
-    ApiError::unavailable("Database", e)
-}
 
 /// The caller behind a valid access token of a live session.
 pub struct Principal {
@@ -25,20 +19,20 @@ pub struct Principal {
 }
 
 /// Checks `Authorization: Bearer <access token>` and that its session is live.
-pub async fn authenticate(app: &App, authorization: Option<&str>) -> Result<Principal, ApiError> {
+pub async fn authenticate(app: &App, authorization: Option<&str>) -> Result<Principal, Error> {
     let Some(header) = authorization else {
-        return Err(ApiError::unauthorized("NOT_AUTHENTICATED", "Authorization: Bearer <access token> is required"));
+        return Err(Error::Auth(AuthFailure::Missing));
     };
     let token = match header.trim().split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
-        _ => return Err(ApiError::unauthorized("TOKEN_MALFORMED", "Authorization must be: Bearer <access token>")),
+        _ => return Err(Error::Auth(AuthFailure::Malformed)),
     };
     let claims = app
         .keys
         .verify_access(&app.config.tokens, token, app.now_ms)
-        .map_err(|e: TokenError| ApiError::unauthorized(e.code(), e.message()))?;
+        .map_err(|e| Error::Auth(AuthFailure::Token(e)))?;
     let Some(user) = app.db.session_user(&claims.sid, &claims.sub, app.now_ms).await.map_err(db_down)? else {
-        return Err(ApiError::unauthorized("SESSION_REVOKED", "This session has ended; log in again"));
+        return Err(Error::Auth(AuthFailure::SessionEnded));
     };
     Ok(Principal { user_id: claims.sub, session_id: claims.sid, user })
 }
@@ -75,7 +69,7 @@ pub struct Sessions {
     pub sessions: Vec<SessionView>,
 }
 
-pub async fn sessions(app: &App, who: &Principal) -> Result<Sessions, ApiError> {
+pub async fn sessions(app: &App, who: &Principal) -> Result<Sessions, Error> {
     let rows = app.db.live_sessions(&who.user_id, app.now_ms).await.map_err(db_down)?;
     let sessions = rows
         .into_iter()
@@ -105,15 +99,15 @@ pub struct Done {
 }
 
 /// Revokes one of the caller's sessions (possibly the current one).
-pub async fn revoke(app: &App, who: &Principal, session_id: &str) -> Result<Done, ApiError> {
+pub async fn revoke(app: &App, who: &Principal, session_id: &str) -> Result<Done, Error> {
     if !app.db.revoke_session(session_id, Some(&who.user_id), "revoked_by_user", app.now_ms).await.map_err(db_down)? {
-        return Err(ApiError::new(404, "SESSION_NOT_FOUND", "No such active session"));
+        return Err(Error::SessionNotFound);
     }
     app.audit(Event::new("session_revoked", "revoked_by_user").session(session_id).user(Some(&who.user_id)));
     Ok(Done { message: "Session revoked" })
 }
 
-pub async fn logout(app: &App, who: &Principal) -> Result<Done, ApiError> {
+pub async fn logout(app: &App, who: &Principal) -> Result<Done, Error> {
     app.db.revoke_session(&who.session_id, Some(&who.user_id), "logout", app.now_ms).await.map_err(db_down)?;
     app.audit(Event::new("session_revoked", "logout").session(&who.session_id).user(Some(&who.user_id)));
     Ok(Done { message: "Logged out" })

@@ -4,20 +4,20 @@
 //! statuses (delivered, undelivered, failed, with Twilio's error code) go to
 //! the audit trail, where an operator sees codes that never arrived.
 
+use super::error::Error;
 use super::App;
 use crate::audit::Event;
 use crate::domain::crypto::ct_eq;
 use crate::domain::destination::Destination;
 use crate::domain::webhook::{self, STATUS_CALLBACK_PATH};
-use crate::http::ApiError;
 
 /// `query` is the callback URL's query string (it carries `otp_id`), `body`
 /// the form Twilio posted, `signature` its `X-Twilio-Signature`.
-pub async fn twilio(app: &App, query: Option<&str>, body: &[u8], signature: Option<&str>) -> Result<(), ApiError> {
+pub async fn twilio(app: &App, query: Option<&str>, body: &[u8], signature: Option<&str>) -> Result<(), Error> {
     let config = app.config;
     let (Some(twilio), Some(base)) = (config.sms.twilio.as_ref(), config.public_base_url.as_deref()) else {
         // No callbacks were asked for: there is nothing here.
-        return Err(ApiError::not_found());
+        return Err(Error::NotFound);
     };
     let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
     // Twilio signs the URL it was given, which this service built from PUBLIC_BASE_URL.
@@ -34,7 +34,7 @@ pub async fn twilio(app: &App, query: Option<&str>, body: &[u8], signature: Opti
             "twilio_callback_refused",
             serde_json::json!({ "reason": if signed { "other_account" } else { "bad_signature" } }),
         );
-        return Err(ApiError::new(403, "SIGNATURE_INVALID", "The request does not carry Twilio's signature"));
+        return Err(Error::SignatureInvalid);
     }
     let Some(status) = report.status else { return Ok(()) };
     let otp_id = query

@@ -1,12 +1,14 @@
-//! One module per flow a client can run. Each takes parsed input and the
-//! request's `App` (configuration, the ports, the caller) and returns a
-//! typed body or an `ApiError`. Flows reach the platform only through
-//! `ports`, so every one of them runs natively against SQLite in tests.
+//! One module per flow a client can run. Each takes parsed input (domain
+//! types) and the request's `App` (configuration, the ports, the caller) and
+//! returns a typed body or an `error::Error`; flows know nothing of HTTP.
+//! They reach the platform only through `ports`, so every one of them runs
+//! natively against SQLite in tests.
 
 pub mod abuse;
 pub mod account;
 pub mod delivery;
 pub mod delivery_status;
+pub mod error;
 pub mod health;
 pub mod otp_request;
 pub mod otp_verify;

@@ -3,16 +3,15 @@
 use serde::Serialize;
 
 use super::delivery::{self, Courier, Sending};
+use super::error::{db_down, Error};
 use super::App;
 use crate::audit::Event;
 use crate::domain::crypto::new_uuid;
 use crate::domain::delivery::{Failure, FailureKind};
 use crate::domain::destination::Channel;
+use crate::domain::destination::Destination;
 use crate::domain::i18n;
 use crate::domain::otp::{self, OtpCode, Purpose};
-use crate::domain::outbound::Undeliverable;
-use crate::http::input::OtpRequestInput;
-use crate::http::ApiError;
 use crate::store::otp::NewOtp;
 
 #[derive(Serialize)]
@@ -35,7 +34,16 @@ enum Send {
     Nothing,
 }
 
-pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequested, ApiError> {
+/// An OTP request, parsed.
+#[derive(Debug)]
+pub struct OtpRequestInput {
+    pub destination: Destination,
+    pub purpose: Purpose,
+    /// A BCP 47 language tag the client asked for, if any.
+    pub locale: Option<String>,
+}
+
+pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequested, Error> {
     let config = app.config;
     let OtpRequestInput { destination, purpose, locale } = input;
     let texts = i18n::negotiate(locale.as_deref(), app.client.accept_language.as_deref());
@@ -47,10 +55,10 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
     // account if there is an active one) and answers the same; its row has
     // no account, so its code never verifies, and nothing is sent.
     if purpose == Purpose::Login && !config.enumeration_protection {
-        let user = app.db.user_by_destination(&destination).await.map_err(|e| ApiError::unavailable("Database", e))?;
+        let user = app.db.user_by_destination(&destination).await.map_err(db_down)?;
         match user {
-            None => return Err(ApiError::new(404, "USER_NOT_FOUND", "No account found with this email/phone")),
-            Some(u) if !u.is_active() => return Err(ApiError::new(403, "ACCOUNT_DISABLED", "Account is not active")),
+            None => return Err(Error::UserNotFound),
+            Some(u) if !u.is_active() => return Err(Error::AccountDisabled),
             Some(_) => {}
         }
     }
@@ -82,7 +90,7 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
             user_agent: &app.client.user_agent,
         })
         .await
-        .map_err(|e| ApiError::unavailable("Database", e))?;
+        .map_err(db_down)?;
     let decoy = purpose == Purpose::Login && linked_user.is_none();
     let outcome = match (decoy, test_identity.is_some()) {
         (true, _) => "no_active_account",
@@ -127,26 +135,9 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
 }
 
 /// What the client is told when a code could not be sent before the answer.
-fn send_failed(channel: Channel, e: &Failure) -> ApiError {
+fn send_failed(channel: Channel, e: &Failure) -> Error {
     match e.kind() {
-        FailureKind::Undeliverable(reason) => match reason {
-            Undeliverable::NotSmsCapable => ApiError::validation("This phone number cannot receive SMS messages"),
-            Undeliverable::RegionNotSupported => {
-                ApiError::validation("SMS to this phone number's country is not supported")
-            }
-            Undeliverable::OptedOut => ApiError::new(
-                400,
-                "SMS_OPTED_OUT",
-                "This phone number has opted out of our messages; reply START to our last message to receive codes again",
-            ),
-            Undeliverable::MailboxInactive | Undeliverable::InvalidAddress => ApiError::new(
-                400,
-                "EMAIL_UNDELIVERABLE",
-                "This email address cannot receive messages from us (it bounced, or unsubscribed, before)",
-            ),
-        },
-        FailureKind::Misconfigured | FailureKind::Unavailable => {
-            ApiError::new(502, "SEND_FAILED", format!("Failed to send OTP to {}", channel.as_str()))
-        }
+        FailureKind::Undeliverable(reason) => Error::Undeliverable(reason),
+        FailureKind::Misconfigured | FailureKind::Unavailable => Error::SendFailed(channel),
     }
 }

@@ -2,15 +2,13 @@
 
 use serde::Serialize;
 
+use super::error::{db_down, Error};
 use super::App;
 use crate::audit::Event;
+use crate::domain::account::Device;
 use crate::domain::crypto::{hex, random_bytes, sha256};
 use crate::domain::destination::Destination;
-use crate::domain::otp::{self, Purpose, VerifyFailure};
-use crate::http::input::DeviceInput;
-use crate::http::input::OtpVerifyInput;
-use crate::http::ApiError;
-use crate::ports::StoreError;
+use crate::domain::otp::{self, OtpCode, Purpose, VerifyFailure};
 use crate::store::otp::{stored_destination, LoginOutcome};
 use crate::store::UserRow;
 
@@ -50,24 +48,27 @@ impl From<&UserRow> for UserView {
     }
 }
 
-fn invalid(f: VerifyFailure) -> ApiError {
-    ApiError::new(400, "INVALID_OTP", f.message())
+/// A verification, parsed.
+#[derive(Debug)]
+pub struct OtpVerifyInput {
+    pub otp_id: uuid::Uuid,
+    pub code: OtpCode,
+    pub device: Device,
 }
 
-fn db_down(e: StoreError) -> ApiError {
-    ApiError::unavailable("Database", e)
+fn invalid(f: VerifyFailure) -> Error {
+    Error::Otp(f)
 }
 
-pub async fn verify_otp(app: &App, input: OtpVerifyInput) -> Result<Verified, ApiError> {
+pub async fn verify_otp(app: &App, input: OtpVerifyInput) -> Result<Verified, Error> {
     let otp_id = input.otp_id.hyphenated().to_string();
     let mut concerns = None;
     let result = verify(app, &otp_id, input, &mut concerns).await;
     let event = match &result {
         Ok(_) => Event::new("otp_verified", "ok"),
-        // Recorded as rate_limited where the limit refused.
-        Err(e) if e.status == 429 || e.status >= 500 => return result,
-        Err(e) if e.code == "INVALID_OTP" => Event::new("otp_failed", e.message.to_ascii_lowercase().replace(' ', "_")),
-        Err(e) => Event::new("otp_failed", e.code.to_ascii_lowercase()),
+        // A limit's refusal is its own rate_limited event; a fault is logged.
+        Err(e) if e.recorded_elsewhere() => return result,
+        Err(e) => Event::new("otp_failed", e.audit_outcome()),
     };
     let event = match &concerns {
         Some((destination, user_id)) => event.destination(destination).user(user_id.as_deref()),
@@ -87,7 +88,7 @@ async fn verify(
     otp_id: &str,
     input: OtpVerifyInput,
     concerns: &mut Option<(Destination, Option<String>)>,
-) -> Result<Verified, ApiError> {
+) -> Result<Verified, Error> {
     let otp_id = otp_id.to_string();
     let db = &app.db;
     super::abuse::admit_verify(app).await?;
@@ -100,7 +101,7 @@ async fn verify(
     let (Some(purpose), Some(destination)) =
         (Purpose::parse(&row.purpose), stored_destination(&row.otp_type, &row.destination))
     else {
-        return Err(ApiError::internal(format!("otp row {otp_id} holds an unreadable purpose or destination")));
+        return Err(Error::internal(format!("otp row {otp_id} holds an unreadable purpose or destination")));
     };
     *concerns = Some((destination.clone(), row.user_id.clone()));
     // The guess is compared here, but judged by the destination's object
@@ -130,8 +131,8 @@ async fn complete(
     purpose: Purpose,
     destination: &Destination,
     user_id: Option<&str>,
-    device: &DeviceInput,
-) -> Result<Verified, ApiError> {
+    device: &Device,
+) -> Result<Verified, Error> {
     let db = &app.db;
     match (purpose, user_id) {
         (Purpose::Login, Some(user_id)) => {
@@ -140,8 +141,8 @@ async fn complete(
                 LoginOutcome::LoggedIn(user) => Ok(Verified::Login(session.logged_in(app, &user))),
                 LoginOutcome::AlreadyUsed => Err(invalid(VerifyFailure::AlreadyUsed)),
                 LoginOutcome::NoActiveUser => match db.user_by_id(user_id).await.map_err(db_down)? {
-                    Some(_) => Err(ApiError::new(403, "ACCOUNT_DISABLED", "Account is not active")),
-                    None => Err(ApiError::new(404, "USER_NOT_FOUND", "User not found")),
+                    Some(_) => Err(Error::AccountDisabled),
+                    None => Err(Error::UserNotFound),
                 },
             }
         }

@@ -2,18 +2,13 @@
 //! token presented again within the grace window (two tabs racing) gets the
 //! same new pair; later, it is theft, and the whole session is revoked.
 
+use super::error::{db_down, AuthFailure, Error};
 use super::session::{self, TokenPair};
 use super::App;
 use crate::audit::Event;
 use crate::domain::tokens;
-use crate::http::ApiError;
-use crate::ports::StoreError;
 
-fn db_down(e: StoreError) -> ApiError {
-    ApiError::unavailable("Database", e)
-}
-
-pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, ApiError> {
+pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, Error> {
     let settings = &app.config.tokens;
     let old_hash = tokens::refresh_token_hash(presented);
     let successor = tokens::successor_refresh_token(app.config.otp_pepper.expose(), presented);
@@ -26,10 +21,10 @@ pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, ApiError> 
     }
 
     let Some(retired) = app.db.retired_refresh(&old_hash).await.map_err(db_down)? else {
-        return Err(ApiError::unauthorized("REFRESH_TOKEN_INVALID", "Refresh token is invalid or expired"));
+        return Err(Error::RefreshTokenInvalid);
     };
     if retired.revoked_at.is_some() || retired.expires_at <= app.now_ms {
-        return Err(ApiError::unauthorized("SESSION_REVOKED", "This session has ended; log in again"));
+        return Err(Error::Auth(AuthFailure::SessionEnded));
     }
     let within_grace = app.now_ms - retired.retired_at <= settings.refresh_reuse_grace_seconds as i64 * 1000;
     if within_grace && retired.current_hash == new_hash {
@@ -45,5 +40,5 @@ pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, ApiError> 
             .session(&retired.session_id)
             .user(Some(&retired.user_id)),
     );
-    Err(ApiError::unauthorized("REFRESH_TOKEN_REUSED", "Refresh token was already used; the session has been revoked"))
+    Err(Error::RefreshTokenReused)
 }

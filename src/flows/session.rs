@@ -11,9 +11,9 @@ use crate::audit::Event;
 pub fn created(logged_in: &LoggedIn) -> Event {
     Event::new("session_created", "ok").session(&logged_in.session_id).user(Some(&logged_in.user.id))
 }
+use crate::domain::account::Device;
 use crate::domain::crypto::new_uuid;
 use crate::domain::tokens;
-use crate::http::input::DeviceInput;
 use crate::store::sessions::NewSession;
 use crate::store::UserRow;
 
@@ -61,12 +61,12 @@ pub struct Opening<'a> {
     refresh: String,
     refresh_hash: String,
     user_id: &'a str,
-    device: &'a DeviceInput,
+    device: &'a Device,
     app: &'a App,
 }
 
 impl<'a> Opening<'a> {
-    pub fn new(app: &'a App, user_id: &'a str, device: &'a DeviceInput) -> Opening<'a> {
+    pub fn new(app: &'a App, user_id: &'a str, device: &'a Device) -> Opening<'a> {
         let refresh = tokens::new_refresh_token();
         Opening {
             id: new_uuid().hyphenated().to_string(),

@@ -1,9 +1,129 @@
-//! The one error type of the HTTP boundary and its JSON shape.
+//! The one error type of the HTTP boundary, its JSON shape, the registry of
+//! error codes, and the one mapping of every flow error to its status, code
+//! and message.
 //!
-//! Every failure a client can see is an `ApiError`: a status, a stable `code`
-//! and a human message. Internal causes are logged, never sent.
+//! Every failure a client can see is an `ApiError`: a status, a stable
+//! `code` from `ErrorCode` (checked by a test against the codes in
+//! `src/http/openapi.json`) and a human message. Internal causes are
+//! logged where they happen, never sent.
 
 use serde::Serialize;
+
+use crate::domain::destination::Channel;
+use crate::domain::limits::Limit;
+use crate::domain::outbound::Undeliverable;
+use crate::flows::error::{AuthFailure, Error};
+
+/// Every error code the API answers: clients may rely on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    ValidationError,
+    InvalidOtp,
+    InvalidVerificationToken,
+    NotAuthenticated,
+    TokenMalformed,
+    TokenAlgorithmRejected,
+    TokenKeyUnknown,
+    TokenSignatureInvalid,
+    TokenExpired,
+    TokenClaimsInvalid,
+    SessionRevoked,
+    RefreshTokenInvalid,
+    RefreshTokenReused,
+    AccountDisabled,
+    NotFound,
+    UserNotFound,
+    SessionNotFound,
+    MethodNotAllowed,
+    UsernameTaken,
+    AccountExists,
+    PayloadTooLarge,
+    RateLimit,
+    SmsCapReached,
+    ConfigurationError,
+    InternalError,
+    SendFailed,
+    ServiceUnavailable,
+    SmsOptedOut,
+    EmailUndeliverable,
+    SignatureInvalid,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 30] = [
+        ErrorCode::ValidationError,
+        ErrorCode::InvalidOtp,
+        ErrorCode::InvalidVerificationToken,
+        ErrorCode::NotAuthenticated,
+        ErrorCode::TokenMalformed,
+        ErrorCode::TokenAlgorithmRejected,
+        ErrorCode::TokenKeyUnknown,
+        ErrorCode::TokenSignatureInvalid,
+        ErrorCode::TokenExpired,
+        ErrorCode::TokenClaimsInvalid,
+        ErrorCode::SessionRevoked,
+        ErrorCode::RefreshTokenInvalid,
+        ErrorCode::RefreshTokenReused,
+        ErrorCode::AccountDisabled,
+        ErrorCode::NotFound,
+        ErrorCode::UserNotFound,
+        ErrorCode::SessionNotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::UsernameTaken,
+        ErrorCode::AccountExists,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::RateLimit,
+        ErrorCode::SmsCapReached,
+        ErrorCode::ConfigurationError,
+        ErrorCode::InternalError,
+        ErrorCode::SendFailed,
+        ErrorCode::ServiceUnavailable,
+        ErrorCode::SmsOptedOut,
+        ErrorCode::EmailUndeliverable,
+        ErrorCode::SignatureInvalid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::ValidationError => "VALIDATION_ERROR",
+            ErrorCode::InvalidOtp => "INVALID_OTP",
+            ErrorCode::InvalidVerificationToken => "INVALID_VERIFICATION_TOKEN",
+            ErrorCode::NotAuthenticated => "NOT_AUTHENTICATED",
+            ErrorCode::TokenMalformed => "TOKEN_MALFORMED",
+            ErrorCode::TokenAlgorithmRejected => "TOKEN_ALGORITHM_REJECTED",
+            ErrorCode::TokenKeyUnknown => "TOKEN_KEY_UNKNOWN",
+            ErrorCode::TokenSignatureInvalid => "TOKEN_SIGNATURE_INVALID",
+            ErrorCode::TokenExpired => "TOKEN_EXPIRED",
+            ErrorCode::TokenClaimsInvalid => "TOKEN_CLAIMS_INVALID",
+            ErrorCode::SessionRevoked => "SESSION_REVOKED",
+            ErrorCode::RefreshTokenInvalid => "REFRESH_TOKEN_INVALID",
+            ErrorCode::RefreshTokenReused => "REFRESH_TOKEN_REUSED",
+            ErrorCode::AccountDisabled => "ACCOUNT_DISABLED",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::UserNotFound => "USER_NOT_FOUND",
+            ErrorCode::SessionNotFound => "SESSION_NOT_FOUND",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::UsernameTaken => "USERNAME_TAKEN",
+            ErrorCode::AccountExists => "ACCOUNT_EXISTS",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::RateLimit => "RATE_LIMIT",
+            ErrorCode::SmsCapReached => "SMS_CAP_REACHED",
+            ErrorCode::ConfigurationError => "CONFIGURATION_ERROR",
+            ErrorCode::InternalError => "INTERNAL_ERROR",
+            ErrorCode::SendFailed => "SEND_FAILED",
+            ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            ErrorCode::SmsOptedOut => "SMS_OPTED_OUT",
+            ErrorCode::EmailUndeliverable => "EMAIL_UNDELIVERABLE",
+            ErrorCode::SignatureInvalid => "SIGNATURE_INVALID",
+        }
+    }
+
+    /// The code of a refused access token.
+    fn of_token(e: crate::domain::tokens::TokenError) -> ErrorCode {
+        let name = e.code();
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == name).unwrap_or(ErrorCode::TokenMalformed)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -28,56 +148,201 @@ pub struct ErrorBody<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), retry_after: None, allow: None, www_authenticate: None }
+    pub fn new(status: u16, code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: code.as_str(),
+            message: message.into(),
+            retry_after: None,
+            allow: None,
+            www_authenticate: None,
+        }
     }
 
     pub fn validation(message: impl Into<String>) -> Self {
-        Self::new(400, "VALIDATION_ERROR", message)
+        Self::new(400, ErrorCode::ValidationError, message)
     }
 
     pub fn not_found() -> Self {
-        Self::new(404, "NOT_FOUND", "No such endpoint")
+        Self::new(404, ErrorCode::NotFound, "No such endpoint")
     }
 
     pub fn method_not_allowed(allow: &'static str) -> Self {
         ApiError {
             allow: Some(allow),
-            ..Self::new(405, "METHOD_NOT_ALLOWED", format!("Method not allowed; use {allow}"))
+            ..Self::new(405, ErrorCode::MethodNotAllowed, format!("Method not allowed; use {allow}"))
         }
     }
 
     pub fn payload_too_large(limit: usize) -> Self {
-        Self::new(413, "PAYLOAD_TOO_LARGE", format!("Request body must be at most {limit} bytes"))
+        Self::new(413, ErrorCode::PayloadTooLarge, format!("Request body must be at most {limit} bytes"))
     }
 
     /// 401 for a missing or refused access token.
-    pub fn unauthorized(code: &'static str, message: &str) -> Self {
-        let challenge = if code == "NOT_AUTHENTICATED" { "Bearer" } else { "Bearer error=\"invalid_token\"" };
+    fn unauthorized(code: ErrorCode, message: &str) -> Self {
+        let challenge = if code == ErrorCode::NotAuthenticated { "Bearer" } else { "Bearer error=\"invalid_token\"" };
         ApiError { www_authenticate: Some(challenge), ..Self::new(401, code, message) }
     }
 
     /// 429 with the seconds after which the same request can succeed.
-    pub fn rate_limited(code: &'static str, message: &str, retry_after: u64) -> Self {
+    fn rate_limited(code: ErrorCode, message: &str, retry_after: u64) -> Self {
         ApiError { retry_after: Some(retry_after), ..Self::new(429, code, message) }
     }
 
     /// A server-side fault. The cause goes to the log, not to the client.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         crate::log::error("internal_error", &cause.to_string());
-        Self::new(500, "INTERNAL_ERROR", "Internal error")
-    }
-
-    /// A dependency (D1, the Durable Object) did not answer: fail closed.
-    pub fn unavailable(what: &str, cause: impl std::fmt::Display) -> Self {
-        crate::log::error("dependency_unavailable", &format!("{what}: {cause}"));
-        ApiError {
-            retry_after: Some(5),
-            ..Self::new(503, "SERVICE_UNAVAILABLE", format!("{what} is unavailable; try again shortly"))
-        }
+        Self::new(500, ErrorCode::InternalError, "Internal error")
     }
 
     pub fn body(&self) -> ErrorBody<'_> {
         ErrorBody { code: self.code, message: &self.message, retry_after: self.retry_after }
+    }
+}
+
+/// Every flow error, as the client sees it: the only place statuses, codes
+/// and messages are chosen.
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        use ErrorCode as C;
+        match e {
+            Error::SmsCountryNotAllowed => ApiError::validation("SMS to this country is not supported"),
+            Error::Undeliverable(reason) => match reason {
+                Undeliverable::NotSmsCapable => ApiError::validation("This phone number cannot receive SMS messages"),
+                Undeliverable::RegionNotSupported => {
+                    ApiError::validation("SMS to this phone number's country is not supported")
+                }
+                Undeliverable::OptedOut => ApiError::new(
+                    400,
+                    C::SmsOptedOut,
+                    "This phone number has opted out of our messages; reply START to our last message to receive \
+                     codes again",
+                ),
+                Undeliverable::MailboxInactive | Undeliverable::InvalidAddress => ApiError::new(
+                    400,
+                    C::EmailUndeliverable,
+                    "This email address cannot receive messages from us (it bounced, or unsubscribed, before)",
+                ),
+            },
+            Error::SendFailed(channel) => {
+                let channel = match channel {
+                    Channel::Email => "email",
+                    Channel::Phone => "phone",
+                };
+                ApiError::new(502, C::SendFailed, format!("Failed to send OTP to {channel}"))
+            }
+            Error::Limited { limit, retry_after_seconds } => {
+                let (code, message) = match limit {
+                    Limit::IpRequests | Limit::IpVerifies => {
+                        (C::RateLimit, "Too many requests from this network. Please try again later.")
+                    }
+                    Limit::DestinationRequests => (C::RateLimit, "Too many OTP requests. Please try again later."),
+                    Limit::VerifyFailures => (C::RateLimit, "Too many failed verifications. Please try again later."),
+                    Limit::SmsCap => {
+                        (C::SmsCapReached, "SMS sending is paused for now. Please try again later or use email.")
+                    }
+                };
+                ApiError::rate_limited(code, message, retry_after_seconds)
+            }
+            Error::Otp(failure) => ApiError::new(400, C::InvalidOtp, failure.message()),
+            Error::UserNotFound => ApiError::new(404, C::UserNotFound, "No account found with this email/phone"),
+            Error::AccountDisabled => ApiError::new(403, C::AccountDisabled, "Account is not active"),
+            Error::VerificationTokenInvalid => ApiError::new(
+                400,
+                C::InvalidVerificationToken,
+                "Verification token is invalid, expired or already used",
+            ),
+            Error::UsernameTaken => ApiError::new(409, C::UsernameTaken, "This username is taken"),
+            Error::AccountExists => {
+                ApiError::new(409, C::AccountExists, "An account with this email/phone already exists")
+            }
+            Error::Auth(failure) => match failure {
+                AuthFailure::Missing => {
+                    ApiError::unauthorized(C::NotAuthenticated, "Authorization: Bearer <access token> is required")
+                }
+                AuthFailure::Malformed => {
+                    ApiError::unauthorized(C::TokenMalformed, "Authorization must be: Bearer <access token>")
+                }
+                AuthFailure::Token(e) => ApiError::unauthorized(ErrorCode::of_token(e), e.message()),
+                AuthFailure::SessionEnded => {
+                    ApiError::unauthorized(C::SessionRevoked, "This session has ended; log in again")
+                }
+            },
+            Error::RefreshTokenInvalid => {
+                ApiError::unauthorized(C::RefreshTokenInvalid, "Refresh token is invalid or expired")
+            }
+            Error::RefreshTokenReused => ApiError::unauthorized(
+                C::RefreshTokenReused,
+                "Refresh token was already used; the session has been revoked",
+            ),
+            Error::SessionNotFound => ApiError::new(404, C::SessionNotFound, "No such active session"),
+            Error::NotFound => ApiError::not_found(),
+            Error::SignatureInvalid => {
+                ApiError::new(403, C::SignatureInvalid, "The request does not carry Twilio's signature")
+            }
+            Error::Unavailable(dependency) => ApiError {
+                retry_after: Some(5),
+                ..ApiError::new(
+                    503,
+                    C::ServiceUnavailable,
+                    format!("{} is unavailable; try again shortly", dependency.name()),
+                )
+            },
+            Error::Internal => ApiError::new(500, C::InternalError, "Internal error"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn the_registry_is_the_documents_list_of_codes() {
+        let doc: serde_json::Value = serde_json::from_str(super::super::OPENAPI).unwrap();
+        let documented: BTreeSet<&str> = doc["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .expect("components.schemas.ErrorCode.enum")
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        let registered: BTreeSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(registered.len(), ErrorCode::ALL.len(), "a code registered twice");
+        assert_eq!(registered, documented, "src/http/error.rs ErrorCode vs src/http/openapi.json ErrorCode");
+    }
+
+    #[test]
+    fn every_token_error_has_its_registered_code() {
+        use crate::domain::tokens::TokenError;
+        for e in [
+            TokenError::Malformed,
+            TokenError::Algorithm,
+            TokenError::UnknownKey,
+            TokenError::Signature,
+            TokenError::Expired,
+            TokenError::Claims,
+        ] {
+            assert_eq!(ErrorCode::of_token(e).as_str(), e.code(), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn flow_errors_map_to_their_status_and_code() {
+        let cases: [(Error, u16, &str); 6] = [
+            (Error::Otp(crate::domain::otp::VerifyFailure::Expired), 400, "INVALID_OTP"),
+            (Error::Limited { limit: Limit::SmsCap, retry_after_seconds: 7 }, 429, "SMS_CAP_REACHED"),
+            (Error::Undeliverable(Undeliverable::OptedOut), 400, "SMS_OPTED_OUT"),
+            (Error::Auth(AuthFailure::Missing), 401, "NOT_AUTHENTICATED"),
+            (Error::SendFailed(Channel::Phone), 502, "SEND_FAILED"),
+            (Error::Internal, 500, "INTERNAL_ERROR"),
+        ];
+        for (e, status, code) in cases {
+            let api = ApiError::from(e);
+            assert_eq!((api.status, api.code), (status, code));
+        }
+        let limited = ApiError::from(Error::Limited { limit: Limit::IpRequests, retry_after_seconds: 7 });
+        assert_eq!(limited.retry_after, Some(7));
+        assert_eq!(ApiError::from(Error::Auth(AuthFailure::Missing)).www_authenticate, Some("Bearer"));
     }
 }

@@ -6,8 +6,12 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::error::ApiError;
+use crate::domain::account::{Device, Username};
 use crate::domain::destination::Destination;
 use crate::domain::otp::{OtpCode, Purpose};
+pub use crate::flows::otp_request::OtpRequestInput;
+pub use crate::flows::otp_verify::OtpVerifyInput;
+pub use crate::flows::register::RegisterInput;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -49,14 +53,6 @@ impl Body {
     }
 }
 
-#[derive(Debug)]
-pub struct OtpRequestInput {
-    pub destination: Destination,
-    pub purpose: Purpose,
-    /// A BCP 47 language tag the client asked for, if any.
-    pub locale: Option<String>,
-}
-
 pub fn otp_request(bytes: &[u8]) -> Result<OtpRequestInput, ApiError> {
     let body = Body::parse(bytes)?;
     let destination = body.optional_str("destination")?.map(str::trim).unwrap_or("");
@@ -73,21 +69,6 @@ pub fn otp_request(bytes: &[u8]) -> Result<OtpRequestInput, ApiError> {
     Ok(OtpRequestInput { destination, purpose, locale })
 }
 
-/// The device a login comes from, as the reference's verify body names it.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DeviceInput {
-    pub install_id: Option<String>,
-    pub platform: Option<String>,
-    pub app_version: Option<String>,
-}
-
-#[derive(Debug)]
-pub struct OtpVerifyInput {
-    pub otp_id: Uuid,
-    pub code: OtpCode,
-    pub device: DeviceInput,
-}
-
 pub fn otp_verify(bytes: &[u8], code_length: usize) -> Result<OtpVerifyInput, ApiError> {
     let body = Body::parse(bytes)?;
     let otp_id = body.optional_str("otp_id")?.map(str::trim).unwrap_or("");
@@ -101,31 +82,13 @@ pub fn otp_verify(bytes: &[u8], code_length: usize) -> Result<OtpVerifyInput, Ap
     Ok(OtpVerifyInput { otp_id, code, device: device(&body)? })
 }
 
-#[derive(Debug)]
-pub struct RegisterInput {
-    pub verification_token: String,
-    pub username: String,
-    pub device: DeviceInput,
+/// Usernames: see `Username::parse`.
+pub fn username(input: &str) -> Result<Username, ApiError> {
+    Username::parse(input).map_err(ApiError::validation)
 }
 
-/// Usernames: 3 to 30 of a-z 0-9 _ . -, starting with a letter or digit;
-/// case-insensitive (stored lower-cased) so `Alice` and `alice` are one name.
-pub fn username(input: &str) -> Result<String, ApiError> {
-    let name = input.trim().to_ascii_lowercase();
-    let ok = (3..=30).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
-        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
-    if ok {
-        Ok(name)
-    } else {
-        Err(ApiError::validation(
-            "username must be 3 to 30 characters of a-z, 0-9, _ . -, starting with a letter or digit",
-        ))
-    }
-}
-
-fn device(body: &Body) -> Result<DeviceInput, ApiError> {
-    Ok(DeviceInput {
+fn device(body: &Body) -> Result<Device, ApiError> {
+    Ok(Device {
         install_id: body.optional_text("install_id", 128)?,
         platform: body.optional_text("platform", 32)?,
         app_version: body.optional_text("app_version", 32)?,
@@ -210,7 +173,7 @@ mod tests {
 
     #[test]
     fn usernames_follow_the_documented_rules() {
-        assert_eq!(username("  Alice_01 ").unwrap(), "alice_01");
+        assert_eq!(username("  Alice_01 ").unwrap().as_str(), "alice_01");
         for good in ["abc", "a.b-c_d", "0day", &"x".repeat(30)] {
             assert!(username(good).is_ok(), "{good}");
         }

@@ -8,7 +8,7 @@ pub mod input;
 use serde::Serialize;
 use worker::{Context, Env, Headers, Request, Response};
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 
 use crate::domain::crypto::new_uuid;
 use crate::flows::{self, App, Client, MAX_USER_AGENT};
@@ -175,7 +175,7 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
         Route::Session(id) => {
             let who = authenticate().await?;
             let Some(id) = input::parse_uuid(&id) else {
-                return Err(ApiError::new(404, "SESSION_NOT_FOUND", "No such active session"));
+                return Err(flows::error::Error::SessionNotFound.into());
             };
             json(200, &flows::account::revoke(app, &who, &id.hyphenated().to_string()).await?)
         }
@@ -212,7 +212,7 @@ fn static_text(body: &str, content_type: &str, cache: &str) -> Result<Response, 
 fn app(req: &Request, env: Env, ctx: Context, request_id: &str) -> Result<App, ApiError> {
     let config = env::config(&env).map_err(|e| {
         crate::log::error("config_invalid", &e.to_string());
-        ApiError::new(500, "CONFIGURATION_ERROR", format!("Service misconfigured: {e}"))
+        ApiError::new(500, ErrorCode::ConfigurationError, format!("Service misconfigured: {e}"))
     })?;
     let client = Client {
         ip: header(req, "cf-connecting-ip").unwrap_or_else(|| "0.0.0.0".to_string()),

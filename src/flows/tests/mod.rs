@@ -16,15 +16,19 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use super::error::Error;
+use super::otp_request::OtpRequestInput;
 use super::otp_request::OtpRequested;
+use super::otp_verify::OtpVerifyInput;
 use super::otp_verify::Verified;
+use super::register::RegisterInput;
 use super::session::LoggedIn;
 use super::{App, Client};
 use crate::config::Config;
+use crate::domain::account::{Device as DeviceInput, Username};
 use crate::domain::destination::Destination;
 use crate::domain::otp::{OtpCode, Purpose};
 use crate::domain::tokens::Keys;
-use crate::http::input::{DeviceInput, OtpRequestInput, OtpVerifyInput, RegisterInput};
 use crate::http::ApiError;
 use crate::native::{block_on, Fakes};
 
@@ -83,7 +87,7 @@ impl World {
         App::new(self.config, self.keys, self.fakes.ports(), client, "req-native")
     }
 
-    pub async fn request(&self, ip: &str, destination: &str, purpose: Purpose) -> Result<OtpRequested, ApiError> {
+    pub async fn request(&self, ip: &str, destination: &str, purpose: Purpose) -> Result<OtpRequested, Error> {
         let app = self.app(ip);
         let input = OtpRequestInput { destination: Destination::parse(destination).unwrap(), purpose, locale: None };
         let result = super::otp_request::request_otp(&app, input).await;
@@ -91,7 +95,7 @@ impl World {
         result
     }
 
-    pub async fn verify(&self, ip: &str, otp_id: &str, code: &str) -> Result<Verified, ApiError> {
+    pub async fn verify(&self, ip: &str, otp_id: &str, code: &str) -> Result<Verified, Error> {
         self.verify_from(ip, otp_id, code, DeviceInput::default()).await
     }
 
@@ -101,7 +105,7 @@ impl World {
         otp_id: &str,
         code: &str,
         device: DeviceInput,
-    ) -> Result<Verified, ApiError> {
+    ) -> Result<Verified, Error> {
         let app = self.app(ip);
         let input = OtpVerifyInput {
             otp_id: uuid::Uuid::try_parse(otp_id).unwrap(),
@@ -113,11 +117,11 @@ impl World {
         result
     }
 
-    pub async fn register(&self, ip: &str, verification_token: &str, username: &str) -> Result<LoggedIn, ApiError> {
+    pub async fn register(&self, ip: &str, verification_token: &str, username: &str) -> Result<LoggedIn, Error> {
         let app = self.app(ip);
         let input = RegisterInput {
             verification_token: verification_token.to_string(),
-            username: username.to_string(),
+            username: Username::parse(username).expect("a valid username"),
             device: DeviceInput::default(),
         };
         let result = super::register::register(&app, input).await;
@@ -211,8 +215,10 @@ pub fn wrong(code: &str) -> String {
     code.chars().map(|c| char::from_digit((c.to_digit(10).unwrap() + 1) % 10, 10).unwrap()).collect()
 }
 
-/// The error's `(status, code, message)`.
-pub fn refusal<T: std::fmt::Debug>(result: Result<T, ApiError>) -> (u16, &'static str, String) {
-    let e = result.expect_err("expected a refusal");
+/// The error's `(status, code, message)`, as the client would see it.
+pub fn refusal<T: std::fmt::Debug, E: Into<ApiError> + std::fmt::Debug>(
+    result: Result<T, E>,
+) -> (u16, &'static str, String) {
+    let e: ApiError = result.expect_err("expected a refusal").into();
     (e.status, e.code, e.message)
 }
