@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::error::{db_down, AuthFailure, Error};
-use super::otp_verify::UserView;
+use super::session::UserView;
 use super::App;
 use crate::audit::Event;
 use crate::domain::time::rfc3339_millis;

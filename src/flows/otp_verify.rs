@@ -10,7 +10,6 @@ use crate::domain::crypto::{hex, random_bytes, sha256};
 use crate::domain::destination::Destination;
 use crate::domain::otp::{self, OtpCode, Purpose, VerifyFailure};
 use crate::store::otp::{stored_destination, LoginOutcome};
-use crate::store::UserRow;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 
@@ -22,30 +21,6 @@ pub enum Verified {
     Login(super::session::LoggedIn),
     Register { message: &'static str, verified_destination: String, verification_token: String },
     Other { message: &'static str, verification_token: String },
-}
-
-#[derive(Serialize)]
-#[cfg_attr(test, derive(Debug))]
-pub struct UserView {
-    pub id: String,
-    pub username: String,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub email_verified: bool,
-    pub phone_verified: bool,
-}
-
-impl From<&UserRow> for UserView {
-    fn from(u: &UserRow) -> Self {
-        UserView {
-            id: u.id.clone(),
-            username: u.username.clone(),
-            email: u.email.clone(),
-            phone: u.phone_e164.clone(),
-            email_verified: u.email_verified != 0,
-            phone_verified: u.phone_verified != 0,
-        }
-    }
 }
 
 /// A verification, parsed.

@@ -3,7 +3,6 @@
 
 use serde::Serialize;
 
-use super::otp_verify::UserView;
 use super::App;
 use crate::audit::Event;
 
@@ -16,6 +15,31 @@ use crate::domain::crypto::new_uuid;
 use crate::domain::tokens;
 use crate::store::sessions::NewSession;
 use crate::store::UserRow;
+
+/// The user, as login answers and `me` show it.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(Debug))]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub email_verified: bool,
+    pub phone_verified: bool,
+}
+
+impl From<&UserRow> for UserView {
+    fn from(u: &UserRow) -> Self {
+        UserView {
+            id: u.id.clone(),
+            username: u.username.clone(),
+            email: u.email.clone(),
+            phone: u.phone_e164.clone(),
+            email_verified: u.email_verified != 0,
+            phone_verified: u.phone_verified != 0,
+        }
+    }
+}
 
 /// The login answer, as the reference shapes it (plus `user.phone`).
 #[derive(Serialize)]
