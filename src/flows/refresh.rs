@@ -21,6 +21,10 @@ pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, Error> {
     }
 
     let Some(retired) = app.db.retired_refresh(&old_hash).await.map_err(db_down)? else {
+        // The current token of a session that ended says so; any other is unknown.
+        if app.db.ended_session_of(&old_hash, app.now_ms).await.map_err(db_down)? {
+            return Err(Error::Auth(AuthFailure::SessionEnded));
+        }
         return Err(Error::RefreshTokenInvalid);
     };
     if retired.revoked_at.is_some() || retired.expires_at <= app.now_ms {

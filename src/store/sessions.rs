@@ -135,6 +135,19 @@ impl Db {
         first_of(&mut results, 1)
     }
 
+    /// Whether `hash` is the current refresh token of a session that has
+    /// ended (revoked or expired): such a token is not a stranger's guess.
+    pub async fn ended_session_of(&self, hash: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let rows = self
+            .db
+            .all(Stmt::new(
+                "SELECT id FROM sessions WHERE refresh_token_hash = ?1 AND (revoked_at IS NOT NULL OR expires_at <= ?2)",
+                vec![hash.into(), now_ms.into()],
+            ))
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
     pub async fn retired_refresh(&self, hash: &str) -> Result<Option<RetiredToken>, StoreError> {
         first(
             self.db

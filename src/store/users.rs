@@ -42,10 +42,13 @@ impl Db {
         session: &NewSession<'_>,
     ) -> Result<Result<UserRow, CreateUserError>, StoreError> {
         let now_ms = session.now_ms;
+        // The token is marked consumed by this request's new user id, so the
+        // insert below finds this request's consumption and no other's (two
+        // requests in one millisecond share `consumed_at`).
         let consume = Stmt::new(
-            "UPDATE verification_tokens SET consumed_at = ?2 \
+            "UPDATE verification_tokens SET consumed_at = ?2, consumed_by = ?3 \
              WHERE token_hash = ?1 AND purpose = 'register' AND consumed_at IS NULL AND expires_at > ?2",
-            vec![token_hash.into(), now_ms.into()],
+            vec![token_hash.into(), now_ms.into(), session.user_id.into()],
         );
         let insert = Stmt::new(
             format!(
@@ -54,7 +57,7 @@ impl Db {
                  SELECT ?1, ?2, CASE WHEN otp_type = 'email' THEN destination END, \
                  CASE WHEN otp_type = 'phone' THEN destination END, 'active', otp_type = 'email', \
                  otp_type = 'phone', ?4, ?4 \
-                 FROM verification_tokens WHERE token_hash = ?3 AND purpose = 'register' AND consumed_at = ?4 \
+                 FROM verification_tokens WHERE token_hash = ?3 AND purpose = 'register' AND consumed_by = ?1 \
                  RETURNING {USER_COLUMNS}"
             ),
             vec![session.user_id.into(), username.into(), token_hash.into(), now_ms.into()],

@@ -200,8 +200,8 @@ def flow(args):
     check(first.session_id not in {s.id for s in listed.sessions}, f"the revoked session is listed: {listed}")
     refused("me with a revoked session", me, 401, "SESSION_REVOKED", client=signed_in(first.access))
     body = body_of(refresh_token, "refresh a revoked session", refresh=first.refresh)
-    # Its refresh token was never retired, so it is simply not a live one.
-    refused("refresh a revoked session", refresh_token, 401, "REFRESH_TOKEN_INVALID", client=client, body=body)
+    # Its current refresh token says the session ended: log in again.
+    refused("refresh a revoked session", refresh_token, 401, "SESSION_REVOKED", client=client, body=body)
 
     # Log out of the current session: its access token is refused after.
     done = call("logout", logout, 200, Done, client=session)

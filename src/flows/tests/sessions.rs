@@ -6,18 +6,18 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 
 use super::{refusal, run, World};
 use crate::config::SigningKeySeed;
+use crate::domain::account::Device as DeviceInput;
 use crate::domain::otp::Purpose;
 use crate::domain::tokens::Keys;
 use crate::flows::account::{self, Principal};
 use crate::flows::otp_verify::Verified;
 use crate::flows::session::LoggedIn;
-use crate::http::input::DeviceInput;
 
 const IP: &str = "203.0.113.40";
 const OTHER_IP: &str = "198.51.100.41";
 
 /// A flow's answer (the error type is the harness's).
-type Answer<T> = Result<T, super::ApiError>;
+type Answer<T> = Result<T, super::Error>;
 
 fn device(install_id: &str, platform: &str, app_version: &str) -> DeviceInput {
     DeviceInput {
