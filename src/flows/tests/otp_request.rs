@@ -374,6 +374,22 @@ fn a_provider_unavailable_twice_is_502_send_failed_after_two_calls_and_the_code_
 }
 
 #[test]
+fn a_provider_unavailable_once_is_retried_in_the_call_and_the_code_delivered() {
+    run(async {
+        let w = World::new();
+        w.fakes.providers.answer_next("+15557651111", times(1, twilio_unavailable));
+
+        let otp = w.request(IP, "+15557651111", Purpose::Register).await.unwrap();
+
+        assert_eq!(sent_to(&w, "+15557651111"), 2, "refused, then accepted 300 ms later");
+        w.deliver_queued().await;
+        assert_eq!(delivery_events(&w, &otp.otp_id), [event("otp_delivered", "ok", 1, None)]);
+        let code = w.last_code_to("+15557651111");
+        assert!(matches!(w.verify(IP, &otp.otp_id, &code).await, Ok(Verified::Register { .. })));
+    })
+}
+
+#[test]
 fn a_queued_code_survives_a_provider_outage_and_is_delivered_once() {
     run(async {
         let w = World::new();
