@@ -195,6 +195,15 @@ impl World {
             .map(|r| (r["event"].as_str().unwrap().to_string(), r["outcome"].as_str().unwrap().to_string()))
             .collect()
     }
+
+    /// `refusal` with the seconds the error says to wait (429 and 503):
+    /// `(status, code, message, retry_after)`.
+    pub fn refusal_with_retry_after<T: std::fmt::Debug>(
+        result: Result<T, ApiError>,
+    ) -> (u16, &'static str, String, Option<u64>) {
+        let e = result.expect_err("expected a refusal");
+        (e.status, e.code, e.message, e.retry_after)
+    }
 }
 
 /// The text of a provider request body: Twilio's `Body`, an email's text.
