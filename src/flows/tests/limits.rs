@@ -25,7 +25,7 @@ const SMS_PAUSED: &str = "SMS sending is paused for now. Please try again later 
 
 type Refusal = (u16, &'static str, String, Option<u64>);
 
-fn refused<T: std::fmt::Debug>(result: Result<T, ApiError>) -> Refusal {
+fn refused<T: std::fmt::Debug, E: Into<ApiError> + std::fmt::Debug>(result: Result<T, E>) -> Refusal {
     World::refusal_with_retry_after(result)
 }
 
@@ -313,7 +313,7 @@ async fn waiting_retry_after_suffices<T, F, Fut>(w: &World, what: &str, call: F)
 where
     T: std::fmt::Debug,
     F: Fn() -> Fut,
-    Fut: Future<Output = Result<T, ApiError>>,
+    Fut: Future<Output = Result<T, crate::flows::error::Error>>,
 {
     let (status, _, _, retry_after) = refused(call().await);
     assert_eq!(status, 429, "{what}");

@@ -198,10 +198,10 @@ impl World {
 
     /// `refusal` with the seconds the error says to wait (429 and 503):
     /// `(status, code, message, retry_after)`.
-    pub fn refusal_with_retry_after<T: std::fmt::Debug>(
-        result: Result<T, ApiError>,
+    pub fn refusal_with_retry_after<T: std::fmt::Debug, E: Into<ApiError> + std::fmt::Debug>(
+        result: Result<T, E>,
     ) -> (u16, &'static str, String, Option<u64>) {
-        let e = result.expect_err("expected a refusal");
+        let e: ApiError = result.expect_err("expected a refusal").into();
         (e.status, e.code, e.message, e.retry_after)
     }
 }
