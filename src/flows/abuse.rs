@@ -75,21 +75,21 @@ pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), E
         rules.push(Rule::new(dest.bucket(), l.resend_cooldown_seconds, 1));
     }
     // The client's IP and the destination are separate objects: asked at
-    // the same time. The IP counts every attempt; a destination slot taken
-    // by a request its IP refuses is given back.
+    // the same time. A slot taken in one by a request the other refuses is
+    // given back, so a refused request costs nothing and waiting its
+    // `Retry-After` is always enough.
     let ip = Limit::IpRequests;
     let (ip_hit, destination_hit) = join(
         hit(app, &ip_object(app), ip, vec![Rule::new(ip.bucket(), l.ip_window_seconds, l.ip_requests)]),
         hit(app, &destination_object(app, destination), dest, rules),
     )
     .await;
-    let destination_hit = match (ip_hit?, destination_hit?) {
-        (Ok(_), Ok(hit)) => hit,
-        (Err(refused), Ok(hit)) => {
+    let (ip_hit, destination_hit) = match (ip_hit?, destination_hit?) {
+        (Ok(ip), Ok(hit)) => (ip, hit),
+        (Err(refused), Ok(hit)) | (Ok(hit), Err(refused)) => {
             release(app, &hit).await;
             return Err(report(app, Some(destination), refused));
         }
-        (Ok(_), Err(refused)) => return Err(report(app, Some(destination), refused)),
         // Both refuse: the later one says when the request can succeed.
         (Err(a), Err(b)) => {
             let later = if a.retry_after_ms >= b.retry_after_ms { a } else { b };
@@ -101,21 +101,24 @@ pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), E
         let cap = Limit::SmsCap;
         let rules = vec![Rule::new(cap.bucket(), l.sms_cap_window_seconds, l.sms_cap)];
         if let Err(refused) = hit(app, limits::SMS_CAP_OBJECT, cap, rules).await? {
-            // Nothing goes out, so the destination's slot is given back.
-            release(app, &destination_hit).await;
+            // Nothing goes out, so the slots are given back.
+            join(release(app, &destination_hit), release(app, &ip_hit)).await;
             return Err(report(app, Some(destination), refused));
         }
     }
     Ok(())
 }
 
+/// The client IP's slot taken by a verify, given back if the guess is refused.
+pub struct VerifySlot(Taken);
+
 /// Before a verify does anything: the client's IP.
-pub async fn admit_verify(app: &App) -> Result<(), Error> {
+pub async fn admit_verify(app: &App) -> Result<VerifySlot, Error> {
     let l = &app.config.limits;
     let ip = Limit::IpVerifies;
     let rules = vec![Rule::new(ip.bucket(), l.ip_window_seconds, l.ip_verifies)];
     match hit(app, &ip_object(app), ip, rules).await? {
-        Ok(_) => Ok(()),
+        Ok(taken) => Ok(VerifySlot(taken)),
         Err(refused) => Err(report(app, None, refused)),
     }
 }
@@ -124,14 +127,18 @@ pub async fn admit_verify(app: &App) -> Result<(), Error> {
 /// verifications, across all its codes, in one call to its object: refused
 /// (429) while `VERIFY_FAILURES_PER_DAY` failures are in the window, even
 /// for the right code; otherwise allowed, and counted if it `failed`. The
-/// object judges parallel guesses one at a time, so the limit is exact.
-pub async fn judge_guess(app: &App, destination: &Destination, failed: bool) -> Result<(), Error> {
+/// object judges parallel guesses one at a time, so the limit is exact. A
+/// refused guess gives its IP `slot` back: it was not judged.
+pub async fn judge_guess(app: &App, destination: &Destination, failed: bool, slot: VerifySlot) -> Result<(), Error> {
     let l = &app.config.limits;
     let limit = Limit::VerifyFailures;
     let rule = Rule::new(limit.bucket(), l.verify_failure_window_seconds, l.verify_failures_per_destination);
     match app.ports.limiter.guess(&destination_object(app, destination), rule, failed).await.map_err(unavailable)? {
         Outcome::Allowed { .. } => Ok(()),
-        Outcome::Refused { retry_after_ms } => Err(report(app, Some(destination), Refused { limit, retry_after_ms })),
+        Outcome::Refused { retry_after_ms } => {
+            release(app, &slot.0).await;
+            Err(report(app, Some(destination), Refused { limit, retry_after_ms }))
+        }
     }
 }
 

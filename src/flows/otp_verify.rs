@@ -66,7 +66,7 @@ async fn verify(
 ) -> Result<Verified, Error> {
     let otp_id = otp_id.to_string();
     let db = &app.db;
-    super::abuse::admit_verify(app).await?;
+    let slot = super::abuse::admit_verify(app).await?;
 
     // One attempt, taken atomically before the code is even looked at.
     let Some(row) = db.consume_attempt(&otp_id, app.now_ms).await.map_err(db_down)? else {
@@ -86,7 +86,7 @@ async fn verify(
     // was never sent and never verifies.
     let decoy = purpose == Purpose::Login && row.user_id.is_none();
     let matches = !decoy && otp::code_matches(pepper, &otp_id, purpose, &destination, &input.code, &row.otp_hash);
-    if let Err(refusal) = super::abuse::judge_guess(app, &destination, !matches).await {
+    if let Err(refusal) = super::abuse::judge_guess(app, &destination, !matches, slot).await {
         // Locked out: the guess was not judged, so its attempt is given back.
         db.refund_attempt(&otp_id).await.map_err(db_down)?;
         return Err(refusal);

@@ -329,7 +329,7 @@ fn waiting_retry_after_is_always_enough() {
     run(async {
         // Odd gaps between events, so that the waits are not whole seconds;
         // each limit is met from its own client IP (an IP filled by the refused
-        // attempt itself is the ignored test below).
+        // attempt itself is the test below).
         let gap = 1_234;
         let w = World::with(&[
             ("RATE_LIMIT_PER_HOUR", "2"),
@@ -394,7 +394,6 @@ fn waiting_retry_after_is_always_enough() {
 }
 
 #[test]
-#[ignore = "bug: a request the destination refuses still takes the IP's slot, so its retry_after can be too short"]
 fn waiting_retry_after_suffices_even_when_the_refused_request_took_the_ips_last_slot() {
     run(async {
         let w = World::with(&[("IP_REQUESTS_PER_HOUR", "2"), ("RATE_LIMIT_PER_HOUR", "1")]);
@@ -415,7 +414,6 @@ fn waiting_retry_after_suffices_even_when_the_refused_request_took_the_ips_last_
 }
 
 #[test]
-#[ignore = "bug: a verify the failure budget refuses still takes the IP's verify slot, so its retry_after can be too short"]
 fn waiting_out_a_lockout_suffices_even_when_the_refused_verify_took_the_ips_last_slot() {
     run(async {
         let w = World::with(&[("VERIFY_FAILURES_PER_DAY", "1"), ("IP_VERIFIES_PER_HOUR", "2")]);
