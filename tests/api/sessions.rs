@@ -298,31 +298,6 @@ async fn a_new_user_registers_by_email_or_phone_and_is_signed_in() {
 }
 
 #[tokio::test]
-async fn a_mistyped_username_is_refused_and_the_user_corrects_it() {
-    let app = spawn_app().await;
-    let token = register_token(&app, &random_email()).await;
-
-    let too_long = format!("a{}", "b".repeat(30));
-    for bad in ["ab", too_long.as_str(), "_alice", ".alice", "-alice", "al ice", "alice!", "al@ce", "élodie", "", "   "]
-    {
-        assert_error(register(&app, &token, bad).await, 400, "VALIDATION_ERROR").await;
-    }
-    let missing_username = json!({ "verification_token": token });
-    assert_error(app.post_json("/api/auth/register/", &missing_username).await, 400, "VALIDATION_ERROR").await;
-
-    // The longest allowed: 30 characters, led by a digit, with _ . - inside.
-    let longest = format!("9-_.{}", random_hex(26).to_uppercase());
-    let (status, body) = json_of(register(&app, &token, &longest).await).await;
-    assert_eq!(status, 201, "{body}");
-    assert_eq!(body["user"]["username"], longest.to_lowercase());
-
-    // The shortest allowed: three characters.
-    let shortest = format!("z{}", random_hex(2));
-    let (status, body) = json_of(register(&app, &register_token(&app, &random_phone()).await, &shortest).await).await;
-    assert_eq!((status, &body["user"]["username"]), (201, &json!(shortest)), "{body}");
-}
-
-#[tokio::test]
 async fn a_taken_username_in_any_case_is_refused_and_another_one_works() {
     let app = spawn_app().await;
     let taken = unique_username();
@@ -335,20 +310,6 @@ async fn a_taken_username_in_any_case_is_refused_and_another_one_works() {
     // The refusal did not use up the verification token.
     let (status, body) = json_of(register(&app, &token, &unique_username()).await).await;
     assert_eq!(status, 201, "{body}");
-}
-
-#[tokio::test]
-async fn an_email_verified_twice_registers_only_one_account() {
-    let app = spawn_app().await;
-    let email = random_email();
-    // Two devices each verify a register code for the same email.
-    let first = register_token(&app, &email).await;
-    let second = register_token(&app, &email).await;
-
-    let (status, body) = json_of(register(&app, &first, &unique_username()).await).await;
-    assert_eq!(status, 201, "{body}");
-
-    assert_error(register(&app, &second, &unique_username()).await, 409, "ACCOUNT_EXISTS").await;
 }
 
 #[tokio::test]
