@@ -301,4 +301,65 @@ mod tests {
         assert!(!sms_country_allowed(&allowed, &uk));
         assert!(sms_country_allowed(&[], &uk));
     }
+
+    /// The smallest event log: a list, newest last.
+    #[derive(Default)]
+    struct Log(std::cell::RefCell<Vec<(i64, String, i64, i64)>>);
+
+    impl EventLog for Log {
+        type Error = ();
+        fn prune(&self, now_ms: i64) -> Result<(), ()> {
+            self.0.borrow_mut().retain(|e| e.3 > now_ms);
+            Ok(())
+        }
+        fn newest(&self, bucket: &str, after_ms: i64, limit: u32) -> Result<Vec<i64>, ()> {
+            let log = self.0.borrow();
+            let mut at: Vec<i64> = log.iter().filter(|e| e.1 == bucket && e.2 > after_ms).map(|e| e.2).collect();
+            at.sort_unstable_by(|a, b| b.cmp(a));
+            at.truncate(limit as usize);
+            Ok(at)
+        }
+        fn record(&self, bucket: &str, at_ms: i64, expires_ms: i64) -> Result<i64, ()> {
+            let mut log = self.0.borrow_mut();
+            let id = log.iter().map(|e| e.0).max().unwrap_or(0) + 1;
+            log.push((id, bucket.to_string(), at_ms, expires_ms));
+            Ok(id)
+        }
+        fn remove(&self, id: i64) -> Result<(), ()> {
+            self.0.borrow_mut().retain(|e| e.0 != id);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_hit_takes_a_slot_under_every_rule_or_none_and_can_be_given_back() {
+        let log = Log::default();
+        let rules = [hourly(2), Rule { bucket: "req".into(), window_ms: 10_000, limit: 1 }];
+        let now = HOUR;
+        let Ok(Outcome::Allowed { ids }) = hit(&log, &rules, now) else { panic!("first hit refused") };
+        assert_eq!(ids.len(), 1, "one event per bucket, kept for its longest window");
+        assert_eq!(log.0.borrow()[0].3, now + HOUR);
+        // The 10 s rule refuses; nothing is recorded for the refused hit.
+        assert_eq!(hit(&log, &rules, now + 1), Ok(Outcome::Refused { retry_after_ms: 9_999 }));
+        assert_eq!(log.0.borrow().len(), 1);
+        release(&log, &ids).unwrap();
+        assert!(matches!(hit(&log, &rules, now + 2), Ok(Outcome::Allowed { .. })), "the slot was given back");
+    }
+
+    #[test]
+    fn a_guess_is_refused_while_the_budget_is_spent_and_counted_only_if_wrong() {
+        let log = Log::default();
+        let budget = Rule { bucket: "verify_failure".into(), window_ms: HOUR, limit: 2 };
+        assert_eq!(guess(&log, &budget, false, 1), Ok(Outcome::Allowed { ids: vec![] }), "a right guess is free");
+        assert!(matches!(guess(&log, &budget, true, 2), Ok(Outcome::Allowed { ids }) if ids.len() == 1));
+        assert!(matches!(guess(&log, &budget, true, 3), Ok(Outcome::Allowed { .. })));
+        assert_eq!(
+            guess(&log, &budget, false, 4),
+            Ok(Outcome::Refused { retry_after_ms: HOUR - 2 }),
+            "even a right one"
+        );
+        // Pruning on use: once the first failure expires, guesses are judged again.
+        assert_eq!(guess(&log, &budget, false, 2 + HOUR), Ok(Outcome::Allowed { ids: vec![] }));
+        assert_eq!(log.0.borrow().len(), 1, "the expired failure was pruned");
+    }
 }
