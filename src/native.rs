@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{params_from_iter, Connection};
 
+use crate::domain::crypto::Entropy;
 use crate::domain::delivery::DeliveryJob;
 use crate::domain::limits::{self, EventLog, Outcome, Rule};
 use crate::domain::outbound::ProviderRequest;
@@ -389,6 +390,23 @@ impl Clock for TestClock {
     }
 }
 
+/// Random bytes from a seed (splitmix64): the same world draws the same
+/// codes and ids run after run, so a failure replays exactly.
+pub struct SeededEntropy(pub Cell<u64>);
+
+impl Entropy for SeededEntropy {
+    fn fill(&self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let mut z = self.0.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+            self.0.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
+
 /// Work after the answer, kept until the test runs it.
 #[derive(Default)]
 pub struct Later(pub RefCell<Vec<Fut<'static, ()>>>);
@@ -407,6 +425,7 @@ pub struct Fakes {
     pub providers: Rc<Providers>,
     pub queue: Rc<Jobs>,
     pub clock: Rc<TestClock>,
+    pub entropy: Rc<SeededEntropy>,
     pub later: Rc<Later>,
 }
 
@@ -428,6 +447,7 @@ impl Fakes {
             providers: Rc::new(Providers { trips: trips.clone(), ..Providers::default() }),
             queue: Rc::new(Jobs { trips: trips.clone(), ..Jobs::default() }),
             later: Rc::new(Later::default()),
+            entropy: Rc::new(SeededEntropy(Cell::new(0x5EED))),
             clock,
             trips,
         }
@@ -440,6 +460,7 @@ impl Fakes {
             sender: self.providers.clone(),
             queue: Some(self.queue.clone()),
             clock: self.clock.clone(),
+            entropy: self.entropy.clone(),
             background: self.later.clone(),
         }
     }

@@ -16,6 +16,7 @@ use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
 
+use crate::domain::crypto::Entropy;
 use crate::domain::delivery::DeliveryJob;
 use crate::domain::limits::{Outcome, Rule};
 use crate::domain::outbound::ProviderRequest;
@@ -203,5 +204,7 @@ pub struct Ports {
     /// `None` where no delivery queue is bound: codes are then sent directly.
     pub queue: Option<Rc<dyn DeliveryQueue>>,
     pub clock: Rc<dyn Clock>,
+    /// Random bytes for codes, ids, tokens and nonces.
+    pub entropy: Rc<dyn Entropy>,
     pub background: Rc<dyn Background>,
 }

@@ -5,12 +5,31 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// Bytes from the platform CSPRNG (`crypto.getRandomValues` on Workers, the
-/// OS generator natively): OWASP ASVS 6.3.2, NIST SP 800-63B 5.1.4.1.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
+/// Where random bytes come from. Flows take theirs from the port
+/// (`ports::Ports::entropy`), so tests can inject a seeded source.
+pub trait Entropy {
+    fn fill(&self, buf: &mut [u8]);
+}
+
+/// The platform CSPRNG (`crypto.getRandomValues` on Workers, the OS
+/// generator natively): OWASP ASVS 6.3.2, NIST SP 800-63B 5.1.4.1.
+pub struct Csprng;
+
+impl Entropy for Csprng {
+    fn fill(&self, buf: &mut [u8]) {
+        getrandom::getrandom(buf).expect("the platform CSPRNG is unavailable");
+    }
+}
+
+pub fn random_bytes_from<const N: usize>(entropy: &dyn Entropy) -> [u8; N] {
     let mut buf = [0u8; N];
-    getrandom::getrandom(&mut buf).expect("the platform CSPRNG is unavailable");
+    entropy.fill(&mut buf);
     buf
+}
+
+/// Bytes from the platform CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    random_bytes_from(&Csprng)
 }
 
 /// HMAC-SHA256 over `parts`, each prefixed with its length so that no two
@@ -51,9 +70,14 @@ pub fn from_hex(s: &str) -> Option<Vec<u8>> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
+/// A random version-4 UUID from `entropy`.
+pub fn uuid_from(entropy: &dyn Entropy) -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(random_bytes_from::<16>(entropy)).into_uuid()
+}
+
 /// A random version-4 UUID from the CSPRNG.
 pub fn new_uuid() -> uuid::Uuid {
-    uuid::Builder::from_random_bytes(random_bytes::<16>()).into_uuid()
+    uuid_from(&Csprng)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
 
-use super::crypto::{hmac_sha256, random_bytes};
+use super::crypto::{hmac_sha256, random_bytes_from, Entropy};
 use super::otp::OtpCode;
 use super::outbound::{Outcome, Provider, ProviderCode, Undeliverable};
 
@@ -208,8 +208,8 @@ fn sealing_key(pepper: &str) -> Key {
 }
 
 /// `base64url(nonce || ciphertext)`, bound to `otp_id`.
-pub fn seal_code(pepper: &str, otp_id: &str, code: &OtpCode) -> String {
-    let nonce = random_bytes::<12>();
+pub fn seal_code(pepper: &str, otp_id: &str, code: &OtpCode, entropy: &dyn Entropy) -> String {
+    let nonce = random_bytes_from::<12>(entropy);
     let cipher = ChaCha20Poly1305::new(&sealing_key(pepper));
     let sealed = cipher
         .encrypt(Nonce::from_slice(&nonce), Payload { msg: code.expose().as_bytes(), aad: otp_id.as_bytes() })
@@ -338,9 +338,9 @@ mod tests {
     #[test]
     fn a_sealed_code_opens_only_for_its_id_and_pepper() {
         let code = OtpCode::parse("123456", 6).unwrap();
-        let sealed = seal_code(PEPPER, "otp-1", &code);
+        let sealed = seal_code(PEPPER, "otp-1", &code, &super::super::crypto::Csprng);
         assert!(!sealed.contains("123456"));
-        assert_ne!(sealed, seal_code(PEPPER, "otp-1", &code), "a fresh nonce each time");
+        assert_ne!(sealed, seal_code(PEPPER, "otp-1", &code, &super::super::crypto::Csprng), "a fresh nonce each time");
         assert_eq!(open_code(PEPPER, "otp-1", &sealed, 6), Some(code));
         assert_eq!(open_code(PEPPER, "otp-2", &sealed, 6), None, "bound to its id");
         assert_eq!(open_code("another-pepper-0123456789abcdefghijklmn", "otp-1", &sealed, 6), None);

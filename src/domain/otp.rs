@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::crypto::{ct_eq, hex, hmac_sha256, random_bytes};
+use super::crypto::{ct_eq, hex, hmac_sha256, random_bytes_from, Csprng, Entropy};
 use super::destination::Destination;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,7 +49,12 @@ impl OtpCode {
     /// sampling drops the top of the u64 range that is not a whole multiple
     /// of 10^length, so every code is equally likely (no modulo bias).
     pub fn generate(length: usize) -> OtpCode {
-        Self::generate_with(length, || u64::from_le_bytes(random_bytes::<8>()))
+        Self::generate_from(length, &Csprng)
+    }
+
+    /// A code of `length` digits from `entropy`.
+    pub fn generate_from(length: usize, entropy: &dyn Entropy) -> OtpCode {
+        Self::generate_with(length, || u64::from_le_bytes(random_bytes_from::<8>(entropy)))
     }
 
     fn generate_with(length: usize, mut next: impl FnMut() -> u64) -> OtpCode {

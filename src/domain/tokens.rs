@@ -11,7 +11,7 @@ use jwt_compact::alg::{SecretBytes, SigningKey, VerifyingKey};
 use jwt_compact::{Algorithm, AlgorithmExt, Claims, Header, TimeOptions, UntrustedToken, ValidationError};
 use serde::{Deserialize, Serialize};
 
-use super::crypto::{hex, hmac_sha256, random_bytes, sha256};
+use super::crypto::{hex, hmac_sha256, random_bytes_from, sha256, Csprng, Entropy};
 
 /// One Ed25519 signing key: a key id and its 32-byte seed (RFC 8032 private key).
 #[derive(Clone, PartialEq, Eq)]
@@ -241,7 +241,12 @@ impl TokenError {
 
 /// A new refresh token: 256 random bits, base64url, opaque.
 pub fn new_refresh_token() -> String {
-    Base64UrlUnpadded::encode_string(&random_bytes::<32>())
+    new_refresh_token_from(&Csprng)
+}
+
+/// A refresh token from `entropy`: 256 random bits, base64url.
+pub fn new_refresh_token_from(entropy: &dyn Entropy) -> String {
+    Base64UrlUnpadded::encode_string(&random_bytes_from::<32>(entropy))
 }
 
 /// The token that replaces `old` on rotation. Derived, not random, so two

@@ -185,7 +185,7 @@ pub async fn send_now(c: &Courier<'_>, trail: &Trail, s: &Sending<'_>) -> Result
 }
 
 /// The queue message for a code to deliver after the answer; its code sealed.
-pub fn job(config: &Config, trail: &Trail, s: &Sending<'_>) -> DeliveryJob {
+pub fn job(config: &Config, ports: &Ports, trail: &Trail, s: &Sending<'_>) -> DeliveryJob {
     let (request_id, ip_hash, requested_at_ms) = trail.origin();
     DeliveryJob {
         v: JOB_VERSION,
@@ -196,7 +196,7 @@ pub fn job(config: &Config, trail: &Trail, s: &Sending<'_>) -> DeliveryJob {
         lang: s.texts.lang.to_string(),
         ttl_seconds: s.ttl_seconds,
         expires_at_ms: s.expires_at_ms,
-        sealed_code: delivery::seal_code(config.otp_pepper.expose(), s.otp_id, s.code),
+        sealed_code: delivery::seal_code(config.otp_pepper.expose(), s.otp_id, s.code, &*ports.entropy),
         tries: 0,
         request_id,
         ip_hash,
@@ -281,7 +281,7 @@ pub async fn run_job(c: &Courier<'_>, job: &DeliveryJob, trail: &Trail) -> Resul
 /// provider outage delays it rather than losing it; without a queue (or if
 /// it refuses the job), delivers it directly, once.
 pub fn send_after_response(config: &'static Config, ports: &Ports, trail: &Trail, s: &Sending<'_>) {
-    let job = job(config, trail, s);
+    let job = job(config, ports, trail, s);
     let (ports, trail) = (ports.clone(), trail.follow_up());
     let background = ports.background.clone();
     background.spawn(Box::pin(async move {

@@ -6,7 +6,7 @@ use super::delivery::{self, Courier, Sending};
 use super::error::{db_down, Error};
 use super::App;
 use crate::audit::Event;
-use crate::domain::crypto::new_uuid;
+use crate::domain::crypto::uuid_from;
 use crate::domain::delivery::{Failure, FailureKind};
 use crate::domain::destination::Channel;
 use crate::domain::destination::Destination;
@@ -66,9 +66,9 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
     let test_identity = config.test_identity(&destination, app.now_ms);
     let code = match test_identity {
         Some(t) => t.code.clone(),
-        None => OtpCode::generate(config.otp.length),
+        None => OtpCode::generate_from(config.otp.length, &*app.ports.entropy),
     };
-    let otp_id = new_uuid().hyphenated().to_string();
+    let otp_id = uuid_from(&*app.ports.entropy).hyphenated().to_string();
     let otp_hash = otp::code_hash(config.otp_pepper.expose(), &otp_id, purpose, &destination, &code);
     let ttl_seconds = match channel {
         Channel::Phone => config.otp.ttl_phone_seconds,

@@ -6,7 +6,7 @@ use super::error::{db_down, Error};
 use super::App;
 use crate::audit::Event;
 use crate::domain::account::Device;
-use crate::domain::crypto::{hex, random_bytes, sha256};
+use crate::domain::crypto::{hex, random_bytes_from, sha256};
 use crate::domain::destination::Destination;
 use crate::domain::otp::{self, OtpCode, Purpose, VerifyFailure};
 use crate::store::otp::{stored_destination, LoginOutcome};
@@ -125,7 +125,7 @@ async fn complete(
         (Purpose::Register | Purpose::Verify | Purpose::Reset, _) => {
             // A single-use token proving control of the destination for this
             // purpose: 256 random bits, base64url; only its SHA-256 is stored.
-            let token = Base64UrlUnpadded::encode_string(&random_bytes::<32>());
+            let token = Base64UrlUnpadded::encode_string(&random_bytes_from::<32>(&*app.ports.entropy));
             let ttl_ms = app.config.otp.verification_token_ttl_seconds as i64 * 1000;
             let done = db
                 .complete_verification(

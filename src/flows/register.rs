@@ -5,7 +5,7 @@ use super::error::{db_down, Error};
 use super::session::{LoggedIn, Opening};
 use super::App;
 use crate::domain::account::{Device, Username};
-use crate::domain::crypto::new_uuid;
+use crate::domain::crypto::uuid_from;
 use crate::flows::otp_verify::verification_token_hash;
 use crate::store::users::CreateUserError;
 
@@ -18,7 +18,7 @@ pub struct RegisterInput {
 }
 
 pub async fn register(app: &App, input: RegisterInput) -> Result<LoggedIn, Error> {
-    let user_id = new_uuid().hyphenated().to_string();
+    let user_id = uuid_from(&*app.ports.entropy).hyphenated().to_string();
     let session = Opening::new(app, &user_id, &input.device);
     let created = app
         .db

@@ -11,7 +11,7 @@ pub fn created(logged_in: &LoggedIn) -> Event {
     Event::new("session_created", "ok").session(&logged_in.session_id).user(Some(&logged_in.user.id))
 }
 use crate::domain::account::Device;
-use crate::domain::crypto::new_uuid;
+use crate::domain::crypto::uuid_from;
 use crate::domain::tokens;
 use crate::store::sessions::NewSession;
 use crate::store::UserRow;
@@ -91,10 +91,11 @@ pub struct Opening<'a> {
 
 impl<'a> Opening<'a> {
     pub fn new(app: &'a App, user_id: &'a str, device: &'a Device) -> Opening<'a> {
-        let refresh = tokens::new_refresh_token();
+        let entropy = &*app.ports.entropy;
+        let refresh = tokens::new_refresh_token_from(entropy);
         Opening {
-            id: new_uuid().hyphenated().to_string(),
-            device_id: new_uuid().hyphenated().to_string(),
+            id: uuid_from(entropy).hyphenated().to_string(),
+            device_id: uuid_from(entropy).hyphenated().to_string(),
             refresh_hash: tokens::refresh_token_hash(&refresh),
             refresh,
             user_id,

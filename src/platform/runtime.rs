@@ -8,6 +8,7 @@ use std::time::Duration;
 use worker::{Context, Date, Delay, Env};
 
 use super::{d1::D1, delivery::FetchSender, limiter::DurableLimiter, queue::WorkersQueue};
+use crate::domain::crypto::Csprng;
 use crate::ports::{Background, Clock, DeliveryQueue, Fut, Ports};
 
 pub struct WorkerClock;
@@ -41,6 +42,7 @@ pub fn ports(env: &Env, ctx: Context) -> Ports {
         sender: Rc::new(FetchSender),
         queue,
         clock: Rc::new(WorkerClock),
+        entropy: Rc::new(Csprng),
         background: Rc::new(WaitUntil(ctx)),
     }
 }
