@@ -590,8 +590,35 @@ pub fn build_once() {
     });
 }
 
+/// A port for a Worker (or its inspector) to listen on.
+///
+/// Not one from the kernel's ephemeral range (`bind(0)`): between taking a
+/// free port there and `wrangler dev` binding it, a fake provider started by
+/// another test could be given the same port by the kernel, and the Worker
+/// would not start while its health checks reached the fake. Ports below
+/// the ephemeral range are never handed out by `bind(0)`; this process
+/// hands each out once, from a random start so that test processes running
+/// side by side rarely meet, and skips any that is taken.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static NEXT: OnceLock<std::sync::atomic::AtomicU16> = OnceLock::new();
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_start.saturating_sub(1).max(10_001));
+    let next = NEXT.get_or_init(|| {
+        let mut b = [0u8; 2];
+        getrandom::getrandom(&mut b).expect("OS randomness");
+        std::sync::atomic::AtomicU16::new(low + u16::from_le_bytes(b) % (high - low))
+    });
+    for _ in 0..(high - low) {
+        let candidate = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = low + (candidate.wrapping_sub(low)) % (high - low);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{high}");
 }
 
 /// The fake providers answer like the real ones, refusals included (they
