@@ -200,7 +200,8 @@ impl SqliteEvents {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
             "CREATE TABLE events (id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, at INTEGER NOT NULL, \
-             expires INTEGER NOT NULL); CREATE INDEX events_bucket_at ON events (bucket, at);",
+             expires INTEGER NOT NULL); CREATE INDEX events_bucket_at ON events (bucket, at); \
+             CREATE INDEX events_expires ON events (expires);",
         )
         .unwrap();
         SqliteEvents(conn)
@@ -208,6 +209,13 @@ impl SqliteEvents {
 
     pub fn count(&self) -> i64 {
         self.0.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)).unwrap()
+    }
+
+    /// Events whose bucket belongs to the key (`<limit>:<key>`).
+    pub fn count_for(&self, key: &str) -> i64 {
+        self.0
+            .query_row("SELECT COUNT(*) FROM events WHERE bucket LIKE ?1", [format!("%:{key}")], |r| r.get(0))
+            .unwrap()
     }
 }
 

@@ -74,6 +74,22 @@ impl Email {
         &self.0
     }
 
+    /// The mailbox this address delivers to, for keying rate limits: every
+    /// `+tag` variant of a local part is one mailbox (subaddressing, RFC
+    /// 5233, offered by Gmail, Outlook, iCloud, Fastmail, Proton ...); Gmail
+    /// also ignores dots in the local part and treats googlemail.com as
+    /// gmail.com (Google: "Dots don't matter in Gmail addresses"). The
+    /// address itself is stored and shown as given.
+    pub fn mailbox(&self) -> String {
+        let (local, domain) = self.0.rsplit_once('@').expect("parsed email has @");
+        let local = local.split_once('+').map_or(local, |(base, _)| base);
+        let local = if local.is_empty() { "+" } else { local };
+        match domain {
+            "gmail.com" | "googlemail.com" => format!("{}@gmail.com", local.replace('.', "")),
+            _ => format!("{local}@{domain}"),
+        }
+    }
+
     /// `user1@example.com` -> `u***1@example.com`, as the reference masks.
     pub fn masked(&self) -> String {
         let (name, domain) = self.0.split_once('@').expect("parsed email has @");
@@ -174,6 +190,15 @@ impl Destination {
         match self {
             Destination::Email(e) => e.as_str(),
             Destination::Phone(p) => p.as_str(),
+        }
+    }
+
+    /// What rate limits and the failure budget are keyed by: the mailbox of
+    /// an email (`Email::mailbox`), the number of a phone.
+    pub fn limit_key(&self) -> String {
+        match self {
+            Destination::Email(e) => e.mailbox(),
+            Destination::Phone(p) => p.as_str().to_string(),
         }
     }
 
@@ -293,5 +318,19 @@ mod tests {
         assert_eq!(m("+1234567890"), "+12*****890");
         assert_eq!(m("+1234567"), "+12**567");
         assert_eq!(m("+12345"), "+12345");
+    }
+
+    #[test]
+    fn every_variant_of_one_mailbox_has_one_limit_key() {
+        let key = |s: &str| Destination::parse(s).unwrap().limit_key();
+        assert_eq!(key("Jane.Doe+news@Gmail.com"), "janedoe@gmail.com");
+        assert_eq!(key("j.a.n.e.d.o.e@googlemail.com"), "janedoe@gmail.com");
+        assert_eq!(key("janedoe+a+b@gmail.com"), "janedoe@gmail.com");
+        // Dots matter elsewhere; +tags are subaddresses everywhere.
+        assert_eq!(key("jane.doe+x@example.com"), "jane.doe@example.com");
+        assert_ne!(key("jane.doe@example.com"), key("janedoe@example.com"));
+        assert_eq!(key("+15551234567"), "+15551234567");
+        // The address itself is kept as given.
+        assert_eq!(Destination::parse("Jane.Doe+news@Gmail.com").unwrap().as_str(), "jane.doe+news@gmail.com");
     }
 }

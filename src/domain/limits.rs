@@ -178,13 +178,39 @@ pub fn ip_key(ip: &str) -> String {
     }
 }
 
-/// Durable Object names: a keyed hash, so no email, phone or IP appears in
-/// object names, storage or platform logs.
-pub fn destination_object(pepper: &str, destination: &Destination) -> String {
-    format!(
-        "dest:{}",
-        hex(&hmac_sha256(pepper.as_bytes(), &[b"rate-limit-destination", destination.as_str().as_bytes()]))
-    )
+/// How many rate-limit objects the destinations are spread over. A fixed,
+/// small number, so that every object is in use after the first few
+/// requests: one object per destination would be created on the first
+/// request for a destination never seen before, which made such requests
+/// measurably slower, and a destination never seen is usually one without
+/// an account (a timing oracle, OWASP ASVS 5 V6.3 / V2).
+pub const DESTINATION_SHARDS: u16 = 64;
+
+/// Where a destination's limits live: the object, and the key its buckets
+/// carry inside it. Both come from a keyed hash, so no email, phone or IP
+/// appears in object names, storage or platform logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationLimits {
+    pub object: String,
+    key: String,
+}
+
+impl DestinationLimits {
+    /// The destination's own part of its bucket names.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The bucket of `limit` for this destination.
+    pub fn bucket(&self, limit: Limit) -> String {
+        format!("{}:{}", limit.bucket(), self.key)
+    }
+}
+
+pub fn destination_limits(pepper: &str, destination: &Destination) -> DestinationLimits {
+    let digest = hmac_sha256(pepper.as_bytes(), &[b"rate-limit-destination", destination.limit_key().as_bytes()]);
+    let shard = u16::from_be_bytes([digest[0], digest[1]]) % DESTINATION_SHARDS;
+    DestinationLimits { object: format!("dest-shard:{shard}"), key: hex(&digest[2..18]) }
 }
 
 pub fn ip_object(pepper: &str, ip_key: &str) -> String {
@@ -285,10 +311,16 @@ mod tests {
     #[test]
     fn object_names_hide_the_key() {
         let d = Destination::parse("alice@example.com").unwrap();
-        let name = destination_object("pepper", &d);
-        assert!(name.starts_with("dest:") && !name.contains("alice"));
-        assert_eq!(name, destination_object("pepper", &Destination::parse(" ALICE@example.com").unwrap()));
-        assert_ne!(name, destination_object("other-pepper", &d));
+        let at = destination_limits("pepper", &d);
+        let bucket = at.bucket(Limit::DestinationRequests);
+        assert!(at.object.starts_with("dest-shard:") && !bucket.contains("alice"), "{at:?}");
+        assert_eq!(at, destination_limits("pepper", &Destination::parse(" ALICE@example.com").unwrap()));
+        assert_ne!(bucket, destination_limits("other-pepper", &d).bucket(Limit::DestinationRequests));
+        // Destinations spread over the shards; each keeps its own buckets.
+        let shards: std::collections::BTreeSet<String> = (0..1000)
+            .map(|i| destination_limits("pepper", &Destination::parse(&format!("u{i}@example.com")).unwrap()).object)
+            .collect();
+        assert_eq!(shards.len(), DESTINATION_SHARDS as usize);
         assert!(!ip_object("pepper", "203.0.113.7").contains("203"));
     }
 

@@ -55,8 +55,8 @@ fn ip_object(app: &App) -> String {
     limits::ip_object(app.config.otp_pepper.expose(), &limits::ip_key(&app.client.ip))
 }
 
-fn destination_object(app: &App, destination: &Destination) -> String {
-    limits::destination_object(app.config.otp_pepper.expose(), destination)
+fn destination_limits(app: &App, destination: &Destination) -> limits::DestinationLimits {
+    limits::destination_limits(app.config.otp_pepper.expose(), destination)
 }
 
 /// Before an OTP request does anything: the SMS country allow-list, then the
@@ -70,9 +70,10 @@ pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), E
         }
     }
     let dest = Limit::DestinationRequests;
-    let mut rules = vec![Rule::new(dest.bucket(), l.request_window_seconds, l.requests_per_destination)];
+    let at = destination_limits(app, destination);
+    let mut rules = vec![Rule::new(&at.bucket(dest), l.request_window_seconds, l.requests_per_destination)];
     if l.resend_cooldown_seconds > 0 {
-        rules.push(Rule::new(dest.bucket(), l.resend_cooldown_seconds, 1));
+        rules.push(Rule::new(&at.bucket(dest), l.resend_cooldown_seconds, 1));
     }
     // The client's IP and the destination are separate objects: asked at
     // the same time. A slot taken in one by a request the other refuses is
@@ -81,7 +82,7 @@ pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), E
     let ip = Limit::IpRequests;
     let (ip_hit, destination_hit) = join(
         hit(app, &ip_object(app), ip, vec![Rule::new(ip.bucket(), l.ip_window_seconds, l.ip_requests)]),
-        hit(app, &destination_object(app, destination), dest, rules),
+        hit(app, &at.object, dest, rules),
     )
     .await;
     let (ip_hit, destination_hit) = match (ip_hit?, destination_hit?) {
@@ -132,8 +133,9 @@ pub async fn admit_verify(app: &App) -> Result<VerifySlot, Error> {
 pub async fn judge_guess(app: &App, destination: &Destination, failed: bool, slot: VerifySlot) -> Result<(), Error> {
     let l = &app.config.limits;
     let limit = Limit::VerifyFailures;
-    let rule = Rule::new(limit.bucket(), l.verify_failure_window_seconds, l.verify_failures_per_destination);
-    match app.ports.limiter.guess(&destination_object(app, destination), rule, failed).await.map_err(unavailable)? {
+    let at = destination_limits(app, destination);
+    let rule = Rule::new(&at.bucket(limit), l.verify_failure_window_seconds, l.verify_failures_per_destination);
+    match app.ports.limiter.guess(&at.object, rule, failed).await.map_err(unavailable)? {
         Outcome::Allowed { .. } => Ok(()),
         Outcome::Refused { retry_after_ms } => {
             release(app, &slot.0).await;

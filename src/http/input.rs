@@ -60,6 +60,11 @@ pub fn otp_request(bytes: &[u8]) -> Result<OtpRequestInput, ApiError> {
         return Err(ApiError::validation("Email or phone number required"));
     }
     let destination = Destination::parse(destination).map_err(|e| ApiError::validation(e.to_string()))?;
+    // Absent means login; an explicit null is refused, as the reference's
+    // serializer refuses it ("This field may not be null").
+    if body.0.get("purpose").is_some_and(Value::is_null) {
+        return Err(ApiError::validation("purpose may not be null"));
+    }
     let purpose = match body.optional_str("purpose")? {
         None => Purpose::Login,
         Some(p) => Purpose::parse(p)

@@ -34,10 +34,12 @@ pub struct RateLimiter {
     schema_ready: Cell<bool>,
 }
 
-const SCHEMA: [&str; 2] = [
+const SCHEMA: [&str; 3] = [
     "CREATE TABLE IF NOT EXISTS events (\
      id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, at INTEGER NOT NULL, expires INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS events_bucket_at ON events (bucket, at)",
+    // Pruning on use: an object holds the events of many destinations.
+    "CREATE INDEX IF NOT EXISTS events_expires ON events (expires)",
 ];
 
 #[derive(Deserialize)]

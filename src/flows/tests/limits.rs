@@ -41,8 +41,8 @@ async fn rate_limited(w: &World) -> Vec<String> {
 
 /// Events counted in the rate-limit object of `destination`.
 fn counted_for(destination: &str) -> impl Fn(&World) -> i64 {
-    let name = limits::destination_object(PEPPER, &Destination::parse(destination).unwrap());
-    move |w: &World| w.fakes.limiter.objects.borrow().get(&name).map_or(0, |o| o.count())
+    let at = limits::destination_limits(PEPPER, &Destination::parse(destination).unwrap());
+    move |w: &World| w.fakes.limiter.objects.borrow().get(&at.object).map_or(0, |o| o.count_for(at.key()))
 }
 
 fn codes_stored(w: &World) -> usize {
