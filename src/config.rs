@@ -77,6 +77,17 @@ pub struct LimitSettings {
     /// SMS the whole service sends per `sms_cap_window_seconds`.
     pub sms_cap: u32,
     pub sms_cap_window_seconds: u64,
+    /// SMS to one number range (the first `sms_prefix_digits` digits of the
+    /// E.164 number, country code included) per rolling hour.
+    pub sms_prefix_digits: usize,
+    pub sms_per_prefix_per_hour: u32,
+    /// SMS per rolling 24 hours to numbers under a prefix (a calling code
+    /// such as `44`, or a part of a country): `SMS_COUNTRY_DAILY_CAPS`; a
+    /// number counts toward every prefix it is under.
+    pub sms_country_daily_caps: Vec<(String, u32)>,
+    /// An IPv6 client's /48, above its /64's limits.
+    pub ip48_requests: u32,
+    pub ip48_verifies: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +115,9 @@ pub struct Config {
     pub tokens: TokenSettings,
     /// `OTP_WEBOTP_DOMAIN`: the origin SMS codes are bound to (WebOTP).
     pub webotp_domain: Option<String>,
+    /// `SMS_RETRIEVER_APP_HASH`: the Android app's 11-character hash that
+    /// ends each SMS, for Google's SMS Retriever API.
+    pub sms_retriever_hash: Option<String>,
     /// Exact browser origins that get CORS headers; empty allows none.
     pub allowed_origins: Vec<String>,
     /// Serve the demo login page at `/` (default on in development only).
@@ -262,6 +276,19 @@ impl Config {
                 ));
             }
         }
+        let sms_retriever_hash = s.get("SMS_RETRIEVER_APP_HASH");
+        if let Some(hash) = &sms_retriever_hash {
+            // Base64 of a truncated SHA-256 (Google's AppSignatureHelper): 11 characters.
+            if hash.len() != 11 || !hash.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/') {
+                return Err(err("SMS_RETRIEVER_APP_HASH", "must be the app's 11-character hash (A-Z a-z 0-9 + /)"));
+            }
+            if webotp_domain.is_some() {
+                return Err(err(
+                    "SMS_RETRIEVER_APP_HASH",
+                    "and OTP_WEBOTP_DOMAIN both need the SMS's last line: set one of them",
+                ));
+            }
+        }
         let delivery_timeout_ms = s.number("DELIVERY_TIMEOUT_MS", 5000, 100..=30_000)?;
         let public_base_url = match s.get("PUBLIC_BASE_URL") {
             None => None,
@@ -295,6 +322,7 @@ impl Config {
             limits,
             tokens,
             webotp_domain,
+            sms_retriever_hash,
             allowed_origins,
             demo_page,
         })
@@ -361,6 +389,12 @@ fn parse_limits(s: &Settings) -> Result<LimitSettings, ConfigError> {
         sms_allowed_country_codes,
         sms_cap: count("SMS_DAILY_CAP", 10_000)?,
         sms_cap_window_seconds: window("SMS_CAP_WINDOW_SECONDS", DAY)?,
+        sms_prefix_digits: s.number("SMS_PREFIX_DIGITS", 8, 4..=15)? as usize,
+        sms_per_prefix_per_hour: count("SMS_PER_PREFIX_PER_HOUR", 20)?,
+        sms_country_daily_caps: parse_country_caps(&s.get("SMS_COUNTRY_DAILY_CAPS").unwrap_or_default())
+            .map_err(|p| err("SMS_COUNTRY_DAILY_CAPS", p))?,
+        ip48_requests: count("IPV6_48_REQUESTS_PER_HOUR", 1200)?,
+        ip48_verifies: count("IPV6_48_VERIFIES_PER_HOUR", 2400)?,
     })
 }
 
@@ -442,6 +476,35 @@ fn parse_sms(s: &Settings) -> Result<SmsConfig, ConfigError> {
         }
     };
     Ok(SmsConfig { provider, twilio })
+}
+
+/// `SMS_COUNTRY_DAILY_CAPS`: comma-separated `prefix:cap` (`44:500,234:50`),
+/// a prefix being a calling code or any longer number prefix; kept longest
+/// prefix first, so the most specific cap is found first.
+pub fn parse_country_caps(value: &str) -> Result<Vec<(String, u32)>, String> {
+    let mut caps = value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            let bad = || format!("{entry} is not prefix:cap, such as 44:500");
+            let (prefix, cap) = entry.split_once(':').ok_or_else(bad)?;
+            let prefix = prefix.trim().trim_start_matches('+');
+            let ok = (1..=15).contains(&prefix.len())
+                && prefix.bytes().all(|b| b.is_ascii_digit())
+                && !prefix.starts_with('0');
+            let cap = cap.trim().parse::<u32>().ok().filter(|c| (1..=1_000_000).contains(c));
+            match (ok, cap) {
+                (true, Some(cap)) => Ok((prefix.to_string(), cap)),
+                _ => Err(bad()),
+            }
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    caps.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+    if caps.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err("a prefix appears twice".into());
+    }
+    Ok(caps)
 }
 
 /// `ALLOWED_ORIGINS`: comma-separated exact origins (`scheme://host[:port]`).
@@ -667,6 +730,20 @@ mod tests {
     }
 
     #[test]
+    fn the_sms_retriever_hash_is_eleven_characters_and_excludes_webotp() {
+        let mut m = dev();
+        m.insert("SMS_RETRIEVER_APP_HASH", "FA+9qCX9VSu".into());
+        assert_eq!(parse(&m).unwrap().sms_retriever_hash.as_deref(), Some("FA+9qCX9VSu"));
+        for bad in ["FA+9qCX9VS", "FA+9qCX9VSuu", "FA 9qCX9VSu"] {
+            m.insert("SMS_RETRIEVER_APP_HASH", bad.into());
+            assert_eq!(parse(&m).unwrap_err().setting, "SMS_RETRIEVER_APP_HASH", "{bad}");
+        }
+        m.insert("SMS_RETRIEVER_APP_HASH", "FA+9qCX9VSu".into());
+        m.insert("OTP_WEBOTP_DOMAIN", "login.acme.test".into());
+        assert_eq!(parse(&m).unwrap_err().setting, "SMS_RETRIEVER_APP_HASH");
+    }
+
+    #[test]
     fn the_public_base_url_is_https_in_production() {
         assert_eq!(parse(&prod()).unwrap().public_base_url, None);
         let mut m = prod();
@@ -764,6 +841,23 @@ mod tests {
             let mut m = dev();
             m.insert(name, bad.into());
             assert_eq!(parse(&m).unwrap_err().setting, name, "{name}={bad}");
+        }
+    }
+
+    #[test]
+    fn pumping_caps_have_defaults_and_country_caps_parse() {
+        let l = parse(&dev()).unwrap().limits;
+        assert_eq!((l.sms_prefix_digits, l.sms_per_prefix_per_hour), (8, 20));
+        assert!(l.sms_country_daily_caps.is_empty());
+        assert_eq!((l.ip48_requests, l.ip48_verifies), (1200, 2400));
+        assert_eq!(
+            parse_country_caps("44:500, +234:50, 4477:10").unwrap(),
+            [("4477".to_string(), 10), ("234".to_string(), 50), ("44".to_string(), 500)]
+        );
+        for bad in ["44", "uk:5", "44:0", "44:x", "044:5", "44:5,44:6"] {
+            let mut m = dev();
+            m.insert("SMS_COUNTRY_DAILY_CAPS", bad.into());
+            assert_eq!(parse(&m).unwrap_err().setting, "SMS_COUNTRY_DAILY_CAPS", "{bad}");
         }
     }
 

@@ -286,6 +286,13 @@ impl Limiter for Objects {
         }))
     }
 
+    fn peek(&self, object: &str, rules: Vec<Rule>) -> Fut<'_, Result<Outcome, StoreError>> {
+        let object = object.to_string();
+        Box::pin(trip(&self.trips, &self.trips.limiter_calls, move || {
+            self.call(&object, |log, now| limits::peek(log, &rules, now))
+        }))
+    }
+
     fn guess(&self, object: &str, rule: Rule, failed: bool) -> Fut<'_, Result<Outcome, StoreError>> {
         let object = object.to_string();
         Box::pin(trip(&self.trips, &self.trips.limiter_calls, move || {

@@ -152,6 +152,8 @@ pub fn first_of<T: DeserializeOwned>(results: &mut [Vec<Row>], index: usize) -> 
 pub trait Limiter {
     /// `limits::hit`: a slot under every rule, or none.
     fn hit(&self, object: &str, rules: Vec<Rule>) -> Fut<'_, Result<Outcome, StoreError>>;
+    /// `limits::peek`: whether a hit would be allowed, recording nothing.
+    fn peek(&self, object: &str, rules: Vec<Rule>) -> Fut<'_, Result<Outcome, StoreError>>;
     /// `limits::guess`: a verification guess under the failure budget.
     fn guess(&self, object: &str, rule: Rule, failed: bool) -> Fut<'_, Result<Outcome, StoreError>>;
     /// Gives back the slots of an allowed hit.
@@ -187,6 +189,31 @@ pub trait Clock {
 /// Work that continues after the answer (`ctx.waitUntil` in the Worker).
 pub trait Background {
     fn spawn(&self, work: Fut<'static, ()>);
+}
+
+/// Runs `futures` side by side to the end; their outputs in order.
+/// (futures-util's `join_all` would bring its larger `FuturesOrdered` into
+/// the bundle.)
+pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pending: Vec<Option<Pin<Box<F>>>> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (slot, out) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(f) = slot {
+                if let std::task::Poll::Ready(v) = f.as_mut().poll(cx) {
+                    *out = Some(v);
+                    *slot = None;
+                }
+            }
+        }
+        if pending.iter().all(Option::is_none) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("every future finished")).collect()
 }
 
 /// The delivery queue: jobs handled later by this Worker's consumer.

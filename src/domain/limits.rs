@@ -16,9 +16,17 @@ use super::destination::{Destination, Phone};
 pub enum Limit {
     IpRequests,
     IpVerifies,
+    /// An IPv6 client's /48 (a site), above its /64's own limits.
+    Ip48Requests,
+    Ip48Verifies,
     DestinationRequests,
     VerifyFailures,
+    /// SMS the whole service sends.
     SmsCap,
+    /// SMS to one number range (`SMS_PREFIX_DIGITS`).
+    SmsPrefixCap,
+    /// SMS to one country (`SMS_COUNTRY_DAILY_CAPS`).
+    SmsCountryCap,
 }
 
 impl Limit {
@@ -26,9 +34,13 @@ impl Limit {
         match self {
             Limit::IpRequests => "ip_request",
             Limit::IpVerifies => "ip_verify",
+            Limit::Ip48Requests => "ip48_request",
+            Limit::Ip48Verifies => "ip48_verify",
             Limit::DestinationRequests => "otp_request",
             Limit::VerifyFailures => "verify_failure",
             Limit::SmsCap => "sms",
+            Limit::SmsPrefixCap => "sms_prefix",
+            Limit::SmsCountryCap => "sms_country",
         }
     }
 }
@@ -135,6 +147,15 @@ pub fn hit<L: EventLog>(log: &L, rules: &[Rule], now_ms: i64) -> Result<Outcome,
     Ok(Outcome::Allowed { ids: record(log, rules, now_ms)? })
 }
 
+/// Whether a request under `rules` would be allowed, recording nothing:
+/// for limits that count only what really happens later (SMS sent).
+pub fn peek<L: EventLog>(log: &L, rules: &[Rule], now_ms: i64) -> Result<Outcome, L::Error> {
+    Ok(match check(log, rules, now_ms)? {
+        Some(retry_after_ms) => Outcome::Refused { retry_after_ms },
+        None => Outcome::Allowed { ids: Vec::new() },
+    })
+}
+
 /// A verification guess under `rule` (the destination's failure budget):
 /// refused while its window is full, even for the right code; otherwise
 /// allowed, and recorded only if it `failed`.
@@ -175,6 +196,19 @@ pub fn ip_key(ip: &str) -> String {
             }
         },
         Err(_) => "unknown".to_string(),
+    }
+}
+
+/// The /48 of an IPv6 address (a site: one customer's network), or `None`
+/// for IPv4. One /48 holds 65,536 /64s, each with limits of its own, which
+/// one client can rotate through (a /48 is free from tunnel brokers).
+pub fn ip48_key(ip: &str) -> Option<String> {
+    match ip.trim().parse::<IpAddr>().ok()? {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            Some(format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2]))
+        }
+        _ => None,
     }
 }
 
@@ -219,6 +253,16 @@ pub fn ip_object(pepper: &str, ip_key: &str) -> String {
 
 /// The one object that counts SMS sent by the whole service.
 pub const SMS_CAP_OBJECT: &str = "sms-cap";
+
+/// Where an SMS number range's cap lives: one of the shard objects, under
+/// a keyed hash of the range (sharded like destinations, so a range never
+/// seen before does not create an object).
+pub fn sms_prefix_limits(pepper: &str, digits: &str, prefix_digits: usize) -> DestinationLimits {
+    let prefix = &digits[..digits.len().min(prefix_digits)];
+    let digest = hmac_sha256(pepper.as_bytes(), &[b"rate-limit-sms-prefix", prefix.as_bytes()]);
+    let shard = u16::from_be_bytes([digest[0], digest[1]]) % DESTINATION_SHARDS;
+    DestinationLimits { object: format!("sms-prefix-shard:{shard}"), key: hex(&digest[2..18]) }
+}
 
 /// SMS pumping guard: is the number in an allowed country calling code?
 /// An empty list allows all. ITU calling codes are prefix-free, so a prefix

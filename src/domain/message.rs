@@ -15,6 +15,8 @@ pub struct MessageInput<'a> {
     pub texts: &'static Texts,
     /// `OTP_WEBOTP_DOMAIN`: adds the origin-bound line `@domain #code`.
     pub webotp_domain: Option<&'a str>,
+    /// `SMS_RETRIEVER_APP_HASH`: ends the SMS with the Android app's hash.
+    pub retriever_hash: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +67,16 @@ pub fn sms(input: &MessageInput) -> String {
     let t = input.texts;
     let code = input.code.expose();
     let life = t.lifetime(input.ttl_seconds);
-    let webotp = input.webotp_domain.map(|d| format!("\n\n@{d} #{code}")).unwrap_or_default();
+    // The last line, for the platform that fills the code in: WebOTP's
+    // `@domain #code` (WICG WebOTP, "the last line"), or the 11-character
+    // hash Android's SMS Retriever matches (Google: a message "no longer
+    // than 140 bytes" that ends with the app's hash). The configuration
+    // allows one of them.
+    let webotp = match (input.webotp_domain, input.retriever_hash) {
+        (Some(d), _) => format!("\n\n@{d} #{code}"),
+        (None, Some(hash)) => format!("\n\n{hash}"),
+        (None, None) => String::new(),
+    };
     let with_app = format!("{}{webotp}", fill(t.sms, input.app_name, code, &life));
     if i18n::fits_one_sms(&with_app) {
         return with_app;
@@ -101,6 +112,7 @@ mod tests {
             ttl_seconds: ttl,
             texts: negotiate(Some(lang), None),
             webotp_domain: webotp,
+            retriever_hash: None,
         }
     }
 
@@ -162,6 +174,7 @@ mod tests {
                         ttl_seconds: ttl,
                         texts: t,
                         webotp_domain: Some(&domain),
+                        retriever_hash: None,
                     };
                     let body = sms(&m);
                     assert!(fits_one(&body), "{}: {} septets: {body}", t.lang, gsm7_septets(&body).unwrap_or(999));
@@ -180,5 +193,18 @@ mod tests {
         let s = sms(&input(&code, "Ακμή ☂", 300, "en", None));
         assert!(fits_one(&s), "{s}");
         assert!(s.starts_with("123456 is your verification code."), "{s}");
+    }
+
+    #[test]
+    fn an_sms_for_androids_retriever_ends_with_the_app_hash_in_one_segment() {
+        let code = OtpCode::parse("123456", 6).unwrap();
+        for lang in LOCALES.iter().map(|t| t.lang) {
+            let mut i = input(&code, "Acme Corporation Worldwide", 600, lang, None);
+            i.retriever_hash = Some("FA+9qCX9VSu");
+            let text = sms(&i);
+            assert!(text.ends_with("\n\nFA+9qCX9VSu"), "{text:?}");
+            assert!(text.contains("123456"));
+            assert!(gsm7_septets(&text).is_some_and(|n| n <= 160), "one GSM-7 segment (140 bytes): {text:?}");
+        }
     }
 }

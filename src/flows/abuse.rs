@@ -1,25 +1,31 @@
-//! The abuse controls both OTP flows run first: per-IP, per-destination and
-//! global SMS limits, counted exactly in the rate-limiter Durable Object.
-//! If the object cannot be reached the request fails closed (503). Every
-//! refusal is a `rate_limited` audit event naming the limit.
-
-use futures_util::future::join;
+//! The abuse controls both OTP flows run first: per client network (IPv4
+//! address, IPv6 /64 and /48), per destination (its mailbox or number), and
+//! for SMS the caps against pumping (the whole service, a number range, a
+//! country), counted exactly in the rate-limit objects. If an object cannot
+//! be reached the request fails closed (503). Every refusal is a
+//! `rate_limited` audit event naming the limit.
+//!
+//! The SMS caps count only messages really sent: a request only looks at
+//! them (`peek`), the same for a real login and the decoy of an unknown
+//! account, so a full cap refuses both alike and decoys cannot drain it;
+//! the slot is taken when the message is sent (`take_sms_caps`).
 
 use super::error::{Dependency, Error};
 use super::App;
 use crate::audit::Event;
-use crate::domain::destination::Destination;
+use crate::config::Config;
+use crate::domain::destination::{Destination, Phone};
 use crate::domain::limits::{self, Limit, Outcome, Rule};
-use crate::ports::StoreError;
+use crate::ports::{join_all, Limiter, StoreError};
 
 /// A refusal by a limit, before it is reported.
-struct Refused {
-    limit: Limit,
+pub struct Refused {
+    pub limit: Limit,
     retry_after_ms: i64,
 }
 
 impl Refused {
-    fn error(&self) -> Error {
+    pub fn error(&self) -> Error {
         Error::Limited { limit: self.limit, retry_after_seconds: limits::retry_after_seconds(self.retry_after_ms) }
     }
 }
@@ -39,29 +45,125 @@ fn unavailable(e: StoreError) -> Error {
 }
 
 /// Slots taken in one object, which `release` can give back.
-struct Taken {
+pub struct Taken {
     object: String,
     ids: Vec<i64>,
 }
 
-async fn hit(app: &App, object: &str, limit: Limit, rules: Vec<Rule>) -> Result<Result<Taken, Refused>, Error> {
-    match app.ports.limiter.hit(object, rules).await.map_err(unavailable)? {
-        Outcome::Refused { retry_after_ms } => Ok(Err(Refused { limit, retry_after_ms })),
-        Outcome::Allowed { ids } => Ok(Ok(Taken { object: object.to_string(), ids })),
+/// One limit to ask an object about: take a slot, or only look.
+struct Check {
+    object: String,
+    limit: Limit,
+    rules: Vec<Rule>,
+    take: bool,
+}
+
+impl Check {
+    fn take(object: impl Into<String>, limit: Limit, rules: Vec<Rule>) -> Check {
+        Check { object: object.into(), limit, rules, take: true }
+    }
+
+    fn peek(object: impl Into<String>, limit: Limit, rules: Vec<Rule>) -> Check {
+        Check { object: object.into(), limit, rules, take: false }
     }
 }
 
-fn ip_object(app: &App) -> String {
-    limits::ip_object(app.config.otp_pepper.expose(), &limits::ip_key(&app.client.ip))
+/// Asks every object at once. All allow: the slots taken. One refuses: the
+/// slots the others took are given back (a refused request costs nothing,
+/// so waiting its `Retry-After` is always enough), and of several refusals
+/// the one that waits longest answers.
+async fn run(limiter: &dyn Limiter, checks: Vec<Check>) -> Result<Result<Vec<Taken>, Refused>, Error> {
+    let asked = checks.iter().map(|c| {
+        let rules = c.rules.clone();
+        async move {
+            let outcome =
+                if c.take { limiter.hit(&c.object, rules).await } else { limiter.peek(&c.object, rules).await };
+            (c, outcome)
+        }
+    });
+    let mut taken = Vec::new();
+    let mut refused: Option<Refused> = None;
+    let mut failed = None;
+    for (check, outcome) in join_all(asked.collect()).await {
+        match outcome {
+            Ok(Outcome::Allowed { ids }) if !ids.is_empty() => taken.push(Taken { object: check.object.clone(), ids }),
+            Ok(Outcome::Allowed { .. }) => {}
+            Ok(Outcome::Refused { retry_after_ms }) => {
+                if refused.as_ref().is_none_or(|r| retry_after_ms > r.retry_after_ms) {
+                    refused = Some(Refused { limit: check.limit, retry_after_ms });
+                }
+            }
+            Err(e) => failed = Some(e),
+        }
+    }
+    if failed.is_some() || refused.is_some() {
+        release_all(limiter, &taken).await;
+    }
+    if let Some(e) = failed {
+        return Err(unavailable(e));
+    }
+    Ok(match refused {
+        Some(r) => Err(r),
+        None => Ok(taken),
+    })
 }
 
-fn destination_limits(app: &App, destination: &Destination) -> limits::DestinationLimits {
-    limits::destination_limits(app.config.otp_pepper.expose(), destination)
+fn pepper(config: &Config) -> &str {
+    config.otp_pepper.expose()
 }
 
-/// Before an OTP request does anything: the SMS country allow-list, then the
-/// client's IP, the destination (rolling hour and resend cooldown) and, for
-/// SMS, the service-wide cap. A refusal leaves no row and sends nothing.
+/// The client network's checks: its address (IPv6 by /64) and, for IPv6,
+/// its /48 with a higher limit.
+fn network_checks(app: &App, per_address: (Limit, u32), per_48: (Limit, u32)) -> Vec<Check> {
+    let l = &app.config.limits;
+    let window = l.ip_window_seconds;
+    let (limit, count) = per_address;
+    let object = limits::ip_object(pepper(app.config), &limits::ip_key(&app.client.ip));
+    let mut checks = vec![Check::take(object, limit, vec![Rule::new(limit.bucket(), window, count)])];
+    if let Some(site) = limits::ip48_key(&app.client.ip) {
+        let (limit, count) = per_48;
+        let object = limits::ip_object(pepper(app.config), &site);
+        checks.push(Check::take(object, limit, vec![Rule::new(limit.bucket(), window, count)]));
+    }
+    checks
+}
+
+/// The pumping caps of an SMS to `phone`, as checks that take or look.
+fn sms_cap_checks(config: &Config, phone: &Phone, take: bool) -> Vec<Check> {
+    let l = &config.limits;
+    let make = |object: String, limit: Limit, rules: Vec<Rule>| {
+        if take {
+            Check::take(object, limit, rules)
+        } else {
+            Check::peek(object, limit, rules)
+        }
+    };
+    let global = Limit::SmsCap;
+    let mut checks = vec![make(
+        limits::SMS_CAP_OBJECT.into(),
+        global,
+        vec![Rule::new(global.bucket(), l.sms_cap_window_seconds, l.sms_cap)],
+    )];
+    let range = limits::sms_prefix_limits(pepper(config), phone.digits(), l.sms_prefix_digits);
+    let prefix = Limit::SmsPrefixCap;
+    checks.push(make(
+        range.object.clone(),
+        prefix,
+        vec![Rule::new(&range.bucket(prefix), 3600, l.sms_per_prefix_per_hour)],
+    ));
+    // Every configured prefix the number is under: a country's cap, and a
+    // tighter one for a part of it.
+    let country = Limit::SmsCountryCap;
+    for (code, cap) in l.sms_country_daily_caps.iter().filter(|(code, _)| phone.digits().starts_with(code.as_str())) {
+        checks.push(make(format!("sms-country:{code}"), country, vec![Rule::new(country.bucket(), 86_400, *cap)]));
+    }
+    checks
+}
+
+/// Before an OTP request does anything: the SMS country allow-list, then,
+/// all at once, the client's network, the destination (rolling hour and
+/// resend cooldown) and, for SMS, whether the pumping caps have room. A
+/// refusal leaves no row and sends nothing.
 pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), Error> {
     let l = &app.config.limits;
     if let Destination::Phone(phone) = destination {
@@ -70,55 +172,45 @@ pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), E
         }
     }
     let dest = Limit::DestinationRequests;
-    let at = destination_limits(app, destination);
+    let at = limits::destination_limits(pepper(app.config), destination);
     let mut rules = vec![Rule::new(&at.bucket(dest), l.request_window_seconds, l.requests_per_destination)];
     if l.resend_cooldown_seconds > 0 {
         rules.push(Rule::new(&at.bucket(dest), l.resend_cooldown_seconds, 1));
     }
-    // The client's IP and the destination are separate objects: asked at
-    // the same time. A slot taken in one by a request the other refuses is
-    // given back, so a refused request costs nothing and waiting its
-    // `Retry-After` is always enough.
-    let ip = Limit::IpRequests;
-    let (ip_hit, destination_hit) = join(
-        hit(app, &ip_object(app), ip, vec![Rule::new(ip.bucket(), l.ip_window_seconds, l.ip_requests)]),
-        hit(app, &at.object, dest, rules),
-    )
-    .await;
-    let (ip_hit, destination_hit) = match (ip_hit?, destination_hit?) {
-        (Ok(ip), Ok(hit)) => (ip, hit),
-        (Err(refused), Ok(hit)) | (Ok(hit), Err(refused)) => {
-            release(app, &hit).await;
-            return Err(report(app, Some(destination), refused));
-        }
-        // Both refuse: the later one says when the request can succeed.
-        (Err(a), Err(b)) => {
-            let later = if a.retry_after_ms >= b.retry_after_ms { a } else { b };
-            return Err(report(app, Some(destination), later));
-        }
-    };
-
-    if let Destination::Phone(_) = destination {
-        let cap = Limit::SmsCap;
-        let rules = vec![Rule::new(cap.bucket(), l.sms_cap_window_seconds, l.sms_cap)];
-        if let Err(refused) = hit(app, limits::SMS_CAP_OBJECT, cap, rules).await? {
-            // Nothing goes out, so the slots are given back.
-            join(release(app, &destination_hit), release(app, &ip_hit)).await;
-            return Err(report(app, Some(destination), refused));
-        }
+    let mut checks = network_checks(app, (Limit::IpRequests, l.ip_requests), (Limit::Ip48Requests, l.ip48_requests));
+    checks.push(Check::take(at.object, dest, rules));
+    if let Destination::Phone(phone) = destination {
+        checks.extend(sms_cap_checks(app.config, phone, false));
     }
-    Ok(())
+    match run(&*app.ports.limiter, checks).await? {
+        Ok(_) => Ok(()),
+        Err(refused) => Err(report(app, Some(destination), refused)),
+    }
 }
 
-/// The client IP's slot taken by a verify, given back if the guess is refused.
-pub struct VerifySlot(Taken);
+/// Takes the pumping caps' slots for an SMS about to be sent to `phone`;
+/// refused if a cap filled since the request looked.
+pub async fn take_sms_caps(
+    config: &Config,
+    limiter: &dyn Limiter,
+    phone: &Phone,
+) -> Result<Result<Vec<Taken>, Refused>, Error> {
+    run(limiter, sms_cap_checks(config, phone, true)).await
+}
 
-/// Before a verify does anything: the client's IP.
+/// Gives the slots of an SMS that was not sent back.
+pub async fn release_all(limiter: &dyn Limiter, taken: &[Taken]) {
+    join_all(taken.iter().map(|t| release(limiter, t)).collect()).await;
+}
+
+/// The client network's slots taken by a verify, given back if the guess is refused.
+pub struct VerifySlot(Vec<Taken>);
+
+/// Before a verify does anything: the client's network.
 pub async fn admit_verify(app: &App) -> Result<VerifySlot, Error> {
     let l = &app.config.limits;
-    let ip = Limit::IpVerifies;
-    let rules = vec![Rule::new(ip.bucket(), l.ip_window_seconds, l.ip_verifies)];
-    match hit(app, &ip_object(app), ip, rules).await? {
+    let checks = network_checks(app, (Limit::IpVerifies, l.ip_verifies), (Limit::Ip48Verifies, l.ip48_verifies));
+    match run(&*app.ports.limiter, checks).await? {
         Ok(taken) => Ok(VerifySlot(taken)),
         Err(refused) => Err(report(app, None, refused)),
     }
@@ -129,24 +221,24 @@ pub async fn admit_verify(app: &App) -> Result<VerifySlot, Error> {
 /// (429) while `VERIFY_FAILURES_PER_DAY` failures are in the window, even
 /// for the right code; otherwise allowed, and counted if it `failed`. The
 /// object judges parallel guesses one at a time, so the limit is exact. A
-/// refused guess gives its IP `slot` back: it was not judged.
+/// refused guess gives its network `slot` back: it was not judged.
 pub async fn judge_guess(app: &App, destination: &Destination, failed: bool, slot: VerifySlot) -> Result<(), Error> {
     let l = &app.config.limits;
     let limit = Limit::VerifyFailures;
-    let at = destination_limits(app, destination);
+    let at = limits::destination_limits(pepper(app.config), destination);
     let rule = Rule::new(&at.bucket(limit), l.verify_failure_window_seconds, l.verify_failures_per_destination);
     match app.ports.limiter.guess(&at.object, rule, failed).await.map_err(unavailable)? {
         Outcome::Allowed { .. } => Ok(()),
         Outcome::Refused { retry_after_ms } => {
-            release(app, &slot.0).await;
+            release_all(&*app.ports.limiter, &slot.0).await;
             Err(report(app, Some(destination), Refused { limit, retry_after_ms }))
         }
     }
 }
 
 /// Gives back slots; a failure only over-counts (fails safe), so it is logged.
-async fn release(app: &App, taken: &Taken) {
-    if let Err(e) = app.ports.limiter.release(&taken.object, taken.ids.clone()).await {
+async fn release(limiter: &dyn Limiter, taken: &Taken) {
+    if let Err(e) = limiter.release(&taken.object, taken.ids.clone()).await {
         crate::log::error("rate_limit_release_failed", &e.to_string());
     }
 }

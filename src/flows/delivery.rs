@@ -9,9 +9,11 @@
 
 use std::time::Duration;
 
+use super::abuse;
+use super::error::Error;
 use crate::audit::{Event, Trail};
 use crate::config::{Config, MailProvider, SmsProvider};
-use crate::domain::delivery::{self, DeliveryJob, Failure, JOB_VERSION};
+use crate::domain::delivery::{self, DeliveryJob, Failure, FailureKind, JOB_VERSION};
 use crate::domain::destination::{Channel, Destination};
 use crate::domain::i18n::{self, Texts};
 use crate::domain::message::{self, MessageInput};
@@ -62,6 +64,7 @@ async fn deliver(c: &Courier<'_>, s: &Sending<'_>) -> Result<(), Failure> {
         ttl_seconds: s.ttl_seconds,
         texts: s.texts,
         webotp_domain: config.webotp_domain.as_deref(),
+        retriever_hash: config.sms_retriever_hash.as_deref(),
     };
     let destination = s.destination;
     let request = match destination.channel() {
@@ -170,18 +173,47 @@ async fn invalidate(c: &Courier<'_>, otp_id: &str) {
     }
 }
 
-/// Delivers before answering. On failure the code is made unverifiable (the
-/// client gets an error, not the code's id) and the failure is recorded.
-pub async fn send_now(c: &Courier<'_>, trail: &Trail, s: &Sending<'_>) -> Result<(), Failure> {
-    let result = deliver(c, s).await;
-    match &result {
-        Ok(()) => trail.record(event("otp_delivered", "ok", s, 1), c.now_ms()),
-        Err(f) => {
-            record_failure(c, trail, "otp_delivery_failed", s, f, 1);
-            invalidate(c, s.otp_id).await;
+/// Takes the pumping caps' slots for an SMS about to go out; refused
+/// (`Error::Limited`, recorded) if a cap filled since the request looked.
+async fn take_caps(c: &Courier<'_>, trail: &Trail, s: &Sending<'_>) -> Result<Vec<abuse::Taken>, Error> {
+    let Destination::Phone(phone) = s.destination else { return Ok(Vec::new()) };
+    match abuse::take_sms_caps(c.config, &*c.ports.limiter, phone).await? {
+        Ok(taken) => Ok(taken),
+        Err(refused) => {
+            let limit = refused.limit.bucket();
+            trail.record(Event::new("rate_limited", limit).destination(s.destination).otp(s.otp_id), c.now_ms());
+            crate::log::emit("error", "sms_cap_reached", serde_json::json!({ "otp_id": s.otp_id, "cap": limit }));
+            Err(refused.error())
         }
     }
-    result
+}
+
+/// Delivers before answering. On failure the code is made unverifiable (the
+/// client gets an error, not the code's id), the failure is recorded, and
+/// an SMS's cap slots are given back (nothing was sent).
+pub async fn send_now(c: &Courier<'_>, trail: &Trail, s: &Sending<'_>) -> Result<(), Error> {
+    let taken = match take_caps(c, trail, s).await {
+        Ok(taken) => taken,
+        Err(e) => {
+            invalidate(c, s.otp_id).await;
+            return Err(e);
+        }
+    };
+    match deliver(c, s).await {
+        Ok(()) => {
+            trail.record(event("otp_delivered", "ok", s, 1), c.now_ms());
+            Ok(())
+        }
+        Err(f) => {
+            record_failure(c, trail, "otp_delivery_failed", s, &f, 1);
+            invalidate(c, s.otp_id).await;
+            abuse::release_all(&*c.ports.limiter, &taken).await;
+            Err(match f.kind() {
+                FailureKind::Undeliverable(reason) => Error::Undeliverable(reason),
+                FailureKind::Misconfigured | FailureKind::Unavailable => Error::SendFailed(s.destination.channel()),
+            })
+        }
+    }
 }
 
 /// The queue message for a code to deliver after the answer; its code sealed.
@@ -255,6 +287,20 @@ pub async fn run_job(c: &Courier<'_>, job: &DeliveryJob, trail: &Trail) -> Resul
             return Ok(Processed::Done);
         }
     }
+    // The first try takes the SMS caps' slots: a real message, about to go out.
+    let taken = if attempt == 1 {
+        match take_caps(c, trail, &s).await {
+            Ok(taken) => taken,
+            Err(Error::Limited { .. }) => {
+                trail.record(event("otp_delivery_failed", "sms_cap_reached", &s, attempt), c.now_ms());
+                invalidate(c, &job.otp_id).await;
+                return Ok(Processed::Done);
+            }
+            Err(_) => return Err(StoreError("the rate limiter is unavailable".into())),
+        }
+    } else {
+        Vec::new()
+    };
     let failure = match deliver(c, &s).await {
         Ok(()) => {
             trail.record(event("otp_delivered", "ok", &s, attempt), c.now_ms());
@@ -273,6 +319,8 @@ pub async fn run_job(c: &Courier<'_>, job: &DeliveryJob, trail: &Trail) -> Resul
     } else {
         record_failure(c, trail, "otp_delivery_failed", &s, &failure, attempt);
         invalidate(c, &job.otp_id).await;
+        // Nothing went out: the caps' slots of this first try are given back.
+        abuse::release_all(&*c.ports.limiter, &taken).await;
     }
     Ok(Processed::Done)
 }

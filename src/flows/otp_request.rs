@@ -7,7 +7,6 @@ use super::error::{db_down, Error};
 use super::App;
 use crate::audit::Event;
 use crate::domain::crypto::uuid_from;
-use crate::domain::delivery::{Failure, FailureKind};
 use crate::domain::destination::Channel;
 use crate::domain::destination::Destination;
 use crate::domain::i18n;
@@ -120,7 +119,7 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
         Send::Nothing => {}
         Send::Now => {
             if let Err(e) = delivery::send_now(&Courier::new(config, &app.ports), &app.trail, &sending).await {
-                return Err(send_failed(channel, &e));
+                return Err(e);
             }
         }
         Send::AfterResponse => delivery::send_after_response(config, &app.ports, &app.trail, &sending),
@@ -132,12 +131,4 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
         expires_in: ttl_seconds,
         destination_masked: destination.masked(),
     })
-}
-
-/// What the client is told when a code could not be sent before the answer.
-fn send_failed(channel: Channel, e: &Failure) -> Error {
-    match e.kind() {
-        FailureKind::Undeliverable(reason) => Error::Undeliverable(reason),
-        FailureKind::Misconfigured | FailureKind::Unavailable => Error::SendFailed(channel),
-    }
 }

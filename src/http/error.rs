@@ -233,13 +233,16 @@ impl From<Error> for ApiError {
             }
             Error::Limited { limit, retry_after_seconds } => {
                 let (code, message) = match limit {
-                    Limit::IpRequests | Limit::IpVerifies => {
+                    Limit::IpRequests | Limit::IpVerifies | Limit::Ip48Requests | Limit::Ip48Verifies => {
                         (C::RateLimit, "Too many requests from this network. Please try again later.")
                     }
                     Limit::DestinationRequests => (C::RateLimit, "Too many OTP requests. Please try again later."),
                     Limit::VerifyFailures => (C::RateLimit, "Too many failed verifications. Please try again later."),
                     Limit::SmsCap => {
                         (C::SmsCapReached, "SMS sending is paused for now. Please try again later or use email.")
+                    }
+                    Limit::SmsPrefixCap | Limit::SmsCountryCap => {
+                        (C::SmsCapReached, "SMS to this number is paused for now. Please try again later or use email.")
                     }
                 };
                 ApiError::rate_limited(code, message, retry_after_seconds)

@@ -159,6 +159,7 @@ mod tests {
             br#"{"destination":42}"#,
             br#"{"destination":["a@b.co"]}"#,
             br#"{"destination":"nope"}"#,
+            br#"{"destination":"a@b.co","purpose":null}"#,
             br#"{"destination":"a@b.co","purpose":"admin"}"#,
             br#"{"destination":"a@b.co","purpose":1}"#,
             br#"{"destination":"a@b.co","locale":5}"#,

@@ -6,10 +6,6 @@
 //! `attempts`). The platform's own retries (and, after `max_retries`, the
 //! dead-letter queue) catch a consumer that fails before deciding.
 
-use std::future::{poll_fn, Future};
-use std::pin::Pin;
-use std::task::Poll;
-
 use worker::{Context, Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
 
 use super::queue::DEAD_LETTER_QUEUE;
@@ -17,7 +13,7 @@ use super::{env, runtime};
 use crate::audit::Trail;
 use crate::domain::delivery::{DeliveryJob, JOB_VERSION};
 use crate::flows::delivery::{self, Courier, Processed};
-use crate::ports::StoreError;
+use crate::ports::{join_all, StoreError};
 
 /// A platform retry after the consumer could not decide (D1 unavailable).
 const UNDECIDED_RETRY_SECONDS: u32 = 5;
@@ -82,23 +78,4 @@ pub async fn consume(batch: MessageBatch<String>, env: Env, ctx: Context) {
         }
     });
     join_all(handled.collect()).await;
-}
-
-/// Runs a batch's futures concurrently to the end (futures-util's
-/// `join_all` would bring its larger `FuturesOrdered` into the bundle).
-async fn join_all<F: Future<Output = ()>>(futures: Vec<F>) {
-    let mut pending: Vec<Option<Pin<Box<F>>>> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
-    poll_fn(|cx| {
-        for slot in pending.iter_mut() {
-            if slot.as_mut().is_some_and(|f| f.as_mut().poll(cx).is_ready()) {
-                *slot = None;
-            }
-        }
-        if pending.iter().all(Option::is_none) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    })
-    .await
 }

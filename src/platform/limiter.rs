@@ -23,6 +23,7 @@ pub const BINDING: &str = "RATE_LIMITER";
 enum Command {
     Ping,
     Hit { rules: Vec<Rule> },
+    Peek { rules: Vec<Rule> },
     Guess { rule: Rule, failed: bool },
     Release { ids: Vec<i64> },
 }
@@ -140,6 +141,7 @@ impl DurableObject for RateLimiter {
                 Outcome::Allowed { ids: Vec::new() }
             }
             Command::Hit { rules } => limits::hit(&log, &rules, now_ms)?,
+            Command::Peek { rules } => limits::peek(&log, &rules, now_ms)?,
             Command::Guess { rule, failed } => limits::guess(&log, &rule, failed, now_ms)?,
             Command::Release { ids } => {
                 limits::release(&log, &ids)?;
@@ -198,6 +200,11 @@ impl ports::Limiter for DurableLimiter {
     fn hit(&self, object: &str, rules: Vec<Rule>) -> Fut<'_, std::result::Result<Outcome, StoreError>> {
         let object = object.to_string();
         Box::pin(async move { self.call(&object, &Command::Hit { rules }).await })
+    }
+
+    fn peek(&self, object: &str, rules: Vec<Rule>) -> Fut<'_, std::result::Result<Outcome, StoreError>> {
+        let object = object.to_string();
+        Box::pin(async move { self.call(&object, &Command::Peek { rules }).await })
     }
 
     fn guess(&self, object: &str, rule: Rule, failed: bool) -> Fut<'_, std::result::Result<Outcome, StoreError>> {

@@ -7,6 +7,7 @@ mod cleanup;
 mod limits;
 mod otp_request;
 mod otp_verify;
+mod pumping;
 mod refresh;
 mod register;
 mod round_trips;

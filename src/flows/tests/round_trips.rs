@@ -18,10 +18,11 @@ const IP: &str = "203.0.113.20";
 /// `(endpoint, db batches, limiter calls, provider calls, queue sends, depth)`.
 type Figures = (&'static str, u32, u32, u32, u32, u32);
 
-const EXPECTED: [Figures; 10] = [
+const EXPECTED: [Figures; 11] = [
     ("POST otp/request (login)", 1, 2, 0, 0, 2),
-    ("POST otp/request (login, SMS)", 1, 3, 0, 0, 3),
+    ("POST otp/request (login, SMS)", 1, 4, 0, 0, 2),
     ("POST otp/request (register)", 1, 2, 1, 0, 3),
+    ("POST otp/request (register, SMS)", 1, 6, 1, 0, 4),
     ("POST otp/verify (login)", 2, 2, 0, 0, 4),
     ("POST otp/verify (register)", 2, 2, 0, 0, 4),
     ("POST register", 1, 0, 0, 0, 1),
@@ -56,33 +57,35 @@ fn round_trips_per_endpoint_before_the_answer() {
         let (f, reg) = measure(&w, EXPECTED[2].0, w.request(IP, "new-rt@example.com", Purpose::Register)).await;
         table.push(f);
         let reg_code = w.last_code_to("new-rt@example.com");
+        let (f, _) = measure(&w, EXPECTED[3].0, w.request(IP, "+15550002222", Purpose::Register)).await;
+        table.push(f);
 
-        let (f, login) = measure(&w, EXPECTED[3].0, w.verify(IP, &otp.unwrap().otp_id, &code)).await;
+        let (f, login) = measure(&w, EXPECTED[4].0, w.verify(IP, &otp.unwrap().otp_id, &code)).await;
         table.push(f);
         let Ok(Verified::Login(login)) = login else { panic!("no login") };
         assert_eq!(login.user.id, user);
-        let (f, token) = measure(&w, EXPECTED[4].0, w.verify(IP, &reg.unwrap().otp_id, &reg_code)).await;
+        let (f, token) = measure(&w, EXPECTED[5].0, w.verify(IP, &reg.unwrap().otp_id, &reg_code)).await;
         table.push(f);
         let Ok(Verified::Register { verification_token, .. }) = token else { panic!("no register token") };
-        let (f, registered) = measure(&w, EXPECTED[5].0, w.register(IP, &verification_token, "rt_new")).await;
+        let (f, registered) = measure(&w, EXPECTED[6].0, w.register(IP, &verification_token, "rt_new")).await;
         table.push(f);
         registered.unwrap();
 
         let app = w.app(IP);
-        let (f, pair) = measure(&w, EXPECTED[6].0, crate::flows::refresh::refresh(&app, &login.refresh)).await;
+        let (f, pair) = measure(&w, EXPECTED[7].0, crate::flows::refresh::refresh(&app, &login.refresh)).await;
         table.push(f);
         let bearer = format!("Bearer {}", pair.unwrap().access);
-        let (f, who) = measure(&w, EXPECTED[7].0, account::authenticate(&app, Some(&bearer))).await;
+        let (f, who) = measure(&w, EXPECTED[8].0, account::authenticate(&app, Some(&bearer))).await;
         table.push(f);
         let who = who.unwrap();
-        let (f, listed) = measure(&w, EXPECTED[8].0, async {
+        let (f, listed) = measure(&w, EXPECTED[9].0, async {
             let who = account::authenticate(&app, Some(&bearer)).await.unwrap();
             account::sessions(&app, &who).await
         })
         .await;
         table.push(f);
         assert_eq!(listed.unwrap().sessions.len(), 1);
-        let (f, out) = measure(&w, EXPECTED[9].0, async {
+        let (f, out) = measure(&w, EXPECTED[10].0, async {
             let who = account::authenticate(&app, Some(&bearer)).await.unwrap();
             account::logout(&app, &who).await
         })
