@@ -122,7 +122,35 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Serve the demo login page at `/` (default on in development only).
     pub demo_page: bool,
+    /// Cloudflare Turnstile before a code is sent (`TURNSTILE_SECRET_KEY`).
+    pub turnstile: Option<TurnstileConfig>,
+    /// `TURNSTILE_SITE_KEY`: the widget the demo page shows.
+    pub turnstile_site_key: Option<String>,
 }
+
+/// Which OTP requests need a Turnstile token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnstileScope {
+    /// Only requests for an SMS (what costs money).
+    Sms,
+    All,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnstileConfig {
+    pub secret: Secret,
+    pub api_base: String,
+    pub required_for: TurnstileScope,
+}
+
+/// Cloudflare's dummy secret keys (always passes, always fails, "token
+/// already spent": developers.cloudflare.com/turnstile/troubleshooting/testing).
+pub const TURNSTILE_TEST_SECRETS: [&str; 3] = [
+    "1x0000000000000000000000000000000AA",
+    "2x0000000000000000000000000000000AA",
+    "3x0000000000000000000000000000000AA",
+];
+pub const DEFAULT_TURNSTILE_API_BASE: &str = "https://challenges.cloudflare.com";
 
 /// A setting that is missing or malformed. Never carries a secret's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,6 +326,30 @@ impl Config {
             parse_origins(&s.get("ALLOWED_ORIGINS").unwrap_or_default()).map_err(|p| err("ALLOWED_ORIGINS", p))?;
         // In production the demo page is off unless DEMO_PAGE=true says otherwise.
         let demo_page = s.boolean("DEMO_PAGE", !s.production)?;
+        let turnstile = match s.get("TURNSTILE_SECRET_KEY") {
+            None => None,
+            Some(secret) => {
+                if TURNSTILE_TEST_SECRETS.contains(&secret.as_str()) {
+                    s.refuse_in_production("TURNSTILE_SECRET_KEY", "a Turnstile test secret key")?;
+                }
+                Some(TurnstileConfig {
+                    api_base: s.base_url("TURNSTILE_API_BASE", DEFAULT_TURNSTILE_API_BASE)?,
+                    required_for: s.one_of(
+                        "TURNSTILE_REQUIRED_FOR",
+                        TurnstileScope::All,
+                        &[("sms", TurnstileScope::Sms), ("all", TurnstileScope::All)],
+                    )?,
+                    secret: Secret::new(secret),
+                })
+            }
+        };
+        let turnstile_site_key = s.get("TURNSTILE_SITE_KEY");
+        if turnstile_site_key
+            .as_deref()
+            .is_some_and(|k| k.len() > 64 || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+        {
+            return Err(err("TURNSTILE_SITE_KEY", "must be a Turnstile site key such as 0x4AAAAAAAB... (A-Z a-z 0-9 _ -)"));
+        }
         let limits = parse_limits(&s)?;
         let tokens = TokenSettings {
             issuer: s.get("JWT_ISSUER").unwrap_or_else(|| "otp-edge".to_string()),
@@ -325,6 +377,8 @@ impl Config {
             sms_retriever_hash,
             allowed_origins,
             demo_page,
+            turnstile,
+            turnstile_site_key,
         })
     }
 
@@ -741,6 +795,26 @@ mod tests {
         m.insert("SMS_RETRIEVER_APP_HASH", "FA+9qCX9VSu".into());
         m.insert("OTP_WEBOTP_DOMAIN", "login.acme.test".into());
         assert_eq!(parse(&m).unwrap_err().setting, "SMS_RETRIEVER_APP_HASH");
+    }
+
+    #[test]
+    fn turnstile_is_off_without_a_secret_and_test_secrets_stay_out_of_production() {
+        assert_eq!(parse(&dev()).unwrap().turnstile, None);
+        let mut m = dev();
+        m.insert("TURNSTILE_SECRET_KEY", TURNSTILE_TEST_SECRETS[0].into());
+        let t = parse(&m).unwrap().turnstile.unwrap();
+        assert_eq!((t.api_base.as_str(), t.required_for), ("https://challenges.cloudflare.com", TurnstileScope::All));
+        m.insert("TURNSTILE_REQUIRED_FOR", "sms".into());
+        assert_eq!(parse(&m).unwrap().turnstile.unwrap().required_for, TurnstileScope::Sms);
+        m.insert("TURNSTILE_REQUIRED_FOR", "email".into());
+        assert_eq!(parse(&m).unwrap_err().setting, "TURNSTILE_REQUIRED_FOR");
+        let mut p = prod();
+        p.insert("TURNSTILE_SECRET_KEY", TURNSTILE_TEST_SECRETS[0].into());
+        assert_eq!(parse(&p).unwrap_err().setting, "TURNSTILE_SECRET_KEY");
+        p.insert("TURNSTILE_SECRET_KEY", "0x4AAAAAAABkMYinukE8nzYS_real_secret".into());
+        assert!(parse(&p).unwrap().turnstile.is_some());
+        p.insert("TURNSTILE_SITE_KEY", "<script>".into());
+        assert_eq!(parse(&p).unwrap_err().setting, "TURNSTILE_SITE_KEY");
     }
 
     #[test]
