@@ -11,6 +11,7 @@ pub mod message;
 pub mod otp;
 pub mod outbound;
 pub mod secret;
+pub mod sms_policy;
 pub mod time;
 pub mod tokens;
 pub mod webhook;
