@@ -13,6 +13,7 @@ use crate::domain::destination::Destination;
 use crate::domain::otp::{self, OtpCode};
 pub use crate::domain::outbound::{MailConfig, MailProvider, TwilioConfig, TwilioSender};
 pub use crate::domain::secret::Secret;
+use crate::domain::sms_policy::{self, SmsPolicy};
 pub use crate::domain::tokens::SigningKeySeed;
 use crate::domain::tokens::TokenSettings;
 
@@ -72,8 +73,9 @@ pub struct LimitSettings {
     pub ip_requests: u32,
     pub ip_verifies: u32,
     pub ip_window_seconds: u64,
-    /// Country calling codes SMS may go to; empty allows all.
-    pub sms_allowed_country_codes: Vec<String>,
+    /// Where SMS may go: the default block list of high-risk ranges, with
+    /// `SMS_ALLOWED_COUNTRY_CODES` and `SMS_BLOCKED_PREFIXES` on top.
+    pub sms_policy: SmsPolicy,
     /// SMS the whole service sends per `sms_cap_window_seconds`.
     pub sms_cap: u32,
     pub sms_cap_window_seconds: u64,
@@ -348,7 +350,10 @@ impl Config {
             .as_deref()
             .is_some_and(|k| k.len() > 64 || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
         {
-            return Err(err("TURNSTILE_SITE_KEY", "must be a Turnstile site key such as 0x4AAAAAAAB... (A-Z a-z 0-9 _ -)"));
+            return Err(err(
+                "TURNSTILE_SITE_KEY",
+                "must be a Turnstile site key such as 0x4AAAAAAAB... (A-Z a-z 0-9 _ -)",
+            ));
         }
         let limits = parse_limits(&s)?;
         let tokens = TokenSettings {
@@ -422,15 +427,10 @@ const DAY: u64 = 86_400;
 fn parse_limits(s: &Settings) -> Result<LimitSettings, ConfigError> {
     let count = |name, default| s.number(name, default, 1..=1_000_000).map(|n| n as u32);
     let window = |name, default| s.number(name, default, 1..=30 * DAY);
-    let codes = s.get("SMS_ALLOWED_COUNTRY_CODES").unwrap_or_default();
-    let sms_allowed_country_codes: Vec<String> =
-        codes.split(',').map(|c| c.trim().trim_start_matches('+').to_string()).filter(|c| !c.is_empty()).collect();
-    if sms_allowed_country_codes
-        .iter()
-        .any(|c| c.len() > 3 || c.starts_with('0') || !c.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err(err("SMS_ALLOWED_COUNTRY_CODES", "must be comma-separated country calling codes such as 1,44,49"));
-    }
+    let allowed = sms_policy::parse_prefixes(&s.get("SMS_ALLOWED_COUNTRY_CODES").unwrap_or_default(), 6)
+        .map_err(|p| err("SMS_ALLOWED_COUNTRY_CODES", format!("{p}; use calling codes such as 1,44,49 or 1876")))?;
+    let blocked = sms_policy::parse_prefixes(&s.get("SMS_BLOCKED_PREFIXES").unwrap_or_default(), 15)
+        .map_err(|p| err("SMS_BLOCKED_PREFIXES", p))?;
     Ok(LimitSettings {
         requests_per_destination: count("RATE_LIMIT_PER_HOUR", 5)?,
         request_window_seconds: window("RATE_LIMIT_WINDOW_SECONDS", 3600)?,
@@ -440,7 +440,7 @@ fn parse_limits(s: &Settings) -> Result<LimitSettings, ConfigError> {
         ip_requests: count("IP_REQUESTS_PER_HOUR", 300)?,
         ip_verifies: count("IP_VERIFIES_PER_HOUR", 600)?,
         ip_window_seconds: window("IP_WINDOW_SECONDS", 3600)?,
-        sms_allowed_country_codes,
+        sms_policy: SmsPolicy::new(allowed, blocked),
         sms_cap: count("SMS_DAILY_CAP", 10_000)?,
         sms_cap_window_seconds: window("SMS_CAP_WINDOW_SECONDS", DAY)?,
         sms_prefix_digits: s.number("SMS_PREFIX_DIGITS", 8, 4..=15)? as usize,
@@ -902,13 +902,18 @@ mod tests {
         assert_eq!((l.requests_per_destination, l.request_window_seconds, l.resend_cooldown_seconds), (5, 3600, 0));
         assert_eq!((l.verify_failures_per_destination, l.verify_failure_window_seconds), (10, 86_400));
         assert_eq!((l.ip_requests, l.ip_verifies, l.ip_window_seconds), (300, 600, 3600));
-        assert!(l.sms_allowed_country_codes.is_empty());
+        assert_eq!(l.sms_policy, SmsPolicy::new(vec![], vec![]), "the default block list alone");
         let mut m = dev();
-        m.insert("SMS_ALLOWED_COUNTRY_CODES", "+1, 44,49".into());
-        assert_eq!(parse(&m).unwrap().limits.sms_allowed_country_codes, ["1", "44", "49"]);
+        m.insert("SMS_ALLOWED_COUNTRY_CODES", "+1, 44,49, 1876".into());
+        m.insert("SMS_BLOCKED_PREFIXES", "4475".into());
+        let policy = parse(&m).unwrap().limits.sms_policy;
+        let expected = SmsPolicy::new(vec!["1".into(), "44".into(), "49".into(), "1876".into()], vec!["4475".into()]);
+        assert_eq!(policy, expected);
         for (name, bad) in [
             ("SMS_ALLOWED_COUNTRY_CODES", "1,uk"),
             ("SMS_ALLOWED_COUNTRY_CODES", "0044"),
+            ("SMS_ALLOWED_COUNTRY_CODES", "1234567"),
+            ("SMS_BLOCKED_PREFIXES", "44x"),
             ("RATE_LIMIT_PER_HOUR", "0"),
             ("IP_WINDOW_SECONDS", "-1"),
         ] {

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::crypto::{hex, hmac_sha256};
-use super::destination::{Destination, Phone};
+use super::destination::Destination;
 
 /// The limits the service enforces, each with its bucket in the rate-limit
 /// objects (also its name in the audit trail).
@@ -264,13 +264,6 @@ pub fn sms_prefix_limits(pepper: &str, digits: &str, prefix_digits: usize) -> De
     DestinationLimits { object: format!("sms-prefix-shard:{shard}"), key: hex(&digest[2..18]) }
 }
 
-/// SMS pumping guard: is the number in an allowed country calling code?
-/// An empty list allows all. ITU calling codes are prefix-free, so a prefix
-/// test is exact.
-pub fn sms_country_allowed(allowed_codes: &[String], phone: &Phone) -> bool {
-    allowed_codes.is_empty() || allowed_codes.iter().any(|code| phone.digits().starts_with(code.as_str()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,16 +359,6 @@ mod tests {
             .collect();
         assert_eq!(shards.len(), DESTINATION_SHARDS as usize);
         assert!(!ip_object("pepper", "203.0.113.7").contains("203"));
-    }
-
-    #[test]
-    fn country_allow_list() {
-        let uk = Phone::parse("+447700900123").unwrap();
-        let us = Phone::parse("+15555550100").unwrap();
-        let allowed = vec!["1".to_string(), "49".to_string()];
-        assert!(sms_country_allowed(&allowed, &us));
-        assert!(!sms_country_allowed(&allowed, &uk));
-        assert!(sms_country_allowed(&[], &uk));
     }
 
     /// The smallest event log: a list, newest last.

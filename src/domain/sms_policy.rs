@@ -59,8 +59,6 @@ pub enum Category {
     Satellite,
     /// NANP (+1) area codes of countries other than the US and Canada.
     NanpOutsideUsCanada,
-    /// Countries the SMS provider flags as high risk for SMS pumping.
-    HighRiskCountry,
     /// Countries the SMS provider does not deliver to at all.
     ProviderUnsupported,
     /// A prefix in the operator's `SMS_BLOCKED_PREFIXES`.
@@ -78,7 +76,6 @@ impl Category {
             Category::InternationalNetwork => "international_network",
             Category::Satellite => "satellite",
             Category::NanpOutsideUsCanada => "nanp_outside_us_canada",
-            Category::HighRiskCountry => "high_risk_country",
             Category::ProviderUnsupported => "provider_unsupported",
             Category::OperatorBlocked => "operator_blocked",
         }
@@ -193,23 +190,6 @@ pub const DEFAULT_BLOCKED: &[(&str, Category, &str)] = &[
     // or 1300. Mobiles are 04.
     ("6119", PremiumRate, "Australia 19 and 190 premium rate numbers"),
     ("6113", SharedCost, "Australia 13 and 1300 local rate numbers"),
-    // Twilio's high-risk countries: geo permissions for them can only be
-    // turned on in the Console, where Twilio makes the account owner
-    // acknowledge the SMS pumping risk. Source: Twilio error 30649
-    // (https://www.twilio.com/docs/api/errors/30649), the changelog entry
-    // (https://www.twilio.com/en-us/changelog/programmable-sms-geo-permissions-risky-country-user-acknowledgement)
-    // and SMS Geo Permissions (https://www.twilio.com/docs/messaging/guides/sms-geo-permissions).
-    ("880", HighRiskCountry, "Bangladesh"),
-    ("972", HighRiskCountry, "Israel"),
-    ("234", HighRiskCountry, "Nigeria"),
-    ("92", HighRiskCountry, "Pakistan"),
-    ("970", HighRiskCountry, "Palestinian Territories"),
-    ("94", HighRiskCountry, "Sri Lanka"),
-    ("994", HighRiskCountry, "Azerbaijan"),
-    ("992", HighRiskCountry, "Tajikistan"),
-    ("968", HighRiskCountry, "Oman"),
-    ("216", HighRiskCountry, "Tunisia"),
-    ("213", HighRiskCountry, "Algeria"),
     // Countries Twilio does not deliver messages to, so a send could only
     // fail. Source: Twilio error 30649 (as above) and Verify error 60238
     // (https://www.twilio.com/docs/api/errors/60238).
@@ -354,7 +334,6 @@ mod tests {
             ("+34806123456", PremiumRate),
             ("+31900123456", PremiumRate),
             ("+611900123456", PremiumRate),
-            ("+923001234567", HighRiskCountry),
             ("+989121234567", ProviderUnsupported),
         ] {
             assert_eq!(refusal(&p, number), high(category), "{number}");
@@ -519,7 +498,6 @@ mod tests {
             InternationalNetwork,
             Satellite,
             NanpOutsideUsCanada,
-            HighRiskCountry,
             ProviderUnsupported,
             OperatorBlocked,
         ];

@@ -167,7 +167,13 @@ fn sms_cap_checks(config: &Config, phone: &Phone, take: bool) -> Vec<Check> {
 pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), Error> {
     let l = &app.config.limits;
     if let Destination::Phone(phone) = destination {
-        if !limits::sms_country_allowed(&l.sms_allowed_country_codes, phone) {
+        // Before anything is counted: a number the policy refuses costs nothing.
+        if let Some(refusal) = l.sms_policy.refusal(phone) {
+            crate::log::emit(
+                "warn",
+                "sms_destination_refused",
+                serde_json::json!({ "destination": destination.masked(), "reason": sms_policy_reason(refusal) }),
+            );
             return Err(Error::SmsCountryNotAllowed);
         }
     }
@@ -185,6 +191,14 @@ pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), E
     match run(&*app.ports.limiter, checks).await? {
         Ok(_) => Ok(()),
         Err(refused) => Err(report(app, Some(destination), refused)),
+    }
+}
+
+fn sms_policy_reason(refusal: crate::domain::sms_policy::SmsRefusal) -> &'static str {
+    use crate::domain::sms_policy::SmsRefusal;
+    match refusal {
+        SmsRefusal::NotAllowedCountry => "not_allowed_country",
+        SmsRefusal::HighRisk(category) => category.as_str(),
     }
 }
 

@@ -154,3 +154,53 @@ fn one_ipv6_48_has_a_limit_above_its_64s() {
         w.request("2001:db8:8::1", "other@example.com", Purpose::Register).await.unwrap();
     })
 }
+
+#[test]
+fn premium_satellite_and_caribbean_numbers_are_refused_by_default_before_anything_is_counted() {
+    run(async {
+        let w = World::new();
+        for number in [
+            "+19005550100",
+            "+18765550100",
+            "+12845550100",
+            "+16495550100",
+            "+881612345678",
+            "+88216123456",
+            "+5351234567",
+        ] {
+            let (status, code, _) = refusal(w.request(IP, number, Purpose::Register).await);
+            assert_eq!((status, code), (400, "VALIDATION_ERROR"), "{number}");
+        }
+        assert_eq!(w.fakes.trips.limiter_calls.get(), 0, "refused before any limit is asked");
+        assert!(w.rows("SELECT id FROM otp_requests").is_empty());
+        assert_eq!(sms_sent(&w), 0);
+        // US and Canadian numbers go out.
+        w.code_for(IP, "+14155550100", Purpose::Register).await;
+        w.code_for(IP, "+16135550100", Purpose::Register).await;
+    })
+}
+
+#[test]
+fn an_operator_allows_a_caribbean_country_by_its_area_code_and_blocks_a_range() {
+    run(async {
+        let w = World::with(&[("SMS_ALLOWED_COUNTRY_CODES", "1,1876,44"), ("SMS_BLOCKED_PREFIXES", "447700")]);
+        w.code_for(IP, "+18765550100", Purpose::Register).await;
+        assert_eq!(
+            refusal(w.request(IP, "+12845550100", Purpose::Register).await).1,
+            "VALIDATION_ERROR",
+            "1 is not 1284"
+        );
+        assert_eq!(refusal(w.request(IP, "+447700900123", Purpose::Register).await).1, "VALIDATION_ERROR");
+        assert_eq!(
+            refusal(w.request(IP, "+449098790000", Purpose::Register).await).1,
+            "VALIDATION_ERROR",
+            "44 is not 449"
+        );
+        assert_eq!(
+            refusal(w.request(IP, "+4915112345678", Purpose::Register).await).1,
+            "VALIDATION_ERROR",
+            "not allowed"
+        );
+        w.code_for(IP, "+447911123456", Purpose::Register).await;
+    })
+}
