@@ -324,6 +324,7 @@ impl Limiter for Objects {
 #[derive(Default)]
 pub struct Providers {
     pub requests: RefCell<Vec<ProviderRequest>>,
+    spent_tokens: RefCell<std::collections::HashSet<String>>,
     scripted: RefCell<HashMap<String, VecDeque<Result<Answer, bool>>>>,
     trips: Rc<Trips>,
 }
@@ -332,6 +333,29 @@ impl Providers {
     /// The next requests for `destination` get these answers, in order.
     pub fn answer_next(&self, destination: &str, answers: Vec<Result<Answer, bool>>) {
         self.scripted.borrow_mut().entry(destination.to_string()).or_default().extend(answers);
+    }
+
+    /// Turnstile's siteverify with Cloudflare's test secret keys: `1x...AA`
+    /// always passes, `2x...AA` always fails, `3x...AA` answers "already
+    /// spent" (developers.cloudflare.com/turnstile/troubleshooting/testing);
+    /// any other secret is refused as invalid. Tokens are single use.
+    fn siteverify(&self, request: &ProviderRequest) -> Result<Answer, bool> {
+        let form: HashMap<String, String> = form_urlencoded::parse(request.body.as_bytes()).into_owned().collect();
+        let refused = |code: &str| answer(200, &format!(r#"{{"success":false,"error-codes":["{code}"]}}"#));
+        let (Some(secret), Some(token)) = (form.get("secret"), form.get("response")) else {
+            return refused("missing-input-response");
+        };
+        let first_use = self.spent_tokens.borrow_mut().insert(token.clone());
+        match secret.as_str() {
+            "1x0000000000000000000000000000000AA" if first_use => {
+                answer(200, r#"{"success":true,"error-codes":[],"hostname":"example.com"}"#)
+            }
+            "1x0000000000000000000000000000000AA" | "3x0000000000000000000000000000000AA" => {
+                refused("timeout-or-duplicate")
+            }
+            "2x0000000000000000000000000000000AA" => refused("invalid-input-response"),
+            _ => refused("invalid-input-secret"),
+        }
     }
 
     /// The requests whose body names `destination`.
@@ -343,7 +367,9 @@ impl Providers {
     /// `to: [address]`, Postmark's `To`, Twilio's form field `To`.
     fn matches(request: &ProviderRequest, destination: &str) -> bool {
         let encoded = destination.replace('+', "%2B");
-        request.body.contains(&format!("\"{destination}\"")) || request.body.contains(&format!("To={encoded}&"))
+        request.body.contains(&format!("\"{destination}\""))
+            || request.body.contains(&format!("To={encoded}&"))
+            || request.body.contains(&format!("response={destination}&"))
     }
 }
 
@@ -362,6 +388,7 @@ impl Sender for Providers {
             }
             match request.provider {
                 crate::domain::outbound::Provider::Twilio => answer(201, r#"{"sid":"SM0","status":"queued"}"#),
+                crate::domain::outbound::Provider::Turnstile => self.siteverify(request),
                 _ => answer(200, r#"{"id":"4ef9a417-02e9-4d39-ad75-9611e0fcc33c"}"#),
             }
         }))

@@ -14,4 +14,5 @@ pub mod secret;
 pub mod sms_policy;
 pub mod time;
 pub mod tokens;
+pub mod turnstile;
 pub mod webhook;

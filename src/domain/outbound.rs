@@ -54,6 +54,8 @@ pub enum Provider {
     Resend,
     Postmark,
     Twilio,
+    /// Cloudflare Turnstile's siteverify (not a delivery provider).
+    Turnstile,
 }
 
 impl Provider {
@@ -62,6 +64,7 @@ impl Provider {
             Provider::Resend => "resend",
             Provider::Postmark => "postmark",
             Provider::Twilio => "twilio",
+            Provider::Turnstile => "turnstile",
         }
     }
 }
@@ -284,6 +287,7 @@ pub fn classify(provider: Provider, answer: &ProviderAnswer) -> Outcome {
         Provider::Twilio => twilio(status, body.get("code").and_then(|c| c.as_i64()), retry_after),
         Provider::Postmark => postmark(status, body.get("ErrorCode").and_then(|c| c.as_i64()), retry_after),
         Provider::Resend => resend(status, body.get("name").and_then(|n| n.as_str()), retry_after),
+        Provider::Turnstile => by_status(status, None, retry_after),
     }
 }
 

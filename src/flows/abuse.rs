@@ -13,9 +13,11 @@
 use super::error::{Dependency, Error};
 use super::App;
 use crate::audit::Event;
-use crate::config::Config;
-use crate::domain::destination::{Destination, Phone};
+use crate::config::{Config, TurnstileScope};
+use crate::domain::crypto::uuid_from;
+use crate::domain::destination::{Channel, Destination, Phone};
 use crate::domain::limits::{self, Limit, Outcome, Rule};
+use crate::domain::turnstile::{self, Verdict};
 use crate::ports::{join_all, Limiter, StoreError};
 
 /// A refusal by a limit, before it is reported.
@@ -158,6 +160,43 @@ fn sms_cap_checks(config: &Config, phone: &Phone, take: bool) -> Vec<Check> {
         checks.push(make(format!("sms-country:{code}"), country, vec![Rule::new(country.bucket(), 86_400, *cap)]));
     }
     checks
+}
+
+/// Cloudflare Turnstile, when `TURNSTILE_SECRET_KEY` is set (for SMS only
+/// with `TURNSTILE_REQUIRED_FOR=sms`): the token must pass siteverify, with
+/// the client's IP and a fresh idempotency key. A missing or refused token
+/// is 400 CAPTCHA_FAILED before anything is counted or sent; siteverify
+/// unreachable (or refusing our secret) is 503: fail closed.
+pub async fn check_turnstile(app: &App, token: Option<&str>, channel: Channel) -> Result<(), Error> {
+    let Some(turnstile) = &app.config.turnstile else { return Ok(()) };
+    if turnstile.required_for == TurnstileScope::Sms && channel != Channel::Phone {
+        return Ok(());
+    }
+    let refused = |why: &str| {
+        app.audit(Event::new("captcha_failed", why.to_string()));
+        Error::CaptchaFailed
+    };
+    let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else { return Err(refused("missing")) };
+    if token.len() > turnstile::MAX_TOKEN_LEN {
+        return Err(refused("invalid-input-response"));
+    }
+    let key = uuid_from(&*app.ports.entropy).hyphenated().to_string();
+    let request = turnstile::siteverify_request(
+        &turnstile.api_base,
+        turnstile.secret.expose(),
+        token,
+        Some(&app.client.ip),
+        &key,
+    );
+    let verdict = match app.ports.sender.send(&request, app.config.delivery_timeout_ms).await {
+        Ok(answer) => turnstile::verdict(answer.status, &answer.body),
+        Err(timed_out) => Verdict::Unavailable { reason: if timed_out { "timed out" } else { "network error" }.into() },
+    };
+    match verdict {
+        Verdict::Passed => Ok(()),
+        Verdict::Refused { error_code } => Err(refused(&error_code)),
+        Verdict::Unavailable { reason } => Err(Dependency::Captcha.down(StoreError(reason))),
+    }
 }
 
 /// Before an OTP request does anything: the SMS country allow-list, then,

@@ -14,6 +14,8 @@ use crate::ports::StoreError;
 pub enum Error {
     /// SMS to the destination's country is not allowed (`SMS_ALLOWED_COUNTRY_CODES`).
     SmsCountryNotAllowed,
+    /// The Turnstile token is missing or was refused.
+    CaptchaFailed,
     /// The provider says the destination cannot receive the code.
     Undeliverable(Undeliverable),
     /// The provider did not take the message (or refused our credentials).
@@ -61,6 +63,8 @@ pub enum AuthFailure {
 pub enum Dependency {
     Database,
     RateLimiter,
+    /// Turnstile's siteverify.
+    Captcha,
 }
 
 impl Dependency {
@@ -68,6 +72,7 @@ impl Dependency {
         match self {
             Dependency::Database => "Database",
             Dependency::RateLimiter => "Rate limiter",
+            Dependency::Captcha => "Captcha verification",
         }
     }
 

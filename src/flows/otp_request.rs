@@ -40,13 +40,17 @@ pub struct OtpRequestInput {
     pub purpose: Purpose,
     /// A BCP 47 language tag the client asked for, if any.
     pub locale: Option<String>,
+    /// The Turnstile widget's token, when the deployment asks for one.
+    pub turnstile_token: Option<String>,
 }
 
 pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequested, Error> {
     let config = app.config;
-    let OtpRequestInput { destination, purpose, locale } = input;
+    let OtpRequestInput { destination, purpose, locale, turnstile_token } = input;
     let texts = i18n::negotiate(locale.as_deref(), app.client.accept_language.as_deref());
     let channel = destination.channel();
+    // Before anything is counted: the bot check, then the limits.
+    super::abuse::check_turnstile(app, turnstile_token.as_deref(), channel).await?;
     super::abuse::admit_request(app, &destination).await?;
 
     // With enumeration protection, a login for an unknown or disabled account

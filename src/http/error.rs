@@ -47,10 +47,11 @@ pub enum ErrorCode {
     SmsOptedOut,
     EmailUndeliverable,
     SignatureInvalid,
+    CaptchaFailed,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::ValidationError,
         ErrorCode::InvalidOtp,
         ErrorCode::InvalidVerificationToken,
@@ -81,6 +82,7 @@ impl ErrorCode {
         ErrorCode::SmsOptedOut,
         ErrorCode::EmailUndeliverable,
         ErrorCode::SignatureInvalid,
+        ErrorCode::CaptchaFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -115,6 +117,7 @@ impl ErrorCode {
             ErrorCode::SmsOptedOut => "SMS_OPTED_OUT",
             ErrorCode::EmailUndeliverable => "EMAIL_UNDELIVERABLE",
             ErrorCode::SignatureInvalid => "SIGNATURE_INVALID",
+            ErrorCode::CaptchaFailed => "CAPTCHA_FAILED",
         }
     }
 
@@ -207,6 +210,11 @@ impl From<Error> for ApiError {
         use ErrorCode as C;
         match e {
             Error::SmsCountryNotAllowed => ApiError::validation("SMS to this country is not supported"),
+            Error::CaptchaFailed => ApiError::new(
+                400,
+                C::CaptchaFailed,
+                "Complete the challenge to show you are not a bot (turnstile_token), then ask again",
+            ),
             Error::Undeliverable(reason) => match reason {
                 Undeliverable::NotSmsCapable => ApiError::validation("This phone number cannot receive SMS messages"),
                 Undeliverable::RegionNotSupported => {

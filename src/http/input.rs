@@ -71,7 +71,8 @@ pub fn otp_request(bytes: &[u8]) -> Result<OtpRequestInput, ApiError> {
             .ok_or_else(|| ApiError::validation("purpose must be one of login, register, verify, reset"))?,
     };
     let locale = body.optional_text("locale", 35)?;
-    Ok(OtpRequestInput { destination, purpose, locale })
+    let turnstile_token = body.optional_str("turnstile_token")?.map(str::to_string);
+    Ok(OtpRequestInput { destination, purpose, locale, turnstile_token })
 }
 
 pub fn otp_verify(bytes: &[u8], code_length: usize) -> Result<OtpVerifyInput, ApiError> {

@@ -130,12 +130,35 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
         Route::OpenApi => static_text(OPENAPI, "application/json; charset=utf-8", "public, max-age=300"),
         Route::DemoPage | Route::DemoScript if !app.config.demo_page => Err(ApiError::not_found()),
         Route::DemoPage => {
-            let mut resp = static_text(DEMO_HTML, "text/html; charset=utf-8", "no-cache")?;
+            // With a site key, the page shows Cloudflare's Turnstile widget,
+            // whose script and frame come from challenges.cloudflare.com
+            // (Turnstile's documented CSP needs: script-src and frame-src).
+            let (page, widget_origin) = match &app.config.turnstile_site_key {
+                Some(key) => (
+                    DEMO_HTML
+                        .replace(
+                            "<!--turnstile-script-->",
+                            "<script src=\"https://challenges.cloudflare.com/turnstile/v0/api.js\" async defer></script>",
+                        )
+                        .replace(
+                            "<!--turnstile-widget-->",
+                            &format!("<div class=\"cf-turnstile\" data-sitekey=\"{key}\" data-action=\"otp-request\"></div>"),
+                        ),
+                    " https://challenges.cloudflare.com",
+                ),
+                None => (DEMO_HTML.to_string(), ""),
+            };
+            let mut resp = static_text(&page, "text/html; charset=utf-8", "no-cache")?;
             let h = resp.headers_mut();
             let _ = h.set(
                 "content-security-policy",
-                "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; \
-                 img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+                &format!(
+                    "default-src 'none'; script-src 'self'{widget_origin};{frame} style-src 'self' 'unsafe-inline'; \
+                     connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+                     frame-ancestors 'none'",
+                    frame =
+                        if widget_origin.is_empty() { String::new() } else { format!(" frame-src{widget_origin};") },
+                ),
             );
             let _ = h.set("x-frame-options", "DENY");
             let _ = h.set("referrer-policy", "no-referrer");

@@ -12,6 +12,7 @@ mod refresh;
 mod register;
 mod round_trips;
 mod sessions;
+mod turnstile;
 
 use std::collections::HashMap;
 
@@ -60,6 +61,8 @@ fn base_settings() -> HashMap<&'static str, String> {
 /// One deployment: its settings and its native ports.
 pub struct World {
     pub fakes: Fakes,
+    /// The Turnstile token the next requests carry.
+    pub turnstile_token: std::cell::RefCell<Option<String>>,
     pub config: &'static Config,
     pub keys: &'static Keys,
 }
@@ -79,7 +82,7 @@ impl World {
         // A test's settings live as long as the test process, as a Worker's do.
         let config: &'static Config = Box::leak(Box::new(config));
         let keys: &'static Keys = Box::leak(Box::new(Keys::from_seeds(&config.jwt_signing_keys)));
-        World { fakes: Fakes::new(), config, keys }
+        World { fakes: Fakes::new(), turnstile_token: Default::default(), config, keys }
     }
 
     /// A request from client `ip`.
@@ -90,7 +93,12 @@ impl World {
 
     pub async fn request(&self, ip: &str, destination: &str, purpose: Purpose) -> Result<OtpRequested, Error> {
         let app = self.app(ip);
-        let input = OtpRequestInput { destination: Destination::parse(destination).unwrap(), purpose, locale: None };
+        let input = OtpRequestInput {
+            destination: Destination::parse(destination).unwrap(),
+            purpose,
+            locale: None,
+            turnstile_token: self.turnstile_token.borrow().clone(),
+        };
         let result = super::otp_request::request_otp(&app, input).await;
         app.store_trail();
         result

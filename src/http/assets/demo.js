@@ -197,7 +197,16 @@
       $("destination").focus();
       throw new ApiError(0, "VALIDATION_ERROR", "Enter an email address or a phone number");
     }
-    const data = await api("POST", "/api/auth/otp/request/", { destination, purpose });
+    const body = { destination, purpose };
+    // With Turnstile on, the widget's token goes along; each token is used once.
+    const widget = document.querySelector("[name='cf-turnstile-response']");
+    if (widget) body.turnstile_token = widget.value;
+    let data;
+    try {
+      data = await api("POST", "/api/auth/otp/request/", body);
+    } finally {
+      if (widget && window.turnstile) window.turnstile.reset();
+    }
     Object.assign(state, { purpose, destination, otpId: data.otp_id });
     $("sent-purpose").textContent = purpose === "register" ? "sign-up" : "login";
     $("sent-to").textContent = data.destination_masked;
