@@ -61,7 +61,7 @@ pub const TEST_IDS: Profile = Profile {
 /// Eight-digit codes.
 pub const LONG_CODES: Profile = Profile { name: "long-codes", vars: &[("OTP_LENGTH", "8")] };
 
-fn base_vars(mail: &str, sms: &str) -> Vec<(String, String)> {
+fn base_vars(mail: &str, sms: &str, captcha: &str) -> Vec<(String, String)> {
     let v = |k: &str, val: &str| (k.to_string(), val.to_string());
     vec![
         v("ENVIRONMENT", "development"),
@@ -78,6 +78,8 @@ fn base_vars(mail: &str, sms: &str) -> Vec<(String, String)> {
         v("TWILIO_MESSAGING_SERVICE_SID", ""),
         v("OTP_PEPPER", TEST_PEPPER),
         v("JWT_SIGNING_KEYS", TEST_KEY_A),
+        // Used only by profiles that set TURNSTILE_SECRET_KEY.
+        v("TURNSTILE_API_BASE", captcha),
     ]
 }
 
@@ -99,6 +101,9 @@ pub struct RunningWorker {
     pub sms: MockServer,
     /// The rules those fakes enforce, what they refused and what they sent (tests/api/providers).
     pub providers: crate::providers::Fakes,
+    /// A fake Turnstile siteverify, and the checks it answered.
+    pub captcha: MockServer,
+    pub siteverify: Arc<crate::providers::turnstile::Siteverify>,
     pub log_path: PathBuf,
     /// The `--persist-to` directory: local D1 and the Durable Object's storage.
     pub state_dir: PathBuf,
@@ -681,10 +686,11 @@ async fn launch_with(
     expect_healthy: bool,
 ) -> Arc<RunningWorker> {
     let (mail, sms, providers) = fake_providers().await;
+    let (captcha, siteverify) = crate::providers::turnstile::start().await;
 
     let port = free_port();
     let address = format!("http://127.0.0.1:{port}");
-    let mut vars = base_vars(&mail.uri(), &sms.uri());
+    let mut vars = base_vars(&mail.uri(), &sms.uri(), &captcha.uri());
     for (k, v) in profile.vars {
         // `{worker}` stands for the Worker's own address (PUBLIC_BASE_URL).
         let v = v.replace(WORKER_ADDRESS, &address);
@@ -715,6 +721,8 @@ async fn launch_with(
         mail,
         sms,
         providers,
+        captcha,
+        siteverify,
         log_path,
         state_dir,
         db_gate: Default::default(),

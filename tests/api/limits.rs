@@ -37,11 +37,17 @@ const SHORT_WINDOWS: Profile = Profile {
 const COOLDOWN_SECONDS: u64 = 3;
 const FAILURE_WINDOW_SECONDS: u64 = 8;
 
-/// Three requests and three verifies per client an hour, and SMS only to
-/// the US/Canada and the UK.
+/// Three requests and three verifies per client an hour (five per IPV6 /48),
+/// and SMS only to the US/Canada and the UK.
 const SMALL_IP_LIMITS: Profile = Profile {
     name: "limits-small-ip",
-    vars: &[("IP_REQUESTS_PER_HOUR", "3"), ("IP_VERIFIES_PER_HOUR", "3"), ("SMS_ALLOWED_COUNTRY_CODES", "1,44")],
+    vars: &[
+        ("IP_REQUESTS_PER_HOUR", "3"),
+        ("IP_VERIFIES_PER_HOUR", "3"),
+        ("IPV6_48_REQUESTS_PER_HOUR", "5"),
+        ("IPV6_48_VERIFIES_PER_HOUR", "5"),
+        ("SMS_ALLOWED_COUNTRY_CODES", "1,44"),
+    ],
 };
 const IP_WINDOW_SECONDS: u64 = 3600;
 
@@ -53,21 +59,23 @@ const DAY: u64 = 86400;
 
 /// An answer with the parts these tests look at.
 #[derive(Debug)]
-struct Answer {
-    status: u16,
-    retry_after_header: Option<String>,
-    body: Value,
+pub(crate) struct Answer {
+    pub status: u16,
+    pub retry_after_header: Option<String>,
+    pub request_id: Option<String>,
+    pub body: Value,
 }
 
-async fn answer(resp: reqwest::Response) -> Answer {
-    let retry_after_header = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+pub(crate) async fn answer(resp: reqwest::Response) -> Answer {
+    let header = |name: &str| resp.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+    let (retry_after_header, request_id) = (header("retry-after"), header("x-request-id"));
     let (status, body) = json_of(resp).await;
-    Answer { status, retry_after_header, body }
+    Answer { status, retry_after_header, request_id, body }
 }
 
 /// A 429 with this code and a message, whose `retry_after` is whole seconds,
 /// equals the `Retry-After` header and is between 1 and `at_most`; returns it.
-fn assert_refused(answer: &Answer, code: &str, at_most: u64) -> u64 {
+pub(crate) fn assert_refused(answer: &Answer, code: &str, at_most: u64) -> u64 {
     let body = &answer.body;
     assert_eq!((answer.status, body["code"].as_str()), (429, Some(code)), "{body}");
     assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "a refusal without a message: {body}");
@@ -78,11 +86,11 @@ fn assert_refused(answer: &Answer, code: &str, at_most: u64) -> u64 {
     retry_after
 }
 
-async fn assert_rate_limited(resp: reqwest::Response, at_most: u64) -> u64 {
+pub(crate) async fn assert_rate_limited(resp: reqwest::Response, at_most: u64) -> u64 {
     assert_refused(&answer(resp).await, "RATE_LIMIT", at_most)
 }
 
-async fn assert_ok(resp: reqwest::Response) -> Value {
+pub(crate) async fn assert_ok(resp: reqwest::Response) -> Value {
     let (status, body) = json_of(resp).await;
     assert_eq!(status, 200, "{body}");
     body
@@ -93,7 +101,7 @@ async fn wait_seconds(seconds: u64) {
 }
 
 /// Starts every request at the same moment; their answers.
-async fn all_at_once<F>(requests: Vec<F>) -> Vec<Answer>
+pub(crate) async fn all_at_once<F>(requests: Vec<F>) -> Vec<Answer>
 where
     F: Future<Output = reqwest::Response> + Send + 'static,
 {
@@ -111,7 +119,7 @@ where
 
 /// POSTs `body` as the client at `ip` (`CF-Connecting-IP`), while claiming in
 /// `X-Forwarded-For` to be someone new every time, which must change nothing.
-async fn post_from(app: &TestApp, ip: &str, path: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn post_from(app: &TestApp, ip: &str, path: &str, body: Value) -> reqwest::Response {
     let request = app
         .client
         .post(app.url(path))
@@ -121,7 +129,7 @@ async fn post_from(app: &TestApp, ip: &str, path: &str, body: Value) -> reqwest:
     app.send(request).await
 }
 
-async fn request_from(app: &TestApp, ip: &str, destination: &str) -> reqwest::Response {
+pub(crate) async fn request_from(app: &TestApp, ip: &str, destination: &str) -> reqwest::Response {
     post_from(app, ip, "/api/auth/otp/request/", json!({ "destination": destination, "purpose": "verify" })).await
 }
 
@@ -290,6 +298,66 @@ async fn all_addresses_in_one_ipv6_64_share_its_limits() {
     }
     assert_rate_limited(verify_unknown_from(&app, &in_subnet(hosts[3])).await, IP_WINDOW_SECONDS).await;
     assert_invalid_otp(verify_unknown_from(&app, &format!("{neighbour}::1")).await, "Invalid OTP request").await;
+}
+
+/// Tunnel brokers hand out a /48: 65,536 /64s, each with a budget of its
+/// own, unless the /48 has one too.
+#[tokio::test]
+async fn the_64s_of_one_ipv6_48_share_a_larger_budget() {
+    let app = spawn_app_with(SMALL_IP_LIMITS).await;
+    let site = format!("2001:db8:{}", random_hex(4));
+    let in_64 = |subnet: usize| format!("{site}:{subnet:x}::1");
+
+    // Five /64s, one request each: within every /64's three, and the /48's five.
+    for subnet in 0..5 {
+        assert_ok(request_from(&app, &in_64(subnet), &random_email()).await).await;
+    }
+    // A sixth /64 of the same /48 is refused; one of another /48 is not.
+    assert_rate_limited(request_from(&app, &in_64(5), &random_email()).await, IP_WINDOW_SECONDS).await;
+    let other_site = format!("2001:db8:{}:5::1", random_hex(4));
+    assert_ok(request_from(&app, &other_site, &random_email()).await).await;
+
+    // Verifies: the same, counted apart.
+    for subnet in 0..5 {
+        assert_invalid_otp(verify_unknown_from(&app, &in_64(subnet)).await, "Invalid OTP request").await;
+    }
+    assert_rate_limited(verify_unknown_from(&app, &in_64(5)).await, IP_WINDOW_SECONDS).await;
+}
+
+// ---------------------------------------------------------------------------
+// One budget per mailbox
+// ---------------------------------------------------------------------------
+
+/// Gmail ignores dots and everything after `+`, and googlemail.com is
+/// gmail.com: all these reach one inbox, so they share its five codes an
+/// hour. Each message goes to the address as it was given (lower-cased, as
+/// every address is), dots and tag kept.
+#[tokio::test]
+async fn variants_of_one_gmail_address_share_its_budget_and_are_written_as_given() {
+    let app = spawn_app().await;
+    let user = format!("mail{}", random_digits(8));
+    let (head, tail) = user.split_at(4);
+    let variants = [
+        format!("{head}.{tail}@gmail.com"),
+        format!("{user}+news@gmail.com"),
+        format!("{}@GMAIL.com", user.to_uppercase()),
+        format!("{head}.{tail}+x@googlemail.com"),
+        format!("{}.{}@gmail.com", &user[..2], &user[2..]),
+    ];
+    for variant in &variants {
+        assert_ok(request_from(&app, &random_ip(), variant).await).await;
+        let written_to = variant.to_lowercase();
+        assert_eq!(app.messages_to(&written_to).await, 1, "{written_to} was not written to as given");
+    }
+    let sixth = format!("{user}+again@googlemail.com");
+    assert_rate_limited(request_from(&app, &random_ip(), &sixth).await, 3600).await;
+    app.assert_nothing_sent_to(&sixth).await;
+
+    // Another mailbox at the same provider has its own budget, and a
+    // provider that does not ignore dots keeps them apart.
+    assert_ok(request_from(&app, &random_ip(), &format!("{user}x@gmail.com")).await).await;
+    assert_ok(request_from(&app, &random_ip(), &format!("{head}.{tail}@acme.test")).await).await;
+    assert_ok(request_from(&app, &random_ip(), &format!("{user}@acme.test")).await).await;
 }
 
 // ---------------------------------------------------------------------------

@@ -23,6 +23,8 @@ mod otp_request;
 mod otp_verify;
 mod production;
 mod providers;
+mod pumping;
 mod routing;
 mod sessions;
+mod turnstile;
 mod twilio_status;

@@ -30,6 +30,7 @@ pub mod resend;
 pub mod spec;
 #[cfg(test)]
 mod tests;
+pub mod turnstile;
 pub mod twilio;
 
 use std::collections::HashMap;
