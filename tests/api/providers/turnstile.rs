@@ -151,7 +151,11 @@ impl Respond for Answer {
 pub async fn start() -> (MockServer, Arc<Siteverify>) {
     let fake = Arc::new(Siteverify::default());
     let server = MockServer::builder().start().await;
-    Mock::given(wiremock::matchers::any()).respond_with(Answer(fake.clone())).with_priority(u8::MAX).mount(&server).await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(Answer(fake.clone()))
+        .with_priority(u8::MAX)
+        .mount(&server)
+        .await;
     (server, fake)
 }
 
@@ -177,7 +181,14 @@ mod tests {
         );
         assert_eq!(check(&s, &[("secret", SECRET), ("response", &token)]), (false, "timeout-or-duplicate"));
         assert_eq!(
-            check(&s, &[("secret", SECRET), ("response", &token), ("idempotency_key", "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b")]),
+            check(
+                &s,
+                &[
+                    ("secret", SECRET),
+                    ("response", &token),
+                    ("idempotency_key", "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b")
+                ]
+            ),
             (false, "timeout-or-duplicate")
         );
         assert_eq!(check(&s, &[("secret", SECRET), ("response", DUMMY_TOKEN)]), (false, "invalid-input-response"));
