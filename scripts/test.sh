@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 echo "== native unit tests" >&2
-cargo test --locked --lib
+# The benches run once each (criterion's test mode), so they cannot rot.
+cargo test --locked --lib --benches
 echo "== black-box tests against wrangler dev" >&2
 cargo test --locked --test api -- --test-threads "${TEST_THREADS:-8}"

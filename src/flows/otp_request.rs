@@ -121,11 +121,7 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
     };
     match send {
         Send::Nothing => {}
-        Send::Now => {
-            if let Err(e) = delivery::send_now(&Courier::new(config, &app.ports), &app.trail, &sending).await {
-                return Err(e);
-            }
-        }
+        Send::Now => delivery::send_now(&Courier::new(config, &app.ports), &app.trail, &sending).await?,
         Send::AfterResponse => delivery::send_after_response(config, &app.ports, &app.trail, &sending),
     }
 
