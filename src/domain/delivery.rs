@@ -195,6 +195,10 @@ pub struct DeliveryJob {
     pub sealed_code: String,
     /// Tries made so far.
     pub tries: u32,
+    /// The stand-in for a login that sends nothing (flows::otp_request's
+    /// `Send::Decoy`): dropped by the consumer. Absent in older messages.
+    #[serde(default)]
+    pub decoy: bool,
     /// The request that asked for the code, for the audit trail.
     pub request_id: String,
     pub ip_hash: String,
@@ -364,11 +368,16 @@ mod tests {
             expires_at_ms: 5,
             sealed_code: "x".into(),
             tries: 0,
+            decoy: false,
             request_id: "r".into(),
             ip_hash: "h".into(),
             requested_at_ms: 1,
         };
         let text = serde_json::to_string(&job).unwrap();
         assert_eq!(serde_json::from_str::<DeliveryJob>(&text).unwrap(), job);
+        // A message queued before decoys existed is a real job.
+        let mut older: serde_json::Value = serde_json::from_str(&text).unwrap();
+        older.as_object_mut().unwrap().remove("decoy");
+        assert_eq!(serde_json::from_value::<DeliveryJob>(older).unwrap(), job);
     }
 }

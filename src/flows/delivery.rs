@@ -230,6 +230,7 @@ pub fn job(config: &Config, ports: &Ports, trail: &Trail, s: &Sending<'_>) -> De
         expires_at_ms: s.expires_at_ms,
         sealed_code: delivery::seal_code(config.otp_pepper.expose(), s.otp_id, s.code, &*ports.entropy),
         tries: 0,
+        decoy: false,
         request_id,
         ip_hash,
         requested_at_ms,
@@ -261,6 +262,9 @@ fn open(config: &Config, job: &DeliveryJob) -> Option<Opened> {
 
 /// One try of a queued job. `Err` is D1 failing: the message is retried.
 pub async fn run_job(c: &Courier<'_>, job: &DeliveryJob, trail: &Trail) -> Result<Processed, StoreError> {
+    if job.decoy {
+        return Ok(Processed::Done);
+    }
     let attempt = job.tries + 1;
     let Some(opened) = open(c.config, job) else {
         // Not sealed by this service with this pepper: nothing can be sent.
@@ -351,9 +355,26 @@ pub fn send_after_response(config: &'static Config, ports: &Ports, trail: &Trail
     }));
 }
 
+/// The decoy of `send_after_response`: the same job, sealed the same way,
+/// queued the same way, but marked so that the consumer drops it unsent.
+/// Without a queue, nothing (the direct delivery of a real login is then
+/// the one difference left; README "Delivery and enumeration").
+pub fn queue_decoy(config: &'static Config, ports: &Ports, trail: &Trail, s: &Sending<'_>) {
+    let job = DeliveryJob { decoy: true, ..job(config, ports, trail, s) };
+    let Some(queue) = ports.queue.clone() else { return };
+    ports.background.spawn(Box::pin(async move {
+        if let Err(e) = queue.enqueue(&job, 0).await {
+            crate::log::error("delivery_queue_unavailable", &e.to_string());
+        }
+    }));
+}
+
 /// A job that reached the dead-letter queue: its tries failed without a
 /// decision (D1 or the Worker failing). Its code is made unverifiable.
 pub async fn dead_letter(c: &Courier<'_>, job: &DeliveryJob, trail: &Trail) {
+    if job.decoy {
+        return;
+    }
     abandon(c, job, trail, "dead_lettered").await
 }
 

@@ -184,6 +184,22 @@ fn an_unknown_or_disabled_account_gets_a_decoy_that_answers_like_a_real_login() 
             let row = otp_row(&w, &otp.otp_id);
             assert_eq!((row["user_id"].clone(), row["purpose"].clone()), (Value::Null, "login".into()));
         }
+        // After the answers, each queued one job, alike but for the mark
+        // (and the ids): the work after a decoy's answer is a real login's.
+        w.fakes.run_later().await;
+        let jobs: Vec<_> = w.fakes.queue.queued.borrow().iter().map(|(job, delay)| (job.clone(), *delay)).collect();
+        assert_eq!(jobs.len(), 3, "{jobs:?}");
+        assert_eq!(jobs.iter().map(|(j, _)| j.decoy).collect::<Vec<_>>(), [false, true, true]);
+        for (job, delay) in &jobs {
+            let (real_job, real_delay) = &jobs[0];
+            assert_eq!(*delay, *real_delay);
+            assert_eq!(job.sealed_code.len(), real_job.sealed_code.len());
+            let keys = |j: &crate::domain::delivery::DeliveryJob| {
+                let v = serde_json::to_value(j).unwrap();
+                v.as_object().unwrap().keys().cloned().collect::<Vec<_>>()
+            };
+            assert_eq!(keys(job), keys(real_job));
+        }
         w.deliver_queued().await;
 
         assert_eq!(sent_to(&w, "real@example.com"), 1);
@@ -191,6 +207,8 @@ fn an_unknown_or_disabled_account_gets_a_decoy_that_answers_like_a_real_login() 
         let requested: Vec<_> = w.events().into_iter().filter(|(e, _)| e == "otp_requested").collect();
         let outcomes: Vec<&str> = requested.iter().map(|(_, o)| o.as_str()).collect();
         assert_eq!(outcomes, ["ok", "no_active_account", "no_active_account"]);
+        let delivered: Vec<_> = w.events().into_iter().filter(|(e, _)| e.starts_with("otp_deliver")).collect();
+        assert_eq!(delivered.len(), 1, "only the real code's delivery is recorded: {delivered:?}");
     })
 }
 
