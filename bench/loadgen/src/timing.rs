@@ -14,7 +14,11 @@
 //! `make bench` runs it after its other phases. Knobs (environment):
 //! TIMING_N requests per group (default 200, at least 100), TIMING_WARMUP
 //! requests (default 640), TIMING_SEED (default 20261201), TIMING_GAP_MS
-//! pause after each request (default 30).
+//! pause after each request (default 30), and TIMING_CONTROL=test-identities
+//! for a control run: the measured accounts are made test identities
+//! (`TEST_IDENTITIES`), so their requests find and link the account as any
+//! login does but send nothing. It tells whether a difference comes from
+//! sending the code.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write;
@@ -40,6 +44,8 @@ pub struct Settings {
     pub warmup: usize,
     pub seed: u64,
     pub gap: Duration,
+    /// The measured accounts are test identities (nothing is sent to them).
+    pub control: bool,
 }
 
 impl Settings {
@@ -52,6 +58,11 @@ impl Settings {
             warmup: get("TIMING_WARMUP", 640) as usize,
             seed: get("TIMING_SEED", 20261201),
             gap: Duration::from_millis(get("TIMING_GAP_MS", 30)),
+            control: match std::env::var("TIMING_CONTROL").unwrap_or_default().as_str() {
+                "" => false,
+                "test-identities" => true,
+                other => panic!("TIMING_CONTROL={other}: only test-identities"),
+            },
         };
         assert!(s.per_group >= 100, "TIMING_N={}: the comparison needs at least 100 per group", s.per_group);
         let pool = SEEDED_USERS - FIRST_USED_USER;
@@ -101,15 +112,24 @@ pub async fn run(root: &Path, command: &'static str) -> Timing {
     );
     let mail = fake_mail::FakeMail::start().await;
     let seed_sql = server::seed_users_sql(root, SEEDED_USERS);
-    let service =
-        server::Server::start(root, "build/index.js", Some(&seed_sql), &crate::service_vars(&mail.url())).await;
-    let client = reqwest::Client::new();
     let mut rng = SplitMix64(settings.seed);
     let n = settings.per_group;
 
     // Destinations: seeded accounts never requested, and fresh addresses.
     let mut accounts: Vec<usize> = (FIRST_USED_USER..SEEDED_USERS).collect();
     rng.shuffle(&mut accounts);
+    let mut vars = crate::service_vars(&mail.url());
+    if settings.control {
+        // The warm-up takes the first half (rounded up) of its requests' accounts.
+        let first = settings.warmup.div_ceil(2);
+        let identities: Vec<String> = accounts[first..first + n]
+            .iter()
+            .map(|&i| format!("{}:135790:2099-01-01", server::user_email(i)))
+            .collect();
+        vars.push(("TEST_IDENTITIES".into(), identities.join(",")));
+    }
+    let service = server::Server::start(root, "build/index.js", Some(&seed_sql), &vars).await;
+    let client = reqwest::Client::new();
     let mut accounts = accounts.into_iter().map(server::user_email);
     let mut seen = HashSet::new();
     let mut fresh = move |rng: &mut SplitMix64| loop {
@@ -157,7 +177,7 @@ pub async fn run(root: &Path, command: &'static str) -> Timing {
         };
         let (ms, answer) = login(&client, &service.url, &email, &ip).await;
         let shape = answer.unwrap_or_else(|e| Shape(format!("not an answer: {e}")));
-        let _ = writeln!(csv, "{i},{},{ms:.3}", if *group == Group::Registered { "registered" } else { "unknown" });
+        let _ = writeln!(csv, "{i},{},{ms:.6}", if *group == Group::Registered { "registered" } else { "unknown" });
         match group {
             Group::Registered => {
                 registered.push(ms);
@@ -182,8 +202,12 @@ pub async fn run(root: &Path, command: &'static str) -> Timing {
     // Each registered account got its code by mail after the answer; no
     // unknown destination did (checked after the others have arrived).
     let mut delivered = 0;
+    let wait = if settings.control { Duration::ZERO } else { Duration::from_secs(20) };
+    if settings.control {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     for email in &registered_emails {
-        delivered += mail.code_for(email, Duration::from_secs(20)).await.is_some() as usize;
+        delivered += mail.code_for(email, wait).await.is_some() as usize;
     }
     let mut sent_to_unknown = 0;
     for email in &unknown_emails {
@@ -295,7 +319,8 @@ impl Timing {
         if !self.answers_alike() {
             reasons.push("the answers differ".into());
         }
-        if self.delivered != self.registered.len() || self.sent_to_unknown != 0 {
+        let expected = if self.settings.control { 0 } else { self.registered.len() };
+        if self.delivered != expected || self.sent_to_unknown != 0 {
             reasons.push("the codes sent are not what the groups say (the measurement is not what it claims)".into());
         }
         (if reasons.is_empty() { "not separable" } else { "SEPARABLE" }, reasons)
@@ -330,6 +355,13 @@ impl Timing {
             s.seed,
             s.gap.as_millis(),
         );
+        if s.control {
+            let _ = writeln!(
+                out,
+                "**Control run** (`TIMING_CONTROL=test-identities`): the measured accounts are test identities, so \
+                 their requests find and link the account in D1 as any login does, but no code is sent to them.\n"
+            );
+        }
         let _ = writeln!(out, "| login request for | n | p25 ms | median ms | p75 ms | p95 ms |");
         let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- |");
         for (name, xs) in [("registered account", &self.registered), ("unknown destination", &self.unknown)] {
