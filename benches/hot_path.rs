@@ -35,7 +35,7 @@ fn login_flow(keys: &Keys, settings: &TokenSettings) -> String {
     // POST /otp/request
     let destination = Destination::parse(" User.Name@Example.com ").unwrap();
     let ip = limits::ip_object(PEPPER, &limits::ip_key("203.0.113.7"));
-    let dest_object = limits::destination_object(PEPPER, &destination);
+    let dest_limits = limits::destination_limits(PEPPER, &destination);
     let code = OtpCode::generate(6);
     let otp_id = new_uuid().hyphenated().to_string();
     let stored = otp::code_hash(PEPPER, &otp_id, Purpose::Login, &destination, &code);
@@ -52,7 +52,7 @@ fn login_flow(keys: &Keys, settings: &TokenSettings) -> String {
         &tokens::access_jti(&refresh_hash),
         NOW,
     );
-    black_box((ip, dest_object, ip2));
+    black_box((ip, dest_limits, ip2));
     access
 }
 
@@ -81,7 +81,7 @@ fn hot_path(c: &mut Criterion) {
     });
     c.bench_function("destination_parse_phone", |b| b.iter(|| Destination::parse(black_box("+1 (555) 010-9999"))));
     c.bench_function("rate_limit_object_name", |b| {
-        b.iter(|| limits::destination_object(PEPPER, black_box(&destination)))
+        b.iter(|| limits::destination_limits(PEPPER, black_box(&destination)))
     });
     c.bench_function("signing_keys_from_seed", |b| {
         b.iter(|| Keys::from_seeds(black_box(&[SigningKeySeed { kid: "k".into(), seed: [1; 32] }])))
