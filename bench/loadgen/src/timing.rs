@@ -311,10 +311,10 @@ impl Timing {
             reasons.push(format!("medians {:.1} % apart (> 10 %)", deviation * 100.0));
         }
         if mw.p <= ALPHA {
-            reasons.push(format!("Mann-Whitney p = {:.3} (<= {ALPHA})", mw.p));
+            reasons.push(format!("Mann-Whitney p = {} (<= {ALPHA})", p_value(mw.p)));
         }
         if ks.p <= ALPHA {
-            reasons.push(format!("Kolmogorov-Smirnov p = {:.3} (<= {ALPHA})", ks.p));
+            reasons.push(format!("Kolmogorov-Smirnov p = {} (<= {ALPHA})", p_value(ks.p)));
         }
         if !self.answers_alike() {
             reasons.push("the answers differ".into());
@@ -389,18 +389,18 @@ impl Timing {
         );
         let _ = writeln!(
             out,
-            "| Mann-Whitney U (normal approximation, tie and continuity corrected) | U = {:.1} of {}, z = {:.2} | {:.3} | {} |",
+            "| Mann-Whitney U (normal approximation, tie and continuity corrected) | U = {:.1} of {}, z = {:.2} | {} | {} |",
             mw.u,
             self.registered.len() * self.unknown.len(),
             mw.z,
-            mw.p,
+            p_value(mw.p),
             if mw.p > ALPHA { "p > 0.05" } else { "p <= 0.05" }
         );
         let _ = writeln!(
             out,
-            "| Kolmogorov-Smirnov (asymptotic) | D = {:.3} | {:.3} | {} |",
+            "| Kolmogorov-Smirnov (asymptotic) | D = {:.3} | {} | {} |",
             ks.d,
-            ks.p,
+            p_value(ks.p),
             if ks.p > ALPHA { "p > 0.05" } else { "p <= 0.05" }
         );
         let _ = writeln!(out);
@@ -427,6 +427,15 @@ impl Timing {
         };
         let _ = writeln!(out, "Verdict: **{verdict}** ({why}).");
         out
+    }
+}
+
+/// Three decimals, or two significant digits below 0.001.
+fn p_value(p: f64) -> String {
+    if p >= 0.001 {
+        format!("{p:.3}")
+    } else {
+        format!("{p:.1e}")
     }
 }
 
@@ -478,6 +487,13 @@ impl SplitMix64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn p_values_keep_two_digits_when_small() {
+        assert_eq!(p_value(0.0634), "0.063");
+        assert_eq!(p_value(0.001), "0.001");
+        assert_eq!(p_value(4.13e-10), "4.1e-10");
+    }
 
     #[test]
     fn splitmix64_is_vignas() {
