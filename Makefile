@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make dev` and `make test`.
-.PHONY: dev test bootstrap build bench
+.PHONY: dev test bootstrap build bench timing
 
 dev:        ## start the service on http://127.0.0.1:8787 (codes on the console)
 	scripts/dev.sh
@@ -15,3 +15,6 @@ build:      ## release build of the Worker into build/
 
 bench:      ## benchmark: flows against the no-op baseline; writes BENCHMARKS.md
 	scripts/bench.sh
+
+timing:     ## latency of logins for registered vs unknown destinations; its section of BENCHMARKS.md
+	scripts/timing.sh

@@ -261,7 +261,7 @@ impl Report {
              Machine: {machine}\n\nCommand: `make bench` (BENCH_SECONDS={secs}); the load generator, the two \
              workerd processes and Node share the machine's cores, so absolute figures are low and noisy; the \
              ratios to the no-op Worker, measured in the same run, are the figures to compare.\n\n{table}\n{analysis}",
-            date = chrono_like_now(),
+            date = now_utc(),
             secs = self.seconds,
         )
     }
@@ -284,7 +284,7 @@ fn machine_description() -> String {
     format!("{cores} cores ({cpu}), {} GiB RAM, Linux", mem_kb / 1024 / 1024)
 }
 
-fn chrono_like_now() -> String {
+pub fn now_utc() -> String {
     std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()

@@ -93,8 +93,10 @@ impl Server {
     }
 
     pub fn stop(mut self) {
-        // The whole process group: node and the workerd it started.
-        let _ = std::process::Command::new("kill").args(["-TERM", &format!("-{}", self.pid)]).status();
+        // The whole process group: node and the workerd it started. The "--"
+        // matters: without it procps-ng's kill (4.0.2) takes the group's first
+        // digit, `kill -TERM -16437` signalling -1: every process there is.
+        let _ = std::process::Command::new("kill").args(["-s", "TERM", "--", &format!("-{}", self.pid)]).status();
         let _ = self.child.start_kill();
     }
 }
