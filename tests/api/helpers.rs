@@ -336,11 +336,20 @@ impl TestApp {
         self.d1(&format!("SELECT id FROM otp_requests WHERE destination = {}", sql_str(destination))).await.len()
     }
 
-    /// Absence can only be seen by waiting: a login message goes out after the
-    /// answer, within milliseconds on loopback; a second is ample.
+    /// Absence can only be seen by waiting: a login message goes out
+    /// `LOGIN_DELIVERY_DELAY_SECONDS` after the answer, then within
+    /// milliseconds on loopback; a second and a half more is ample.
     pub async fn assert_nothing_sent_to(&self, destination: &str) {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(self.messages_to(destination).await, 0, "a message was sent to {destination}");
+        self.assert_nothing_sent_to_any(&[destination]).await
+    }
+
+    /// `assert_nothing_sent_to` for each of `destinations`, waiting once.
+    pub async fn assert_nothing_sent_to_any(&self, destinations: &[&str]) {
+        let delay = otp_edge::flows::delivery::LOGIN_DELIVERY_DELAY_SECONDS;
+        tokio::time::sleep(Duration::from_secs(delay) + Duration::from_millis(1500)).await;
+        for destination in destinations {
+            assert_eq!(self.messages_to(destination).await, 0, "a message was sent to {destination}");
+        }
     }
 
     /// Texts of the messages the fake providers accepted and sent to
