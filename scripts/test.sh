@@ -9,5 +9,7 @@ scripts/bootstrap.sh
 echo "== native unit tests" >&2
 # The benches run once each (criterion's test mode), so they cannot rot.
 cargo test --locked --lib --benches
+# The load generator's own rules: its statistics (Mann-Whitney, KS) against scipy's values.
+cargo test --locked -p otp-edge-loadgen
 echo "== black-box tests against wrangler dev" >&2
 cargo test --locked --test api -- --test-threads "${TEST_THREADS:-8}"
