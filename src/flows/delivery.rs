@@ -329,17 +329,6 @@ pub async fn run_job(c: &Courier<'_>, job: &DeliveryJob, trail: &Trail) -> Resul
     Ok(Processed::Done)
 }
 
-/// A login's job (real or decoy) waits this long in the queue before its
-/// first try, so that delivering the code (the consumer's D1 claim, the
-/// provider call, the audit rows) never runs alongside the answer's way
-/// out: measured by `make timing`, a consumer started at once made answers
-/// for registered accounts slower than for unknown destinations (4.4 %
-/// at the median, Mann-Whitney p = 0.029 over 200 each), and with this
-/// second the two are not separable (1.4 %, p = 0.90). It serves ASVS 5
-/// V6.3.8 (no valid user deduced from different response times), for one
-/// second more before a login code arrives.
-pub const LOGIN_DELIVERY_DELAY_SECONDS: u64 = 1;
-
 /// Hands the code to the delivery queue after the answer, so that a
 /// provider outage delays it rather than losing it; without a queue (or if
 /// it refuses the job), delivers it directly, once.
@@ -349,7 +338,7 @@ pub fn send_after_response(config: &'static Config, ports: &Ports, trail: &Trail
     let background = ports.background.clone();
     background.spawn(Box::pin(async move {
         if let Some(queue) = &ports.queue {
-            match queue.enqueue(&job, LOGIN_DELIVERY_DELAY_SECONDS).await {
+            match queue.enqueue(&job, config.login_delivery_delay_seconds).await {
                 Ok(()) => return,
                 Err(e) => crate::log::error("delivery_queue_unavailable", &e.to_string()),
             }
@@ -373,8 +362,9 @@ pub fn send_after_response(config: &'static Config, ports: &Ports, trail: &Trail
 pub fn queue_decoy(config: &'static Config, ports: &Ports, trail: &Trail, s: &Sending<'_>) {
     let job = DeliveryJob { decoy: true, ..job(config, ports, trail, s) };
     let Some(queue) = ports.queue.clone() else { return };
+    let delay = config.login_delivery_delay_seconds;
     ports.background.spawn(Box::pin(async move {
-        if let Err(e) = queue.enqueue(&job, LOGIN_DELIVERY_DELAY_SECONDS).await {
+        if let Err(e) = queue.enqueue(&job, delay).await {
             crate::log::error("delivery_queue_unavailable", &e.to_string());
         }
     }));

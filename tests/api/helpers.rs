@@ -345,7 +345,7 @@ impl TestApp {
 
     /// `assert_nothing_sent_to` for each of `destinations`, waiting once.
     pub async fn assert_nothing_sent_to_any(&self, destinations: &[&str]) {
-        let delay = otp_edge::flows::delivery::LOGIN_DELIVERY_DELAY_SECONDS;
+        let delay = otp_edge::config::DEFAULT_LOGIN_DELIVERY_DELAY_SECONDS;
         tokio::time::sleep(Duration::from_secs(delay) + Duration::from_millis(1500)).await;
         for destination in destinations {
             assert_eq!(self.messages_to(destination).await, 0, "a message was sent to {destination}");

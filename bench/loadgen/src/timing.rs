@@ -119,6 +119,8 @@ pub async fn run(root: &Path, command: &'static str) -> Timing {
     let mut accounts: Vec<usize> = (FIRST_USED_USER..SEEDED_USERS).collect();
     rng.shuffle(&mut accounts);
     let mut vars = crate::service_vars(&mail.url());
+    // The login delivery delay as deployed (the throughput phases set 0).
+    vars.retain(|(k, _)| k != "LOGIN_DELIVERY_DELAY_SECONDS");
     if settings.control {
         // The warm-up takes the first half (rounded up) of its requests' accounts.
         let first = settings.warmup.div_ceil(2);

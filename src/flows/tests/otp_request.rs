@@ -192,7 +192,7 @@ fn an_unknown_or_disabled_account_gets_a_decoy_that_answers_like_a_real_login() 
         assert_eq!(jobs.iter().map(|(j, _)| j.decoy).collect::<Vec<_>>(), [false, true, true]);
         for (job, delay) in &jobs {
             let real_job = &jobs[0].0;
-            assert_eq!(*delay, super::super::delivery::LOGIN_DELIVERY_DELAY_SECONDS, "off the answer's way out");
+            assert_eq!(*delay, crate::config::DEFAULT_LOGIN_DELIVERY_DELAY_SECONDS, "off the answer's way out");
             assert_eq!(job.sealed_code.len(), real_job.sealed_code.len());
             let keys = |j: &crate::domain::delivery::DeliveryJob| {
                 let v = serde_json::to_value(j).unwrap();
