@@ -62,14 +62,25 @@ pub struct TestIdentity {
 /// Abuse limits, enforced exactly by the rate-limiter Durable Object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitSettings {
-    /// OTP requests per destination per `request_window_seconds`.
+    /// OTP requests per destination from one client network (an IPv4
+    /// address or IPv6 /48) per `request_window_seconds`.
     pub requests_per_destination: u32,
     pub request_window_seconds: u64,
-    /// Minimum gap between two requests for one destination; 0 disables.
+    /// The breaker: requests per destination per `request_window_seconds`
+    /// from all networks it does not know (`DESTINATION_REQUESTS_BREAKER`).
+    pub requests_breaker: u32,
+    /// Minimum gap between two requests for one destination from one network; 0 disables.
     pub resend_cooldown_seconds: u64,
-    /// Failed verifications per destination, across all its codes.
+    /// Failed verifications per destination from one client network, across all its codes.
     pub verify_failures_per_destination: u32,
     pub verify_failure_window_seconds: u64,
+    /// The breaker: failed verifications per destination, from all networks,
+    /// per `verify_failure_breaker_window_seconds` (`VERIFY_FAILURES_BREAKER`).
+    pub verify_failure_breaker: u32,
+    pub verify_failure_breaker_window_seconds: u64,
+    /// How long a network that verified a destination's code stays known to
+    /// it, so the breakers do not apply to it (`KNOWN_NETWORK_SECONDS`).
+    pub known_network_seconds: u64,
     pub ip_requests: u32,
     pub ip_verifies: u32,
     pub ip_window_seconds: u64,
@@ -451,9 +462,13 @@ fn parse_limits(s: &Settings) -> Result<LimitSettings, ConfigError> {
     Ok(LimitSettings {
         requests_per_destination: count("RATE_LIMIT_PER_HOUR", 5)?,
         request_window_seconds: window("RATE_LIMIT_WINDOW_SECONDS", 3600)?,
+        requests_breaker: count("DESTINATION_REQUESTS_BREAKER", 20)?,
         resend_cooldown_seconds: s.number("RESEND_COOLDOWN_SECONDS", 0, 0..=DAY)?,
         verify_failures_per_destination: count("VERIFY_FAILURES_PER_DAY", 10)?,
         verify_failure_window_seconds: window("VERIFY_FAILURES_WINDOW_SECONDS", DAY)?,
+        verify_failure_breaker: count("VERIFY_FAILURES_BREAKER", 100)?,
+        verify_failure_breaker_window_seconds: window("VERIFY_FAILURES_BREAKER_WINDOW_SECONDS", 10 * DAY)?,
+        known_network_seconds: s.number("KNOWN_NETWORK_SECONDS", 90 * DAY, 1..=365 * DAY)?,
         ip_requests: count("IP_REQUESTS_PER_HOUR", 300)?,
         ip_verifies: count("IP_VERIFIES_PER_HOUR", 600)?,
         ip_window_seconds: window("IP_WINDOW_SECONDS", 3600)?,
@@ -932,6 +947,9 @@ mod tests {
         let l = parse(&dev()).unwrap().limits;
         assert_eq!((l.requests_per_destination, l.request_window_seconds, l.resend_cooldown_seconds), (5, 3600, 0));
         assert_eq!((l.verify_failures_per_destination, l.verify_failure_window_seconds), (10, 86_400));
+        assert_eq!(l.requests_breaker, 20);
+        assert_eq!((l.verify_failure_breaker, l.verify_failure_breaker_window_seconds), (100, 864_000));
+        assert_eq!(l.known_network_seconds, 7_776_000);
         assert_eq!((l.ip_requests, l.ip_verifies, l.ip_window_seconds), (300, 600, 3600));
         assert_eq!(l.sms_policy, SmsPolicy::new(vec![], vec![]), "the default block list alone");
         let mut m = dev();

@@ -20,7 +20,7 @@ use rusqlite::{params_from_iter, Connection};
 
 use crate::domain::crypto::Entropy;
 use crate::domain::delivery::DeliveryJob;
-use crate::domain::limits::{self, EventLog, Outcome, Rule};
+use crate::domain::limits::{self, Breaker, EventLog, Guess, Outcome, Rule};
 use crate::domain::outbound::ProviderRequest;
 use crate::ports::{
     Answer, Arg, Background, Clock, Database, DeliveryQueue, Fut, Limiter, Ports, Row, Sender, Stmt, StoreError,
@@ -279,10 +279,10 @@ impl Objects {
 }
 
 impl Limiter for Objects {
-    fn hit(&self, object: &str, rules: Vec<Rule>) -> Fut<'_, Result<Outcome, StoreError>> {
+    fn hit(&self, object: &str, rules: Vec<Rule>, breaker: Option<Breaker>) -> Fut<'_, Result<Outcome, StoreError>> {
         let object = object.to_string();
         Box::pin(trip(&self.trips, &self.trips.limiter_calls, move || {
-            self.call(&object, |log, now| limits::hit(log, &rules, now))
+            self.call(&object, |log, now| limits::hit_with(log, &rules, breaker.as_ref(), now))
         }))
     }
 
@@ -293,10 +293,10 @@ impl Limiter for Objects {
         }))
     }
 
-    fn guess(&self, object: &str, rule: Rule, failed: bool) -> Fut<'_, Result<Outcome, StoreError>> {
+    fn guess(&self, object: &str, guess: Guess) -> Fut<'_, Result<Outcome, StoreError>> {
         let object = object.to_string();
         Box::pin(trip(&self.trips, &self.trips.limiter_calls, move || {
-            self.call(&object, |log, now| limits::guess(log, &rule, failed, now))
+            self.call(&object, |log, now| limits::guess(log, &guess, now))
         }))
     }
 

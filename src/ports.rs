@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use crate::domain::crypto::Entropy;
 use crate::domain::delivery::DeliveryJob;
-use crate::domain::limits::{Outcome, Rule};
+use crate::domain::limits::{Breaker, Guess, Outcome, Rule};
 use crate::domain::outbound::ProviderRequest;
 
 pub type Fut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -150,12 +150,12 @@ pub fn first_of<T: DeserializeOwned>(results: &mut [Vec<Row>], index: usize) -> 
 /// The rate-limit objects, one per key (the Durable Object in the Worker),
 /// each running `domain::limits` on its own event log, one call at a time.
 pub trait Limiter {
-    /// `limits::hit`: a slot under every rule, or none.
-    fn hit(&self, object: &str, rules: Vec<Rule>) -> Fut<'_, Result<Outcome, StoreError>>;
+    /// `limits::hit_with`: a slot under every rule (and the breaker), or none.
+    fn hit(&self, object: &str, rules: Vec<Rule>, breaker: Option<Breaker>) -> Fut<'_, Result<Outcome, StoreError>>;
     /// `limits::peek`: whether a hit would be allowed, recording nothing.
     fn peek(&self, object: &str, rules: Vec<Rule>) -> Fut<'_, Result<Outcome, StoreError>>;
     /// `limits::guess`: a verification guess under the failure budget.
-    fn guess(&self, object: &str, rule: Rule, failed: bool) -> Fut<'_, Result<Outcome, StoreError>>;
+    fn guess(&self, object: &str, guess: Guess) -> Fut<'_, Result<Outcome, StoreError>>;
     /// Gives back the slots of an allowed hit.
     fn release(&self, object: &str, ids: Vec<i64>) -> Fut<'_, Result<(), StoreError>>;
     /// A real round trip to `object` and its storage.

@@ -19,8 +19,16 @@ pub enum Limit {
     /// An IPv6 client's /48 (a site), above its /64's own limits.
     Ip48Requests,
     Ip48Verifies,
+    /// Requests for one destination from one client network.
     DestinationRequests,
+    /// Requests for one destination from networks it does not know: the
+    /// breaker far above `DestinationRequests`.
+    DestinationRequestsAll,
+    /// Failed verifications of one destination's codes from one client network.
     VerifyFailures,
+    /// Failed verifications of one destination's codes from networks it does
+    /// not know: the breaker that bounds guessing from many networks.
+    VerifyFailuresAll,
     /// SMS the whole service sends.
     SmsCap,
     /// SMS to one number range (`SMS_PREFIX_DIGITS`).
@@ -37,7 +45,9 @@ impl Limit {
             Limit::Ip48Requests => "ip48_request",
             Limit::Ip48Verifies => "ip48_verify",
             Limit::DestinationRequests => "otp_request",
+            Limit::DestinationRequestsAll => "otp_request_all",
             Limit::VerifyFailures => "verify_failure",
+            Limit::VerifyFailuresAll => "verify_failure_all",
             Limit::SmsCap => "sms",
             Limit::SmsPrefixCap => "sms_prefix",
             Limit::SmsCountryCap => "sms_country",
@@ -68,6 +78,35 @@ pub enum Outcome {
     Allowed { ids: Vec<i64> },
     /// Refused: waiting `retry_after_ms` frees a slot.
     Refused { retry_after_ms: i64 },
+    /// The breaker is open for this client (neither known to the
+    /// destination nor past a challenge): waiting `retry_after_ms`, or
+    /// passing a challenge, lets it through.
+    Challenge { retry_after_ms: i64 },
+}
+
+/// A limit on what clients the destination does not know can do together,
+/// far above each client's own: it stops a stranger spreading over many
+/// networks, without stopping the destination's owner. It does not apply
+/// to a client that passed a challenge (`exempt`) or whose network verified
+/// one of the destination's codes within `known`'s window (NIST SP 800-63B
+/// 5.2.2: accept attempts from addresses the subscriber authenticated from
+/// before). Every event counts toward it, exempt or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Breaker {
+    pub rule: Rule,
+    /// The bucket of this network's verified codes for the destination.
+    pub known: Rule,
+    pub exempt: bool,
+}
+
+/// A verification guess, judged in the destination's object: the client
+/// network's failure budget (`rule`), the destination's breaker, and whether
+/// the guess `failed`. A right guess makes the network known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Guess {
+    pub rule: Rule,
+    pub breaker: Option<Breaker>,
+    pub failed: bool,
 }
 
 /// Decides one rule from the bucket's newest events inside the window
@@ -141,10 +180,48 @@ fn record<L: EventLog>(log: &L, rules: &[Rule], now_ms: i64) -> Result<Vec<i64>,
 
 /// A request under `rules`: a slot under every rule, or none.
 pub fn hit<L: EventLog>(log: &L, rules: &[Rule], now_ms: i64) -> Result<Outcome, L::Error> {
+    hit_with(log, rules, None, now_ms)
+}
+
+/// Whether the breaker stops this client: `Some` wait while it is open for it.
+fn breaker_wait<L: EventLog>(log: &L, breaker: &Breaker, now_ms: i64) -> Result<Option<i64>, L::Error> {
+    let Some(wait) = decide_all(std::slice::from_ref(&breaker.rule), now_ms, |rule| {
+        log.newest(&rule.bucket, window_floor(rule, now_ms), rule.limit)
+    })?
+    else {
+        return Ok(None);
+    };
+    if breaker.exempt || is_known(log, breaker, now_ms)? {
+        return Ok(None);
+    }
+    Ok(Some(wait))
+}
+
+fn is_known<L: EventLog>(log: &L, breaker: &Breaker, now_ms: i64) -> Result<bool, L::Error> {
+    let known = &breaker.known;
+    Ok(!log.newest(&known.bucket, window_floor(known, now_ms), 1)?.is_empty())
+}
+
+/// A request under `rules` and, if given, a breaker: refused by a rule
+/// first, then stopped by the breaker; allowed, a slot under every rule and
+/// the breaker.
+pub fn hit_with<L: EventLog>(
+    log: &L,
+    rules: &[Rule],
+    breaker: Option<&Breaker>,
+    now_ms: i64,
+) -> Result<Outcome, L::Error> {
     if let Some(retry_after_ms) = check(log, rules, now_ms)? {
         return Ok(Outcome::Refused { retry_after_ms });
     }
-    Ok(Outcome::Allowed { ids: record(log, rules, now_ms)? })
+    if let Some(b) = breaker {
+        if let Some(retry_after_ms) = breaker_wait(log, b, now_ms)? {
+            return Ok(Outcome::Challenge { retry_after_ms });
+        }
+    }
+    let mut counted: Vec<Rule> = rules.to_vec();
+    counted.extend(breaker.map(|b| b.rule.clone()));
+    Ok(Outcome::Allowed { ids: record(log, &counted, now_ms)? })
 }
 
 /// Whether a request under `rules` would be allowed, recording nothing:
@@ -156,15 +233,33 @@ pub fn peek<L: EventLog>(log: &L, rules: &[Rule], now_ms: i64) -> Result<Outcome
     })
 }
 
-/// A verification guess under `rule` (the destination's failure budget):
-/// refused while its window is full, even for the right code; otherwise
-/// allowed, and recorded only if it `failed`.
-pub fn guess<L: EventLog>(log: &L, rule: &Rule, failed: bool, now_ms: i64) -> Result<Outcome, L::Error> {
-    let rules = std::slice::from_ref(rule);
+/// A verification guess: refused while the network's failure budget is
+/// spent, stopped while the breaker is open for the client, even for the
+/// right code (a lockout that spared right codes would not stop guessing);
+/// otherwise allowed. A wrong guess is recorded under the budget and the
+/// breaker; a right one makes the client's network known.
+pub fn guess<L: EventLog>(log: &L, g: &Guess, now_ms: i64) -> Result<Outcome, L::Error> {
+    let rules = std::slice::from_ref(&g.rule);
     if let Some(retry_after_ms) = check(log, rules, now_ms)? {
         return Ok(Outcome::Refused { retry_after_ms });
     }
-    Ok(Outcome::Allowed { ids: if failed { record(log, rules, now_ms)? } else { Vec::new() } })
+    if let Some(b) = &g.breaker {
+        // The breaker's own window may be longer than the budget's: prune
+        // kept its events (they expire at their bucket's longest window).
+        if let Some(retry_after_ms) = breaker_wait(log, b, now_ms)? {
+            return Ok(Outcome::Challenge { retry_after_ms });
+        }
+    }
+    let ids = match (g.failed, &g.breaker) {
+        (true, Some(b)) => record(log, &[g.rule.clone(), b.rule.clone()], now_ms)?,
+        (true, None) => record(log, rules, now_ms)?,
+        (false, Some(b)) => {
+            record(log, std::slice::from_ref(&b.known), now_ms)?;
+            Vec::new()
+        }
+        (false, None) => Vec::new(),
+    };
+    Ok(Outcome::Allowed { ids })
 }
 
 /// Gives back the events of an allowed hit whose work did not count.
@@ -239,6 +334,25 @@ impl DestinationLimits {
     pub fn bucket(&self, limit: Limit) -> String {
         format!("{}:{}", limit.bucket(), self.key)
     }
+
+    /// The bucket of `limit` for this destination and one client network
+    /// (`network_id`).
+    pub fn network_bucket(&self, limit: Limit, network: &str) -> String {
+        format!("{}:{}:{network}", limit.bucket(), self.key)
+    }
+
+    /// The bucket of the codes for this destination verified from a client network.
+    pub fn known_bucket(&self, network: &str) -> String {
+        format!("known:{}:{network}", self.key)
+    }
+}
+
+/// The client network the per-destination budgets are kept for: an IPv4
+/// address, or an IPv6 /48 (a site: one /48 holds 65,536 /64s, which one
+/// client can rotate through), as a keyed hash (no address in storage).
+pub fn network_id(pepper: &str, ip: &str) -> String {
+    let network = ip48_key(ip).unwrap_or_else(|| ip_key(ip));
+    hex(&hmac_sha256(pepper.as_bytes(), &[b"client-network", network.as_bytes()])[..12])
 }
 
 pub fn destination_limits(pepper: &str, destination: &Destination) -> DestinationLimits {
@@ -405,20 +519,126 @@ mod tests {
         assert!(matches!(hit(&log, &rules, now + 2), Ok(Outcome::Allowed { .. })), "the slot was given back");
     }
 
+    fn plain(rule: &Rule, failed: bool) -> Guess {
+        Guess { rule: rule.clone(), breaker: None, failed }
+    }
+
     #[test]
     fn a_guess_is_refused_while_the_budget_is_spent_and_counted_only_if_wrong() {
         let log = Log::default();
         let budget = Rule { bucket: "verify_failure".into(), window_ms: HOUR, limit: 2 };
-        assert_eq!(guess(&log, &budget, false, 1), Ok(Outcome::Allowed { ids: vec![] }), "a right guess is free");
-        assert!(matches!(guess(&log, &budget, true, 2), Ok(Outcome::Allowed { ids }) if ids.len() == 1));
-        assert!(matches!(guess(&log, &budget, true, 3), Ok(Outcome::Allowed { .. })));
         assert_eq!(
-            guess(&log, &budget, false, 4),
+            guess(&log, &plain(&budget, false), 1),
+            Ok(Outcome::Allowed { ids: vec![] }),
+            "a right guess is free"
+        );
+        assert!(matches!(guess(&log, &plain(&budget, true), 2), Ok(Outcome::Allowed { ids }) if ids.len() == 1));
+        assert!(matches!(guess(&log, &plain(&budget, true), 3), Ok(Outcome::Allowed { .. })));
+        assert_eq!(
+            guess(&log, &plain(&budget, false), 4),
             Ok(Outcome::Refused { retry_after_ms: HOUR - 2 }),
             "even a right one"
         );
         // Pruning on use: once the first failure expires, guesses are judged again.
-        assert_eq!(guess(&log, &budget, false, 2 + HOUR), Ok(Outcome::Allowed { ids: vec![] }));
+        assert_eq!(guess(&log, &plain(&budget, false), 2 + HOUR), Ok(Outcome::Allowed { ids: vec![] }));
         assert_eq!(log.0.borrow().len(), 1, "the expired failure was pruned");
+    }
+
+    const DAY: i64 = 24 * HOUR;
+
+    /// Network `net`'s guess at one destination: 2 failures a day per
+    /// network, a breaker of 3 failures in 10 days, networks known 90 days.
+    fn guess_from(net: &str, failed: bool, exempt: bool) -> Guess {
+        Guess {
+            rule: Rule { bucket: format!("verify_failure:d:{net}"), window_ms: DAY, limit: 2 },
+            breaker: Some(Breaker {
+                rule: Rule { bucket: "verify_failure_all:d".into(), window_ms: 10 * DAY, limit: 3 },
+                known: Rule { bucket: format!("known:d:{net}"), window_ms: 90 * DAY, limit: 1 },
+                exempt,
+            }),
+            failed,
+        }
+    }
+
+    #[test]
+    fn the_breaker_stops_strangers_but_not_known_networks_or_a_passed_challenge() {
+        let log = Log::default();
+        let t = 10 * DAY;
+        // The owner verifies once from home: home is known.
+        assert_eq!(guess(&log, &guess_from("home", false, false), t), Ok(Outcome::Allowed { ids: vec![] }));
+        // A stranger spreads failures over networks a and b.
+        assert!(
+            matches!(guess(&log, &guess_from("a", true, false), t + 1), Ok(Outcome::Allowed { ids }) if ids.len() == 2)
+        );
+        assert!(matches!(guess(&log, &guess_from("a", true, false), t + 2), Ok(Outcome::Allowed { .. })));
+        assert_eq!(
+            guess(&log, &guess_from("a", true, false), t + 3),
+            Ok(Outcome::Refused { retry_after_ms: DAY - 2 }),
+            "network a's own budget is spent"
+        );
+        assert!(matches!(guess(&log, &guess_from("b", true, false), t + 4), Ok(Outcome::Allowed { .. })));
+        // Three failures in ten days: the breaker is open for networks it does not know, right code or not.
+        assert_eq!(
+            guess(&log, &guess_from("c", false, false), t + 5),
+            Ok(Outcome::Challenge { retry_after_ms: 10 * DAY - 4 })
+        );
+        assert_eq!(log.0.borrow().iter().filter(|e| e.1.starts_with("known:d:c")).count(), 0, "not made known");
+        // The owner's network is known, and a passed challenge is let through.
+        assert_eq!(guess(&log, &guess_from("home", false, false), t + 6), Ok(Outcome::Allowed { ids: vec![] }));
+        assert_eq!(guess(&log, &guess_from("c", false, true), t + 7), Ok(Outcome::Allowed { ids: vec![] }));
+        // Network b's budget still has room, but the breaker stops it.
+        assert!(matches!(guess(&log, &guess_from("b", true, false), t + 8), Ok(Outcome::Challenge { .. })));
+        // A known network's failures still count, and its own budget still binds.
+        assert!(matches!(guess(&log, &guess_from("home", true, false), t + 9), Ok(Outcome::Allowed { .. })));
+        assert!(matches!(guess(&log, &guess_from("home", true, false), t + 10), Ok(Outcome::Allowed { .. })));
+        assert!(matches!(guess(&log, &guess_from("home", false, false), t + 11), Ok(Outcome::Refused { .. })));
+        // Known lasts 90 days from the last verified code (t + 6); then home is a stranger too.
+        let later = t + 6 + 90 * DAY;
+        for (i, net) in ["x", "y", "z"].into_iter().enumerate() {
+            assert!(matches!(
+                guess(&log, &guess_from(net, true, false), later - 10 + i as i64),
+                Ok(Outcome::Allowed { .. })
+            ));
+        }
+        assert!(matches!(guess(&log, &guess_from("home", false, false), later), Ok(Outcome::Challenge { .. })));
+    }
+
+    #[test]
+    fn a_hit_under_a_breaker_counts_toward_it_and_is_stopped_when_it_is_open() {
+        let log = Log::default();
+        let per_network = |net: &str| vec![Rule { bucket: format!("otp_request:d:{net}"), window_ms: HOUR, limit: 5 }];
+        let breaker = |net: &str, exempt| Breaker {
+            rule: Rule { bucket: "otp_request_all:d".into(), window_ms: HOUR, limit: 2 },
+            known: Rule { bucket: format!("known:d:{net}"), window_ms: 90 * DAY, limit: 1 },
+            exempt,
+        };
+        let t = DAY;
+        assert!(
+            matches!(hit_with(&log, &per_network("a"), Some(&breaker("a", false)), t), Ok(Outcome::Allowed { ids }) if ids.len() == 2)
+        );
+        assert!(matches!(
+            hit_with(&log, &per_network("b"), Some(&breaker("b", true)), t + 1),
+            Ok(Outcome::Allowed { .. })
+        ));
+        assert_eq!(
+            hit_with(&log, &per_network("c"), Some(&breaker("c", false)), t + 2),
+            Ok(Outcome::Challenge { retry_after_ms: HOUR - 2 })
+        );
+        assert_eq!(log.0.borrow().len(), 4, "a stopped hit records nothing");
+        // A known network passes; its hit still counts.
+        log.record("known:d:home", t, t + 90 * DAY).unwrap();
+        assert!(
+            matches!(hit_with(&log, &per_network("home"), Some(&breaker("home", false)), t + 3), Ok(Outcome::Allowed { ids }) if ids.len() == 2)
+        );
+    }
+
+    #[test]
+    fn networks_are_ipv4_addresses_and_ipv6_sites_hidden_by_a_keyed_hash() {
+        assert_eq!(network_id("p", "2001:db8:1:2::1"), network_id("p", "2001:db8:1:ffff::9"), "one /48");
+        assert_ne!(network_id("p", "2001:db8:1::1"), network_id("p", "2001:db8:2::1"));
+        assert_ne!(network_id("p", "203.0.113.7"), network_id("p", "203.0.113.8"));
+        assert_eq!(network_id("p", "::ffff:203.0.113.7"), network_id("p", "203.0.113.7"));
+        assert_ne!(network_id("p", "203.0.113.7"), network_id("q", "203.0.113.7"));
+        assert!(!network_id("p", "203.0.113.7").contains("203"));
     }
 }

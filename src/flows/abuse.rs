@@ -16,7 +16,7 @@ use crate::audit::Event;
 use crate::config::{Config, TurnstileScope};
 use crate::domain::crypto::uuid_from;
 use crate::domain::destination::{Channel, Destination, Phone};
-use crate::domain::limits::{self, Limit, Outcome, Rule};
+use crate::domain::limits::{self, Breaker, Guess, Limit, Outcome, Rule};
 use crate::domain::turnstile::{self, Verdict};
 use crate::ports::{join_all, Limiter, StoreError};
 
@@ -24,6 +24,8 @@ use crate::ports::{join_all, Limiter, StoreError};
 pub struct Refused {
     pub limit: Limit,
     retry_after_ms: i64,
+    /// A breaker stopped the client: a passed challenge would let it through.
+    challenge: bool,
 }
 
 impl Refused {
@@ -32,13 +34,18 @@ impl Refused {
     }
 }
 
-/// Reports a refusal: an audit event, and the client's 429.
+/// Reports a refusal: an audit event, and the client's answer: 429, or,
+/// when a breaker stopped the client and Turnstile is configured, 400
+/// CAPTCHA_FAILED, asking for the challenge instead of refusing the owner.
 fn report(app: &App, destination: Option<&Destination>, refused: Refused) -> Error {
     let event = Event::new("rate_limited", refused.limit.bucket());
     app.audit(match destination {
         Some(d) => event.destination(d),
         None => event,
     });
+    if refused.challenge && app.config.turnstile.is_some() {
+        return Error::CaptchaFailed;
+    }
     refused.error()
 }
 
@@ -52,21 +59,23 @@ pub struct Taken {
     ids: Vec<i64>,
 }
 
-/// One limit to ask an object about: take a slot, or only look.
+/// One limit to ask an object about: take a slot, or only look; with a
+/// breaker (`breaker_limit` names it), also under that.
 struct Check {
     object: String,
     limit: Limit,
     rules: Vec<Rule>,
     take: bool,
+    breaker: Option<(Limit, Breaker)>,
 }
 
 impl Check {
     fn take(object: impl Into<String>, limit: Limit, rules: Vec<Rule>) -> Check {
-        Check { object: object.into(), limit, rules, take: true }
+        Check { object: object.into(), limit, rules, take: true, breaker: None }
     }
 
     fn peek(object: impl Into<String>, limit: Limit, rules: Vec<Rule>) -> Check {
-        Check { object: object.into(), limit, rules, take: false }
+        Check { object: object.into(), limit, rules, take: false, breaker: None }
     }
 }
 
@@ -77,9 +86,13 @@ impl Check {
 async fn run(limiter: &dyn Limiter, checks: Vec<Check>) -> Result<Result<Vec<Taken>, Refused>, Error> {
     let asked = checks.iter().map(|c| {
         let rules = c.rules.clone();
+        let breaker = c.breaker.as_ref().map(|(_, b)| b.clone());
         async move {
-            let outcome =
-                if c.take { limiter.hit(&c.object, rules).await } else { limiter.peek(&c.object, rules).await };
+            let outcome = if c.take {
+                limiter.hit(&c.object, rules, breaker).await
+            } else {
+                limiter.peek(&c.object, rules).await
+            };
             (c, outcome)
         }
     });
@@ -91,8 +104,15 @@ async fn run(limiter: &dyn Limiter, checks: Vec<Check>) -> Result<Result<Vec<Tak
             Ok(Outcome::Allowed { ids }) if !ids.is_empty() => taken.push(Taken { object: check.object.clone(), ids }),
             Ok(Outcome::Allowed { .. }) => {}
             Ok(Outcome::Refused { retry_after_ms }) => {
-                if refused.as_ref().is_none_or(|r| retry_after_ms > r.retry_after_ms) {
-                    refused = Some(Refused { limit: check.limit, retry_after_ms });
+                // A rule's refusal outranks a breaker's: no challenge lifts it.
+                if refused.as_ref().is_none_or(|r| r.challenge || retry_after_ms > r.retry_after_ms) {
+                    refused = Some(Refused { limit: check.limit, retry_after_ms, challenge: false });
+                }
+            }
+            Ok(Outcome::Challenge { retry_after_ms }) => {
+                if refused.is_none() {
+                    let limit = check.breaker.as_ref().map_or(check.limit, |(l, _)| *l);
+                    refused = Some(Refused { limit, retry_after_ms, challenge: true });
                 }
             }
             Err(e) => failed = Some(e),
@@ -162,21 +182,28 @@ fn sms_cap_checks(config: &Config, phone: &Phone, take: bool) -> Vec<Check> {
     checks
 }
 
-/// Cloudflare Turnstile, when `TURNSTILE_SECRET_KEY` is set (for SMS only
-/// with `TURNSTILE_REQUIRED_FOR=sms`): the token must pass siteverify, with
-/// the client's IP and a fresh idempotency key. A missing or refused token
-/// is 400 CAPTCHA_FAILED before anything is counted or sent; siteverify
+/// Whether an OTP request must carry a Turnstile token: with
+/// `TURNSTILE_SECRET_KEY` set, every request, or with
+/// `TURNSTILE_REQUIRED_FOR=sms` only SMS.
+pub fn turnstile_required(config: &Config, channel: Channel) -> bool {
+    config.turnstile.as_ref().is_some_and(|t| t.required_for == TurnstileScope::All || channel == Channel::Phone)
+}
+
+/// Cloudflare Turnstile, when `TURNSTILE_SECRET_KEY` is set: a token given
+/// (or `required`) must pass siteverify, with the client's IP and a fresh
+/// idempotency key; `true` when one passed, which also lets the client past
+/// the destination's breakers. A missing (and required) or refused token is
+/// 400 CAPTCHA_FAILED before anything is counted or sent; siteverify
 /// unreachable (or refusing our secret) is 503: fail closed.
-pub async fn check_turnstile(app: &App, token: Option<&str>, channel: Channel) -> Result<(), Error> {
-    let Some(turnstile) = &app.config.turnstile else { return Ok(()) };
-    if turnstile.required_for == TurnstileScope::Sms && channel != Channel::Phone {
-        return Ok(());
-    }
+pub async fn check_turnstile(app: &App, token: Option<&str>, required: bool) -> Result<bool, Error> {
+    let Some(turnstile) = &app.config.turnstile else { return Ok(false) };
     let refused = |why: &str| {
         app.audit(Event::new("captcha_failed", why.to_string()));
         Error::CaptchaFailed
     };
-    let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else { return Err(refused("missing")) };
+    let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else {
+        return if required { Err(refused("missing")) } else { Ok(false) };
+    };
     if token.len() > turnstile::MAX_TOKEN_LEN {
         return Err(refused("invalid-input-response"));
     }
@@ -193,17 +220,38 @@ pub async fn check_turnstile(app: &App, token: Option<&str>, channel: Channel) -
         Err(timed_out) => Verdict::Unavailable { reason: if timed_out { "timed out" } else { "network error" }.into() },
     };
     match verdict {
-        Verdict::Passed => Ok(()),
+        Verdict::Passed => Ok(true),
         Verdict::Refused { error_code } => Err(refused(&error_code)),
         Verdict::Unavailable { reason } => Err(Dependency::Captcha.down(StoreError(reason))),
     }
 }
 
+/// The breaker of `limit` (a per-destination total) for this client: it
+/// does not stop a network the destination knows, or a passed challenge.
+fn breaker(
+    app: &App,
+    at: &limits::DestinationLimits,
+    limit: Limit,
+    window_seconds: u64,
+    count: u32,
+    passed: bool,
+) -> Breaker {
+    let network = limits::network_id(pepper(app.config), &app.client.ip);
+    Breaker {
+        rule: Rule::new(&at.bucket(limit), window_seconds, count),
+        known: Rule::new(&at.known_bucket(&network), app.config.limits.known_network_seconds, 1),
+        exempt: passed,
+    }
+}
+
 /// Before an OTP request does anything: the SMS country allow-list, then,
 /// all at once, the client's network, the destination (rolling hour and
-/// resend cooldown) and, for SMS, whether the pumping caps have room. A
-/// refusal leaves no row and sends nothing.
-pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), Error> {
+/// resend cooldown for this client network, and the breaker over all
+/// networks it does not know, which a `passed` challenge lifts) and, for
+/// SMS, whether the pumping caps have room. A refusal leaves no row and
+/// sends nothing. A stranger's requests spend its own network's budget for
+/// the destination, not its owner's.
+pub async fn admit_request(app: &App, destination: &Destination, passed: bool) -> Result<(), Error> {
     let l = &app.config.limits;
     if let Destination::Phone(phone) = destination {
         // Before anything is counted: a number the policy refuses costs nothing.
@@ -218,12 +266,17 @@ pub async fn admit_request(app: &App, destination: &Destination) -> Result<(), E
     }
     let dest = Limit::DestinationRequests;
     let at = limits::destination_limits(pepper(app.config), destination);
-    let mut rules = vec![Rule::new(&at.bucket(dest), l.request_window_seconds, l.requests_per_destination)];
+    let bucket = at.network_bucket(dest, &limits::network_id(pepper(app.config), &app.client.ip));
+    let mut rules = vec![Rule::new(&bucket, l.request_window_seconds, l.requests_per_destination)];
     if l.resend_cooldown_seconds > 0 {
-        rules.push(Rule::new(&at.bucket(dest), l.resend_cooldown_seconds, 1));
+        rules.push(Rule::new(&bucket, l.resend_cooldown_seconds, 1));
     }
+    let all = Limit::DestinationRequestsAll;
+    let breaker = breaker(app, &at, all, l.request_window_seconds, l.requests_breaker, passed);
     let mut checks = network_checks(app, (Limit::IpRequests, l.ip_requests), (Limit::Ip48Requests, l.ip48_requests));
-    checks.push(Check::take(at.object, dest, rules));
+    let mut check = Check::take(at.object.clone(), dest, rules);
+    check.breaker = Some((all, breaker));
+    checks.push(check);
     if let Destination::Phone(phone) = destination {
         checks.extend(sms_cap_checks(app.config, phone, false));
     }
@@ -271,22 +324,48 @@ pub async fn admit_verify(app: &App) -> Result<VerifySlot, Error> {
 
 /// Judges a verification guess against the destination's failed
 /// verifications, across all its codes, in one call to its object: refused
-/// (429) while `VERIFY_FAILURES_PER_DAY` failures are in the window, even
-/// for the right code; otherwise allowed, and counted if it `failed`. The
-/// object judges parallel guesses one at a time, so the limit is exact. A
+/// (429) while `VERIFY_FAILURES_PER_DAY` failures from the client's network
+/// are in the window, and stopped while the destination's breaker
+/// (`VERIFY_FAILURES_BREAKER` failures from all networks) is open for a
+/// network it does not know and no challenge was `passed`, even for the
+/// right code; otherwise allowed, and counted if it `failed`. The object
+/// judges parallel guesses one at a time, so the limits are exact. A
 /// refused guess gives its network `slot` back: it was not judged.
-pub async fn judge_guess(app: &App, destination: &Destination, failed: bool, slot: VerifySlot) -> Result<(), Error> {
+pub async fn judge_guess(
+    app: &App,
+    destination: &Destination,
+    failed: bool,
+    slot: VerifySlot,
+    passed: bool,
+) -> Result<(), Error> {
     let l = &app.config.limits;
     let limit = Limit::VerifyFailures;
     let at = limits::destination_limits(pepper(app.config), destination);
-    let rule = Rule::new(&at.bucket(limit), l.verify_failure_window_seconds, l.verify_failures_per_destination);
-    match app.ports.limiter.guess(&at.object, rule, failed).await.map_err(unavailable)? {
-        Outcome::Allowed { .. } => Ok(()),
-        Outcome::Refused { retry_after_ms } => {
-            release_all(&*app.ports.limiter, &slot.0).await;
-            Err(report(app, Some(destination), Refused { limit, retry_after_ms }))
-        }
-    }
+    let network = limits::network_id(pepper(app.config), &app.client.ip);
+    let all = Limit::VerifyFailuresAll;
+    let guess = Guess {
+        rule: Rule::new(
+            &at.network_bucket(limit, &network),
+            l.verify_failure_window_seconds,
+            l.verify_failures_per_destination,
+        ),
+        breaker: Some(breaker(
+            app,
+            &at,
+            all,
+            l.verify_failure_breaker_window_seconds,
+            l.verify_failure_breaker,
+            passed,
+        )),
+        failed,
+    };
+    let refused = match app.ports.limiter.guess(&at.object, guess).await.map_err(unavailable)? {
+        Outcome::Allowed { .. } => return Ok(()),
+        Outcome::Refused { retry_after_ms } => Refused { limit, retry_after_ms, challenge: false },
+        Outcome::Challenge { retry_after_ms } => Refused { limit: all, retry_after_ms, challenge: true },
+    };
+    release_all(&*app.ports.limiter, &slot.0).await;
+    Err(report(app, Some(destination), refused))
 }
 
 /// Gives back slots; a failure only over-counts (fails safe), so it is logged.

@@ -167,6 +167,14 @@ fn record_failure(c: &Courier<'_>, trail: &Trail, name: &'static str, s: &Sendin
     );
 }
 
+/// A queued login code whose delivery failed for good answers like a decoy
+/// from then on (`Db::withdraw_otp`).
+async fn withdraw(c: &Courier<'_>, otp_id: &str) {
+    if let Err(e) = c.db.withdraw_otp(otp_id, c.now_ms()).await {
+        crate::log::error("otp_withdraw_failed", &e.to_string());
+    }
+}
+
 async fn invalidate(c: &Courier<'_>, otp_id: &str) {
     if let Err(e) = c.db.invalidate_otp(otp_id, c.now_ms()).await {
         crate::log::error("otp_invalidate_failed", &e.to_string());
@@ -269,7 +277,7 @@ pub async fn run_job(c: &Courier<'_>, job: &DeliveryJob, trail: &Trail) -> Resul
     let Some(opened) = open(c.config, job) else {
         // Not sealed by this service with this pepper: nothing can be sent.
         crate::log::emit("error", "delivery_job_unreadable", serde_json::json!({ "otp_id": job.otp_id }));
-        invalidate(c, &job.otp_id).await;
+        withdraw(c, &job.otp_id).await;
         return Ok(Processed::Done);
     };
     let s = Sending {
@@ -297,7 +305,7 @@ pub async fn run_job(c: &Courier<'_>, job: &DeliveryJob, trail: &Trail) -> Resul
             Ok(taken) => taken,
             Err(Error::Limited { .. }) => {
                 trail.record(event("otp_delivery_failed", "sms_cap_reached", &s, attempt), c.now_ms());
-                invalidate(c, &job.otp_id).await;
+                withdraw(c, &job.otp_id).await;
                 return Ok(Processed::Done);
             }
             Err(_) => return Err(StoreError("the rate limiter is unavailable".into())),
@@ -322,7 +330,7 @@ pub async fn run_job(c: &Courier<'_>, job: &DeliveryJob, trail: &Trail) -> Resul
         record_failure(c, trail, "otp_delivery_unconfirmed", &s, &failure, attempt);
     } else {
         record_failure(c, trail, "otp_delivery_failed", &s, &failure, attempt);
-        invalidate(c, &job.otp_id).await;
+        withdraw(c, &job.otp_id).await;
         // Nothing went out: the caps' slots of this first try are given back.
         abuse::release_all(&*c.ports.limiter, &taken).await;
     }
@@ -344,7 +352,7 @@ pub fn send_after_response(config: &'static Config, ports: &Ports, trail: &Trail
             }
         }
         let c = Courier::new(config, &ports);
-        // The outcome is on the row (invalidated on failure) and in the trail;
+        // The outcome is on the row (withdrawn on failure) and in the trail;
         // without a queue there is no later try.
         if let Ok(Processed::RetryIn(_)) = run_job(&c, &job, &trail).await {
             give_up(&c, &job, &trail).await;
@@ -385,7 +393,7 @@ pub async fn give_up(c: &Courier<'_>, job: &DeliveryJob, trail: &Trail) {
 }
 
 async fn abandon(c: &Courier<'_>, job: &DeliveryJob, trail: &Trail, outcome: &'static str) {
-    invalidate(c, &job.otp_id).await;
+    withdraw(c, &job.otp_id).await;
     let mut e = Event::new("otp_delivery_failed", outcome).otp(&job.otp_id).user(job.user_id.as_deref());
     if let Ok(d) = Destination::parse(&job.destination) {
         e = e.destination(&d);

@@ -10,6 +10,7 @@ use crate::domain::crypto::uuid_from;
 use crate::domain::destination::Channel;
 use crate::domain::destination::Destination;
 use crate::domain::i18n;
+use crate::domain::limits;
 use crate::domain::otp::{self, OtpCode, Purpose};
 use crate::store::otp::NewOtp;
 
@@ -56,8 +57,9 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
     let texts = i18n::negotiate(locale.as_deref(), app.client.accept_language.as_deref());
     let channel = destination.channel();
     // Before anything is counted: the bot check, then the limits.
-    super::abuse::check_turnstile(app, turnstile_token.as_deref(), channel).await?;
-    super::abuse::admit_request(app, &destination).await?;
+    let required = super::abuse::turnstile_required(config, channel);
+    let passed = super::abuse::check_turnstile(app, turnstile_token.as_deref(), required).await?;
+    super::abuse::admit_request(app, &destination, passed).await?;
 
     // With enumeration protection, a login for an unknown or disabled account
     // does the same work as a real one (one D1 round trip that links the
@@ -90,6 +92,7 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
             id: &otp_id,
             link_user: purpose == Purpose::Login,
             destination: &destination,
+            network: &limits::network_id(config.otp_pepper.expose(), &app.client.ip),
             purpose,
             otp_hash: &otp_hash,
             max_attempts: config.otp.max_attempts,

@@ -29,6 +29,9 @@ pub struct OtpVerifyInput {
     pub otp_id: uuid::Uuid,
     pub code: OtpCode,
     pub device: Device,
+    /// A Turnstile token: what lets a client past the destination's breaker
+    /// when it asks for one (400 CAPTCHA_FAILED).
+    pub turnstile_token: Option<String>,
 }
 
 fn invalid(f: VerifyFailure) -> Error {
@@ -66,6 +69,7 @@ async fn verify(
 ) -> Result<Verified, Error> {
     let otp_id = otp_id.to_string();
     let db = &app.db;
+    let passed = super::abuse::check_turnstile(app, input.turnstile_token.as_deref(), false).await?;
     let slot = super::abuse::admit_verify(app).await?;
 
     // One attempt, taken atomically before the code is even looked at.
@@ -86,8 +90,8 @@ async fn verify(
     // was never sent and never verifies.
     let decoy = purpose == Purpose::Login && row.user_id.is_none();
     let matches = !decoy && otp::code_matches(pepper, &otp_id, purpose, &destination, &input.code, &row.otp_hash);
-    if let Err(refusal) = super::abuse::judge_guess(app, &destination, !matches, slot).await {
-        // Locked out: the guess was not judged, so its attempt is given back.
+    if let Err(refusal) = super::abuse::judge_guess(app, &destination, !matches, slot, passed).await {
+        // Refused: the guess was not judged, so its attempt is given back.
         db.refund_attempt(&otp_id).await.map_err(db_down)?;
         return Err(refusal);
     }

@@ -244,8 +244,12 @@ impl From<Error> for ApiError {
                     Limit::IpRequests | Limit::IpVerifies | Limit::Ip48Requests | Limit::Ip48Verifies => {
                         (C::RateLimit, "Too many requests from this network. Please try again later.")
                     }
-                    Limit::DestinationRequests => (C::RateLimit, "Too many OTP requests. Please try again later."),
-                    Limit::VerifyFailures => (C::RateLimit, "Too many failed verifications. Please try again later."),
+                    Limit::DestinationRequests | Limit::DestinationRequestsAll => {
+                        (C::RateLimit, "Too many OTP requests. Please try again later.")
+                    }
+                    Limit::VerifyFailures | Limit::VerifyFailuresAll => {
+                        (C::RateLimit, "Too many failed verifications. Please try again later.")
+                    }
                     Limit::SmsCap => {
                         (C::SmsCapReached, "SMS sending is paused for now. Please try again later or use email.")
                     }

@@ -85,7 +85,8 @@ pub fn otp_verify(bytes: &[u8], code_length: usize) -> Result<OtpVerifyInput, Ap
     let otp_id = parse_uuid(otp_id).ok_or_else(|| ApiError::validation("otp_id must be a UUID"))?;
     let code = OtpCode::parse(code, code_length)
         .ok_or_else(|| ApiError::validation(format!("otp_code must be {code_length} digits")))?;
-    Ok(OtpVerifyInput { otp_id, code, device: device(&body)? })
+    let turnstile_token = body.optional_str("turnstile_token")?.map(str::to_string);
+    Ok(OtpVerifyInput { otp_id, code, device: device(&body)?, turnstile_token })
 }
 
 /// Usernames: see `Username::parse`.

@@ -11,7 +11,7 @@ use std::cell::Cell;
 use serde::{Deserialize, Serialize};
 use worker::*;
 
-use crate::domain::limits::{self, EventLog, Outcome, Rule};
+use crate::domain::limits::{self, Breaker, EventLog, Guess, Outcome, Rule};
 use crate::ports::{self, Fut, StoreError};
 
 /// Binding name of the Durable Object namespace in wrangler.toml.
@@ -22,9 +22,9 @@ pub const BINDING: &str = "RATE_LIMITER";
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Command {
     Ping,
-    Hit { rules: Vec<Rule> },
+    Hit { rules: Vec<Rule>, breaker: Option<Breaker> },
     Peek { rules: Vec<Rule> },
-    Guess { rule: Rule, failed: bool },
+    Guess { guess: Guess },
     Release { ids: Vec<i64> },
 }
 
@@ -140,9 +140,9 @@ impl DurableObject for RateLimiter {
                 log.newest("ping", 0, 1)?;
                 Outcome::Allowed { ids: Vec::new() }
             }
-            Command::Hit { rules } => limits::hit(&log, &rules, now_ms)?,
+            Command::Hit { rules, breaker } => limits::hit_with(&log, &rules, breaker.as_ref(), now_ms)?,
             Command::Peek { rules } => limits::peek(&log, &rules, now_ms)?,
-            Command::Guess { rule, failed } => limits::guess(&log, &rule, failed, now_ms)?,
+            Command::Guess { guess } => limits::guess(&log, &guess, now_ms)?,
             Command::Release { ids } => {
                 limits::release(&log, &ids)?;
                 Outcome::Allowed { ids: Vec::new() }
@@ -197,9 +197,14 @@ impl DurableLimiter {
 }
 
 impl ports::Limiter for DurableLimiter {
-    fn hit(&self, object: &str, rules: Vec<Rule>) -> Fut<'_, std::result::Result<Outcome, StoreError>> {
+    fn hit(
+        &self,
+        object: &str,
+        rules: Vec<Rule>,
+        breaker: Option<Breaker>,
+    ) -> Fut<'_, std::result::Result<Outcome, StoreError>> {
         let object = object.to_string();
-        Box::pin(async move { self.call(&object, &Command::Hit { rules }).await })
+        Box::pin(async move { self.call(&object, &Command::Hit { rules, breaker }).await })
     }
 
     fn peek(&self, object: &str, rules: Vec<Rule>) -> Fut<'_, std::result::Result<Outcome, StoreError>> {
@@ -207,9 +212,9 @@ impl ports::Limiter for DurableLimiter {
         Box::pin(async move { self.call(&object, &Command::Peek { rules }).await })
     }
 
-    fn guess(&self, object: &str, rule: Rule, failed: bool) -> Fut<'_, std::result::Result<Outcome, StoreError>> {
+    fn guess(&self, object: &str, guess: Guess) -> Fut<'_, std::result::Result<Outcome, StoreError>> {
         let object = object.to_string();
-        Box::pin(async move { self.call(&object, &Command::Guess { rule, failed }).await })
+        Box::pin(async move { self.call(&object, &Command::Guess { guess }).await })
     }
 
     fn release(&self, object: &str, ids: Vec<i64>) -> Fut<'_, std::result::Result<(), StoreError>> {

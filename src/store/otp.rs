@@ -15,6 +15,9 @@ pub struct NewOtp<'a> {
     /// Link the row to the active account with this destination, if any (login).
     pub link_user: bool,
     pub destination: &'a Destination,
+    /// The requesting client's network (`limits::network_id`): a new code
+    /// supersedes only the pending codes requested from the same network.
+    pub network: &'a str,
     pub purpose: Purpose,
     pub otp_hash: &'a str,
     pub max_attempts: u32,
@@ -79,23 +82,25 @@ fn mark_verified(otp_id: &str, by: &str, now_ms: i64) -> Stmt {
 
 impl Db {
     /// Stores a new code and, in the same transaction, invalidates the older
-    /// pending codes for that destination and purpose: only the newest
-    /// verifies. With `link_user`, the row is linked to the active account
-    /// with that destination, whose id is returned (one round trip for the
-    /// lookup and the insert).
+    /// pending codes for that destination and purpose requested from the
+    /// same client network: only its newest verifies, and a stranger's
+    /// request cannot void the owner's pending code. With `link_user`, the
+    /// row is linked to the active account with that destination, whose id
+    /// is returned (one round trip for the lookup and the insert).
     pub async fn insert_otp(&self, otp: &NewOtp<'_>) -> Result<Option<String>, StoreError> {
         let invalidate = Stmt::new(
             "UPDATE otp_requests SET invalidated_at = ?1 \
-             WHERE destination = ?2 AND purpose = ?3 AND is_verified = 0 AND invalidated_at IS NULL",
-            vec![otp.now_ms.into(), otp.destination.as_str().into(), otp.purpose.as_str().into()],
+             WHERE destination = ?2 AND purpose = ?3 AND client_network = ?4 \
+             AND is_verified = 0 AND invalidated_at IS NULL",
+            vec![otp.now_ms.into(), otp.destination.as_str().into(), otp.purpose.as_str().into(), otp.network.into()],
         );
         let column = user_column(otp.destination);
         let insert = Stmt::new(
             format!(
                 "INSERT INTO otp_requests (id, user_id, otp_type, destination, otp_hash, purpose, max_attempts, \
-                 created_at, expires_at, ip_address, user_agent) \
+                 created_at, expires_at, ip_address, user_agent, client_network) \
                  VALUES (?1, CASE WHEN ?2 THEN (SELECT id FROM users WHERE {column} = ?4 AND status = 'active') END, \
-                 ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING user_id"
+                 ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING user_id"
             ),
             vec![
                 otp.id.into(),
@@ -109,6 +114,7 @@ impl Db {
                 otp.expires_at_ms.into(),
                 otp.ip.into(),
                 otp.user_agent.into(),
+                otp.network.into(),
             ],
         );
         let mut results = self.db.batch(vec![invalidate, insert]).await?;
@@ -130,6 +136,22 @@ impl Db {
         Ok(())
     }
 
+    /// Withdraws a queued login code whose delivery failed for good: it is
+    /// unlinked from its account, so it answers every verify as the decoy
+    /// of an unknown destination does ("Invalid OTP", then "Too many
+    /// attempts", then "OTP expired", each when the decoy would), and no
+    /// further try is claimed. Invalidating it instead would answer
+    /// "OTP expired" at once: an oracle for who has an account.
+    pub async fn withdraw_otp(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.db
+            .all(Stmt::new(
+                "UPDATE otp_requests SET user_id = NULL, withdrawn_at = ?2 WHERE id = ?1 AND withdrawn_at IS NULL",
+                vec![id.into(), now_ms.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
     /// Claims delivery try `attempt` of a queued code, atomically: only while
     /// the code is unused, valid and unexpired, and only once per try, so a
     /// queue message delivered twice sends one message.
@@ -139,7 +161,7 @@ impl Db {
                 .all(Stmt::new(
                     "UPDATE otp_requests SET delivery_attempts = ?2 \
                      WHERE id = ?1 AND delivery_attempts < ?2 AND is_verified = 0 AND invalidated_at IS NULL \
-                     AND expires_at > ?3 RETURNING id",
+                     AND withdrawn_at IS NULL AND expires_at > ?3 RETURNING id",
                     vec![id.into(), attempt.into(), now_ms.into()],
                 ))
                 .await?,
@@ -151,13 +173,15 @@ impl Db {
         struct Row {
             is_verified: i64,
             invalidated_at: Option<i64>,
+            withdrawn_at: Option<i64>,
             expires_at: i64,
             delivery_attempts: i64,
         }
         let row: Option<Row> = first(
             self.db
                 .all(Stmt::new(
-                    "SELECT is_verified, invalidated_at, expires_at, delivery_attempts FROM otp_requests WHERE id = ?1",
+                    "SELECT is_verified, invalidated_at, withdrawn_at, expires_at, delivery_attempts \
+                     FROM otp_requests WHERE id = ?1",
                     vec![id.into()],
                 ))
                 .await?,
@@ -167,6 +191,7 @@ impl Db {
             Some(r) if r.delivery_attempts >= attempt as i64 => DeliveryClaim::AlreadyTried,
             Some(r) if r.is_verified != 0 => DeliveryClaim::NotPending("used"),
             Some(r) if r.invalidated_at.is_some() => DeliveryClaim::NotPending("superseded"),
+            Some(r) if r.withdrawn_at.is_some() => DeliveryClaim::NotPending("withdrawn"),
             Some(r) if r.expires_at <= now_ms => DeliveryClaim::NotPending("expired"),
             Some(_) => DeliveryClaim::AlreadyTried,
         })

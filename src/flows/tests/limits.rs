@@ -150,13 +150,14 @@ fn a_destination_slot_taken_by_a_request_its_ip_refuses_is_given_back() {
         }
         assert_eq!(victim_count(&w), 0, "every slot was given back");
 
-        // The victim, from five other addresses, still gets its five.
+        // The victim, from five /64s of its own /48 (one IP request each;
+        // one network for the destination), still gets its five.
         for n in 1..=5 {
-            let ip = format!("198.51.100.{n}");
+            let ip = format!("2001:db8:7:{n}::1");
             assert!(w.request(&ip, "victim@example.com", Purpose::Register).await.is_ok(), "request {n}");
         }
         assert_eq!(
-            refused(w.request("198.51.100.6", "victim@example.com", Purpose::Register).await),
+            refused(w.request("2001:db8:7:6::1", "victim@example.com", Purpose::Register).await),
             limited("RATE_LIMIT", TOO_MANY_REQUESTS, 3600)
         );
         assert_eq!(victim_count(&w), 5);
@@ -329,7 +330,8 @@ fn waiting_retry_after_is_always_enough() {
     run(async {
         // Odd gaps between events, so that the waits are not whole seconds;
         // each limit is met from its own client IP (an IP filled by the refused
-        // attempt itself is the test below).
+        // attempt itself is the test below); a destination's budgets are kept
+        // per client network, so each is filled from the network it binds.
         let gap = 1_234;
         let w = World::with(&[
             ("RATE_LIMIT_PER_HOUR", "2"),
@@ -342,11 +344,11 @@ fn waiting_retry_after_is_always_enough() {
 
         w.request("192.0.2.1", "pat@example.com", Purpose::Register).await.unwrap();
         w.fakes.clock.advance(gap);
-        waiting_retry_after_suffices(&w, "cooldown", || w.request("192.0.2.2", "pat@example.com", Purpose::Register))
+        waiting_retry_after_suffices(&w, "cooldown", || w.request("192.0.2.1", "pat@example.com", Purpose::Register))
             .await;
         w.fakes.clock.advance(gap);
         waiting_retry_after_suffices(&w, "destination", || {
-            w.request("192.0.2.3", "pat@example.com", Purpose::Register)
+            w.request("192.0.2.1", "pat@example.com", Purpose::Register)
         })
         .await;
 
@@ -383,7 +385,7 @@ fn waiting_retry_after_is_always_enough() {
         w.fakes.clock.advance(7_000); // past the resend cooldown
         waiting_retry_after_suffices(&w, "verify failures", || async {
             let (otp_id, code) = w.code_for("192.0.2.12", "sue@example.com", Purpose::Register).await;
-            w.verify("192.0.2.12", &otp_id, &code).await
+            w.verify("192.0.2.11", &otp_id, &code).await
         })
         .await;
         assert_eq!(
@@ -397,18 +399,20 @@ fn waiting_retry_after_is_always_enough() {
 fn waiting_retry_after_suffices_even_when_the_refused_request_took_the_ips_last_slot() {
     run(async {
         let w = World::with(&[("IP_REQUESTS_PER_HOUR", "2"), ("RATE_LIMIT_PER_HOUR", "1")]);
-        // Someone else's request fills the destination until T0 + 60 min.
-        w.request(OTHER_IP, "zoe@example.com", Purpose::Register).await.unwrap();
+        // Another /64 of the client's /48 (its network, as a destination's
+        // budgets count) fills the destination until T0 + 60 min.
+        let (neighbour, ip) = ("2001:db8:5:1::1", "2001:db8:5:2::1");
+        w.request(neighbour, "zoe@example.com", Purpose::Register).await.unwrap();
         w.fakes.clock.advance(10 * MINUTE);
-        w.request(IP, "yan@example.com", Purpose::Register).await.unwrap();
+        w.request(ip, "yan@example.com", Purpose::Register).await.unwrap();
         w.fakes.clock.advance(40 * MINUTE);
 
         // The destination refuses for 10 min; the IP counted the attempt: 2 of 2 until T0 + 70 min.
-        let (status, _, _, retry_after) = refused(w.request(IP, "zoe@example.com", Purpose::Register).await);
+        let (status, _, _, retry_after) = refused(w.request(ip, "zoe@example.com", Purpose::Register).await);
         assert_eq!((status, retry_after), (429, Some(600)));
         w.fakes.clock.advance(600_000);
 
-        let again = w.request(IP, "zoe@example.com", Purpose::Register).await;
+        let again = w.request(ip, "zoe@example.com", Purpose::Register).await;
         assert!(again.is_ok(), "waited retry_after, still refused: {:?}", refused(again));
     })
 }
@@ -417,19 +421,21 @@ fn waiting_retry_after_suffices_even_when_the_refused_request_took_the_ips_last_
 fn waiting_out_a_lockout_suffices_even_when_the_refused_verify_took_the_ips_last_slot() {
     run(async {
         let w = World::with(&[("VERIFY_FAILURES_PER_DAY", "1"), ("IP_VERIFIES_PER_HOUR", "2")]);
-        // Someone else's wrong guess locks the destination until T0 + 24 h.
-        let (first, code) = w.code_for(OTHER_IP, "una@example.com", Purpose::Register).await;
-        assert_eq!(refusal(w.verify(OTHER_IP, &first, &wrong(&code)).await).2, "Invalid OTP");
+        // A wrong guess from another /64 of the client's /48 locks the
+        // destination for that network until T0 + 24 h.
+        let (neighbour, ip) = ("2001:db8:6:1::1", "2001:db8:6:2::1");
+        let (first, code) = w.code_for(neighbour, "una@example.com", Purpose::Register).await;
+        assert_eq!(refusal(w.verify(neighbour, &first, &wrong(&code)).await).2, "Invalid OTP");
         w.fakes.clock.advance(24 * HOUR - 6 * MINUTE);
-        let (otp_id, code) = w.code_for(IP, "una@example.com", Purpose::Register).await;
+        let (otp_id, code) = w.code_for(ip, "una@example.com", Purpose::Register).await;
         let unknown = crate::domain::crypto::new_uuid().hyphenated().to_string();
-        assert_eq!(refusal(w.verify(IP, &unknown, "123456").await).2, "Invalid OTP request");
+        assert_eq!(refusal(w.verify(ip, &unknown, "123456").await).2, "Invalid OTP request");
 
         // The lockout has 6 min to go; the IP counted the refused verify: 2 of 2 for an hour.
-        assert_eq!(refused(w.verify(IP, &otp_id, &code).await), limited("RATE_LIMIT", TOO_MANY_FAILURES, 360));
+        assert_eq!(refused(w.verify(ip, &otp_id, &code).await), limited("RATE_LIMIT", TOO_MANY_FAILURES, 360));
         w.fakes.clock.advance(6 * MINUTE);
 
-        let again = w.verify(IP, &otp_id, &code).await;
+        let again = w.verify(ip, &otp_id, &code).await;
         assert!(again.is_ok(), "waited retry_after, still refused: {:?}", refused(again));
     })
 }

@@ -5,6 +5,7 @@
 
 mod cleanup;
 mod limits;
+mod lockout;
 mod otp_request;
 mod otp_verify;
 mod pumping;
@@ -115,11 +116,24 @@ impl World {
         code: &str,
         device: DeviceInput,
     ) -> Result<Verified, Error> {
+        self.verify_with(ip, otp_id, code, device, None).await
+    }
+
+    /// A verify that carries a Turnstile token.
+    pub async fn verify_with(
+        &self,
+        ip: &str,
+        otp_id: &str,
+        code: &str,
+        device: DeviceInput,
+        turnstile_token: Option<&str>,
+    ) -> Result<Verified, Error> {
         let app = self.app(ip);
         let input = OtpVerifyInput {
             otp_id: uuid::Uuid::try_parse(otp_id).unwrap(),
             code: OtpCode::parse(code, self.config.otp.length).unwrap(),
             device,
+            turnstile_token: turnstile_token.map(str::to_string),
         };
         let result = super::otp_verify::verify_otp(&app, input).await;
         app.store_trail();

@@ -13,6 +13,7 @@ use crate::native::answer;
 use crate::ports::Answer;
 
 const IP: &str = "198.51.100.7";
+const OTHER_IP: &str = "198.51.100.8";
 
 /// The stored row of a code.
 fn otp_row(w: &World, otp_id: &str) -> Value {
@@ -472,9 +473,27 @@ fn a_queued_code_the_provider_never_accepts_is_withdrawn_after_the_last_try() {
             (1..8).map(|n| event("otp_delivery_retry", "provider_unavailable", n, None)).collect();
         expected.push(event("otp_delivery_failed", "provider_unavailable", 8, None));
         assert_eq!(events, expected);
-        assert_ne!(otp_row(&w, &otp.otp_id)["invalidated_at"], Value::Null);
-        assert_eq!(refusal(w.verify(IP, &otp.otp_id, "123456").await).2, "OTP expired");
+        let row = otp_row(&w, &otp.otp_id);
+        assert_eq!(row["invalidated_at"], Value::Null, "withdrawn, not invalidated: {row}");
+        assert_withdrawn_like_a_decoy(&w, &otp.otp_id, "hal@example.com").await;
     })
+}
+
+/// A withdrawn login code answers every verify exactly as the decoy of an
+/// unknown destination does, attempt by attempt: a failed delivery does not
+/// tell who has an account.
+async fn assert_withdrawn_like_a_decoy(w: &World, otp_id: &str, destination: &str) {
+    let rows = w.rows(&format!("SELECT user_id, withdrawn_at FROM otp_requests WHERE id = '{otp_id}'"));
+    assert_eq!(rows[0]["user_id"], Value::Null, "unlinked from its account");
+    assert_ne!(rows[0]["withdrawn_at"], Value::Null);
+    let decoy = w.request(OTHER_IP, "nobody-here@example.com", Purpose::Login).await.unwrap();
+    for attempt in 0..4 {
+        // First the code that was sent (the provider refused it), then wrong ones.
+        let code = if attempt == 0 { w.last_code_to(destination) } else { wrong(&w.last_code_to(destination)) };
+        let withdrawn = refusal(w.verify(IP, otp_id, &code).await);
+        let unknown = refusal(w.verify(OTHER_IP, &decoy.otp_id, &code).await);
+        assert_eq!(withdrawn, unknown, "attempt {attempt}");
+    }
 }
 
 #[test]
@@ -492,6 +511,6 @@ fn a_queued_sms_to_a_number_that_opted_out_is_tried_once_and_withdrawn() {
             delivery_events(&w, &otp.otp_id),
             [event("otp_delivery_failed", "opted_out", 1, Some("twilio:21610"))]
         );
-        assert_eq!(refusal(w.verify(IP, &otp.otp_id, &wrong("000000")).await).2, "OTP expired");
+        assert_withdrawn_like_a_decoy(&w, &otp.otp_id, "+15559990000").await;
     })
 }
