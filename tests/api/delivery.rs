@@ -631,19 +631,30 @@ fn has_digit_run(text: &str, run: &str) -> bool {
 /// login the failure is recorded after the answer), and verifying the code
 /// that was sent says it expired. Returns its id.
 pub(crate) async fn assert_code_withdrawn(app: &TestApp, destination: &str, code: &str) -> String {
-    let query = format!("SELECT id, invalidated_at FROM otp_requests WHERE destination = {}", sql_str(destination));
+    let query = format!(
+        "SELECT id, invalidated_at, withdrawn_at, user_id, purpose FROM otp_requests WHERE destination = {}",
+        sql_str(destination)
+    );
     let deadline = Instant::now() + Duration::from_secs(15);
     let row = loop {
         let rows = app.d1(&query).await;
         assert_eq!(rows.len(), 1, "codes requested for {destination}: {rows:?}");
-        if !rows[0]["invalidated_at"].is_null() {
+        if !rows[0]["invalidated_at"].is_null() || !rows[0]["withdrawn_at"].is_null() {
             break rows[0].clone();
         }
-        assert!(Instant::now() < deadline, "the code for {destination} was never invalidated: {rows:?}");
+        assert!(Instant::now() < deadline, "the code for {destination} was never withdrawn: {rows:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let otp_id = row["id"].as_str().expect("an id").to_string();
-    assert_invalid_otp(app.verify_otp(&otp_id, code).await, "OTP expired").await;
+    if row["withdrawn_at"].is_null() {
+        // Sent before the answer, which told the client: the code is void.
+        assert_invalid_otp(app.verify_otp(&otp_id, code).await, "OTP expired").await;
+    } else {
+        // A queued login code: unlinked from its account, it answers even the
+        // code that was sent as a decoy does (enumeration.rs compares them).
+        assert_eq!((row["purpose"].as_str(), &row["user_id"]), (Some("login"), &Value::Null), "{row}");
+        assert_invalid_otp(app.verify_otp(&otp_id, code).await, "Invalid OTP").await;
+    }
     otp_id
 }
 

@@ -141,3 +141,32 @@ async fn only_login_looks_up_the_account() {
         app.otp_for(destination, purpose).await;
     }
 }
+
+/// A provider outage must not tell who has an account either: a real
+/// account's login code that could not be delivered answers every verify,
+/// attempt by attempt, exactly as the decoy of an unknown address does.
+#[tokio::test]
+async fn a_login_code_whose_delivery_failed_answers_like_a_decoy() {
+    use crate::delivery::{code_in, deliveries_to, message_text, provider_answers, ALWAYS};
+    let app = spawn_app().await;
+    let (real, unknown) = look_alikes(false);
+    app.seed_user(&real, "active").await;
+    // Resend refuses the address for good (422 validation_error): no retry, the code is withdrawn.
+    let refusal = crate::providers::resend_error(422, "validation_error", "Invalid `to` field.", None);
+    provider_answers(&app, &real, refusal, ALWAYS).await;
+
+    let (real_id, unknown_id) = assert_same_answer(&app, &real, &unknown).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.otp_row(&real_id).await["withdrawn_at"].is_null() {
+        assert!(std::time::Instant::now() < deadline, "the failed delivery was not recorded within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let sent = code_in(&message_text(&deliveries_to(&app, &real).await[0]));
+
+    // The code that was sent (and refused), then wrong ones, until both are spent.
+    for guess in [sent.clone(), wrong_code(&sent), wrong_code(&sent), wrong_code(&sent)] {
+        let real_answer = json_of(app.verify_otp(&real_id, &guess).await).await;
+        let unknown_answer = json_of(app.verify_otp(&unknown_id, &guess).await).await;
+        assert_eq!(real_answer, unknown_answer, "guess {guess}");
+    }
+}

@@ -19,6 +19,7 @@ mod health;
 #[allow(dead_code)] // not every stage of the suite uses every helper
 mod helpers;
 mod limits;
+mod lockout;
 mod otp_request;
 mod otp_verify;
 mod production;

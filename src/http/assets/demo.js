@@ -225,7 +225,22 @@
       $("code").focus();
       throw new ApiError(0, "VALIDATION_ERROR", "Enter the code from the message");
     }
-    const data = await api("POST", "/api/auth/otp/verify/", { otp_id: state.otpId, otp_code, ...device });
+    const body = { otp_id: state.otpId, otp_code, ...device };
+    let data;
+    try {
+      data = await api("POST", "/api/auth/otp/verify/", body);
+    } catch (e) {
+      // A destination under attack asks clients it does not know for a
+      // challenge (README "No lockout by a stranger"): the same code again,
+      // with the widget's fresh token; the refused try did not spend it.
+      const widget = document.querySelector("[name='cf-turnstile-response']");
+      if (!(e instanceof ApiError) || e.code !== "CAPTCHA_FAILED" || !widget || !widget.value) throw e;
+      try {
+        data = await api("POST", "/api/auth/otp/verify/", { ...body, turnstile_token: widget.value });
+      } finally {
+        if (window.turnstile) window.turnstile.reset();
+      }
+    }
     if (state.purpose === "register") {
       state.verificationToken = data.verification_token;
       $("verified-destination").textContent = data.verified_destination || state.destination;
