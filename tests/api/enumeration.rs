@@ -157,7 +157,8 @@ async fn a_login_code_whose_delivery_failed_answers_like_a_decoy() {
 
     let (real_id, unknown_id) = assert_same_answer(&app, &real, &unknown).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while app.otp_row(&real_id).await["withdrawn_at"].is_null() {
+    let failed = |row: &Value| !row["withdrawn_at"].is_null() || !row["invalidated_at"].is_null();
+    while !failed(&app.otp_row(&real_id).await) {
         assert!(std::time::Instant::now() < deadline, "the failed delivery was not recorded within 10 s");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
