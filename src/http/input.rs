@@ -16,6 +16,22 @@ pub use crate::flows::register::RegisterInput;
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// Whether a Content-Type declares a JSON body: the media type
+/// `application/json`, in any case, with any parameters (`; charset=utf-8`;
+/// the body is read as UTF-8 whatever they say, as RFC 8259 8.1 requires).
+/// Nothing else, not even `application/*+json`: this is the rule of the
+/// reference's parser, Django REST Framework's `JSONParser` (media type
+/// `application/json`; any other answers 415 `UnsupportedMediaType`,
+/// django-rest-framework.org/api-guide/parsers and /exceptions). It is also
+/// what keeps cross-site pages out: a browser sends `text/plain`, form and
+/// multipart bodies to another origin without asking it first (a CORS-simple
+/// request), but `application/json` only after a preflight the origin allows.
+/// A missing Content-Type is not JSON either.
+pub fn is_json(content_type: Option<&str>) -> bool {
+    let media_type = content_type.map(|v| v.split(';').next().unwrap_or_default().trim());
+    media_type.is_some_and(|t| t.eq_ignore_ascii_case("application/json"))
+}
+
 /// A JSON object body, with typed field access.
 pub struct Body(Map<String, Value>);
 
@@ -170,6 +186,30 @@ mod tests {
             let e = otp_request(body).unwrap_err();
             assert_eq!(code_of(e), (400, "VALIDATION_ERROR"), "{}", String::from_utf8_lossy(body));
         }
+    }
+
+    #[test]
+    fn only_application_json_is_a_json_body() {
+        for json in
+            ["application/json", "Application/JSON", "application/json; charset=utf-8", " application/json ;x=y"]
+        {
+            assert!(is_json(Some(json)), "{json}");
+        }
+        for other in [
+            "",
+            "text/plain",
+            "text/plain; charset=application/json",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=application/json",
+            "application/jsonp",
+            "application/problem+json",
+            "application/json-seq",
+            "text/json",
+            "application/ json",
+        ] {
+            assert!(!is_json(Some(other)), "{other}");
+        }
+        assert!(!is_json(None));
     }
 
     #[test]

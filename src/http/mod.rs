@@ -172,19 +172,19 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
             Ok(resp)
         }
         Route::OtpRequest => {
-            let input = input::otp_request(&body(&mut req).await?)?;
+            let input = input::otp_request(&json_body(&mut req).await?)?;
             json(200, &flows::otp_request::request_otp(app, input).await?)
         }
         Route::OtpVerify => {
-            let input = input::otp_verify(&body(&mut req).await?, app.config.otp.length)?;
+            let input = input::otp_verify(&json_body(&mut req).await?, app.config.otp.length)?;
             json(200, &flows::otp_verify::verify_otp(app, input).await?)
         }
         Route::Register => {
-            let input = input::register(&body(&mut req).await?)?;
+            let input = input::register(&json_body(&mut req).await?)?;
             json(201, &flows::register::register(app, input).await?)
         }
         Route::Refresh => {
-            let presented = input::refresh(&body(&mut req).await?)?;
+            let presented = input::refresh(&json_body(&mut req).await?)?;
             json(200, &flows::refresh::refresh(app, &presented).await?)
         }
         Route::Me => {
@@ -243,6 +243,15 @@ fn app(req: &Request, env: Env, ctx: Context, request_id: &str) -> Result<App, A
         accept_language: header(req, "accept-language"),
     };
     Ok(App::new(config, env::keys(config), runtime::ports(&env, ctx), client, request_id))
+}
+
+/// A JSON request body: refused with 415 unless its Content-Type is
+/// `application/json` (`input::is_json`), before any of it is read.
+async fn json_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+    if !input::is_json(header(req, "content-type").as_deref()) {
+        return Err(ApiError::unsupported_media_type());
+    }
+    body(req).await
 }
 
 /// The request body, refused with 413 past the limit, whatever

@@ -141,3 +141,64 @@ async fn a_malformed_verification_is_refused_without_spending_an_attempt() {
     }
     assert_eq!(json_of(app.verify_otp(id, code).await).await.0, 200);
 }
+
+const REGISTER: &str = "/api/auth/register/";
+const REFRESH: &str = "/api/auth/token/refresh/";
+
+/// POSTs `body` with this Content-Type, or none.
+async fn post_as(app: &TestApp, path: &str, content_type: Option<&str>, body: String) -> reqwest::Response {
+    let mut request = app.client.post(app.url(path)).body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    app.send(request).await
+}
+
+/// A page on any site can make its visitors' browsers POST a `text/plain`,
+/// form or multipart body cross-origin without a preflight (a CORS-simple
+/// request); only `application/json` is a JSON body here, so such a page
+/// cannot ask for codes to a victim.
+#[tokio::test]
+async fn a_json_body_sent_as_another_media_type_is_refused_with_415_and_sends_nothing() {
+    let app = spawn_app().await;
+    let email = random_email();
+    let body = json!({ "destination": email, "purpose": "register" }).to_string();
+
+    for content_type in [
+        Some("text/plain"),
+        Some("text/plain;charset=UTF-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("text/json"),
+        Some("application/jsonp"),
+        Some("application/problem+json"),
+        Some("application/json-seq"),
+        Some(""),
+        None,
+    ] {
+        for path in [REQUEST, VERIFY, REGISTER, REFRESH] {
+            let resp = post_as(&app, path, content_type, body.clone()).await;
+            let message = assert_error(resp, 415, "UNSUPPORTED_MEDIA_TYPE").await;
+            assert!(message.contains("application/json"), "{path} {content_type:?}: {message}");
+        }
+    }
+    // What a cross-site page would send, Origin and all.
+    let forged = app.client.post(app.url(REQUEST)).header("origin", "https://evil.example").body(body.clone());
+    assert_error(app.send(forged.header("content-type", "text/plain")).await, 415, "UNSUPPORTED_MEDIA_TYPE").await;
+    app.assert_nothing_sent_to(&email).await;
+}
+
+#[tokio::test]
+async fn application_json_is_accepted_in_any_case_and_with_parameters() {
+    let app = spawn_app().await;
+
+    for content_type in
+        ["application/json", "application/json; charset=utf-8", "Application/JSON;charset=UTF-8", " application/json "]
+    {
+        let email = random_email();
+        let body = json!({ "destination": email, "purpose": "register" }).to_string();
+        let (status, answer) = json_of(post_as(&app, REQUEST, Some(content_type), body).await).await;
+        assert_eq!(status, 200, "{content_type:?}: {answer}");
+        app.code_sent_to(&email).await;
+    }
+}
