@@ -83,7 +83,10 @@ fn header(req: &Request, name: &str) -> Option<String> {
 /// answer. Adds CORS headers for allowed origins and an `x-request-id`.
 pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     let origin = header(&req, "origin");
-    let request_id = header(&req, "cf-ray").unwrap_or_else(|| new_uuid().simple().to_string());
+    // Cloudflare's Ray ID when it has that shape, else one of our own: a
+    // client's header is never echoed or stored.
+    let request_id =
+        header(&req, "cf-ray").filter(|ray| input::is_ray_id(ray)).unwrap_or_else(|| new_uuid().simple().to_string());
     let allowed_origins: &[String] = env::config(&env).map(|c| c.allowed_origins.as_slice()).unwrap_or_default();
     let method = req.inner().method();
     let preflight = method == "OPTIONS";
