@@ -5,6 +5,7 @@ pub mod cors;
 pub mod error;
 pub mod input;
 
+use futures_util::StreamExt;
 use serde::Serialize;
 use worker::{Context, Env, Headers, Request, Response};
 
@@ -257,16 +258,29 @@ async fn json_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     body(req).await
 }
 
-/// The request body, refused with 413 past the limit, whatever
-/// Content-Length claims.
+/// The request body, read as it arrives and refused with 413 as soon as
+/// more than `MAX_BODY_BYTES` have come, whatever Content-Length claims (or
+/// with a chunked body, which claims nothing): no more than the limit and
+/// one chunk is ever held, and the rest is never read (dropping the stream
+/// cancels it).
 async fn body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError::payload_too_large(input::MAX_BODY_BYTES);
     let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > input::MAX_BODY_BYTES) {
-        return Err(ApiError::payload_too_large(input::MAX_BODY_BYTES));
+        return Err(too_large());
     }
-    let bytes = req.bytes().await.map_err(|_| ApiError::validation("Could not read the request body"))?;
-    if bytes.len() > input::MAX_BODY_BYTES {
-        return Err(ApiError::payload_too_large(input::MAX_BODY_BYTES));
+    if req.inner().body().is_none() {
+        return Ok(Vec::new());
+    }
+    let unreadable = |_| ApiError::validation("Could not read the request body");
+    let mut chunks = req.stream().map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(unreadable)?;
+        if bytes.len() + chunk.len() > input::MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
 }
