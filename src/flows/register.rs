@@ -9,6 +9,11 @@ use crate::domain::crypto::uuid_from;
 use crate::flows::otp_verify::verification_token_hash;
 use crate::store::users::CreateUserError;
 
+/// Failed tries (a taken username, or an account already at the
+/// destination) one register verification token allows; the last one
+/// spends it, so a verified code cannot probe usernames without end.
+pub const FAILURES_PER_TOKEN: u32 = 10;
+
 /// A register request, parsed.
 #[derive(Debug)]
 pub struct RegisterInput {
@@ -22,7 +27,12 @@ pub async fn register(app: &App, input: RegisterInput) -> Result<LoggedIn, Error
     let session = Opening::new(app, &user_id, &input.device);
     let created = app
         .db
-        .create_user(&verification_token_hash(&input.verification_token), input.username.as_str(), &session.row())
+        .create_user(
+            &verification_token_hash(&input.verification_token),
+            input.username.as_str(),
+            &session.row(),
+            FAILURES_PER_TOKEN,
+        )
         .await
         .map_err(db_down)?;
     let user = match created {

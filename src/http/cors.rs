@@ -43,6 +43,10 @@ mod tests {
         assert!(h.iter().any(|(k, v)| *k == "access-control-expose-headers" && v == "retry-after"));
         assert!(!h.iter().any(|(k, _)| *k == "access-control-allow-credentials"));
         let p = headers(&allowed, Some("https://app.example.com"), true);
-        assert!(p.iter().any(|(k, v)| *k == "access-control-allow-headers" && v.contains("authorization")));
+        // JSON bodies need `content-type: application/json` (input::is_json), which a
+        // browser sends cross-origin only once the preflight allows the header.
+        for needed in ["authorization", "content-type"] {
+            assert!(p.iter().any(|(k, v)| *k == "access-control-allow-headers" && v.contains(needed)), "{needed}");
+        }
     }
 }

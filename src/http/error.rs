@@ -38,6 +38,7 @@ pub enum ErrorCode {
     UsernameTaken,
     AccountExists,
     PayloadTooLarge,
+    UnsupportedMediaType,
     RateLimit,
     SmsCapReached,
     ConfigurationError,
@@ -51,7 +52,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::ValidationError,
         ErrorCode::InvalidOtp,
         ErrorCode::InvalidVerificationToken,
@@ -73,6 +74,7 @@ impl ErrorCode {
         ErrorCode::UsernameTaken,
         ErrorCode::AccountExists,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
         ErrorCode::RateLimit,
         ErrorCode::SmsCapReached,
         ErrorCode::ConfigurationError,
@@ -108,6 +110,7 @@ impl ErrorCode {
             ErrorCode::UsernameTaken => "USERNAME_TAKEN",
             ErrorCode::AccountExists => "ACCOUNT_EXISTS",
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::RateLimit => "RATE_LIMIT",
             ErrorCode::SmsCapReached => "SMS_CAP_REACHED",
             ErrorCode::ConfigurationError => "CONFIGURATION_ERROR",
@@ -179,6 +182,11 @@ impl ApiError {
 
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(413, ErrorCode::PayloadTooLarge, format!("Request body must be at most {limit} bytes"))
+    }
+
+    /// 415 for a body not declared as JSON (see `input::is_json`).
+    pub fn unsupported_media_type() -> Self {
+        Self::new(415, ErrorCode::UnsupportedMediaType, "Content-Type must be application/json")
     }
 
     /// 401 for a missing or refused access token.

@@ -16,6 +16,36 @@ pub use crate::flows::register::RegisterInput;
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// Whether a Content-Type declares a JSON body: the media type
+/// `application/json`, in any case, with any parameters (`; charset=utf-8`;
+/// the body is read as UTF-8 whatever they say, as RFC 8259 8.1 requires).
+/// Nothing else, not even `application/*+json`: this is the rule of the
+/// reference's parser, Django REST Framework's `JSONParser` (media type
+/// `application/json`; any other answers 415 `UnsupportedMediaType`,
+/// django-rest-framework.org/api-guide/parsers and /exceptions). It is also
+/// what keeps cross-site pages out: a browser sends `text/plain`, form and
+/// multipart bodies to another origin without asking it first (a CORS-simple
+/// request), but `application/json` only after a preflight the origin allows.
+/// A missing Content-Type is not JSON either.
+pub fn is_json(content_type: Option<&str>) -> bool {
+    let media_type = content_type.map(|v| v.split(';').next().unwrap_or_default().trim());
+    media_type.is_some_and(|t| t.eq_ignore_ascii_case("application/json"))
+}
+
+/// Whether a `cf-ray` header value is a Cloudflare Ray ID: 16 lowercase hex
+/// digits, a dash and the data centre's three-letter (IATA) code, as in
+/// Cloudflare's own example `CF-RAY: 230b030023ae2822-SJC` (Cloudflare HTTP
+/// headers, developers.cloudflare.com/fundamentals/reference/http-headers/).
+/// Cloudflare sets it in production; where nothing sets it (`wrangler dev`,
+/// a direct request), it is whatever the client sent, so anything else (too
+/// long, other characters) must never become the request id that is echoed
+/// and stored in the audit trail.
+pub fn is_ray_id(cf_ray: &str) -> bool {
+    let Some((ray, colo)) = cf_ray.split_once('-') else { return false };
+    let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    ray.len() == 16 && ray.bytes().all(lower_hex) && colo.len() == 3 && colo.bytes().all(|b| b.is_ascii_uppercase())
+}
+
 /// A JSON object body, with typed field access.
 pub struct Body(Map<String, Value>);
 
@@ -170,6 +200,59 @@ mod tests {
         ] {
             let e = otp_request(body).unwrap_err();
             assert_eq!(code_of(e), (400, "VALIDATION_ERROR"), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn only_application_json_is_a_json_body() {
+        for json in
+            ["application/json", "Application/JSON", "application/json; charset=utf-8", " application/json ;x=y"]
+        {
+            assert!(is_json(Some(json)), "{json}");
+        }
+        for other in [
+            "",
+            "text/plain",
+            "text/plain; charset=application/json",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=application/json",
+            "application/jsonp",
+            "application/problem+json",
+            "application/json-seq",
+            "text/json",
+            "application/ json",
+        ] {
+            assert!(!is_json(Some(other)), "{other}");
+        }
+        assert!(!is_json(None));
+    }
+
+    #[test]
+    fn only_cloudflares_ray_id_shape_is_a_request_id() {
+        for ray in ["230b030023ae2822-SJC", "8d2c4e1a9b3f7a21-LHR", "0000000000000000-AAA"] {
+            assert!(is_ray_id(ray), "{ray}");
+        }
+        let long = format!("{}-LHR", "a".repeat(6000));
+        for other in [
+            "",
+            "-",
+            long.as_str(),
+            "8d2c4e1a9b3f7a21",
+            "8d2c4e1a9b3f7a21-",
+            "8d2c4e1a9b3f7a21-lhr",
+            "8d2c4e1a9b3f7a21-LHRX",
+            "8d2c4e1a9b3f7a21-LH",
+            "8D2C4E1A9B3F7A21-LHR",
+            "8d2c4e1a9b3f7a2g-LHR",
+            "8d2c4e1a9b3f7a211-LHR",
+            "8d2c4e1a9b3f7a21-LHR ",
+            " 8d2c4e1a9b3f7a21-LHR",
+            "8d2c4e1a9b3f7a21-LHR\r\nx-injected: 1",
+            "8d2c4e1a9b3f7a21-L-R",
+            "8d2c4e1a9b3f7a21-LÉR",
+            "８d2c4e1a9b3f7a21-LHR",
+        ] {
+            assert!(!is_ray_id(other), "{other:?}");
         }
     }
 

@@ -5,6 +5,7 @@ pub mod cors;
 pub mod error;
 pub mod input;
 
+use futures_util::StreamExt;
 use serde::Serialize;
 use worker::{Context, Env, Headers, Request, Response};
 
@@ -83,7 +84,10 @@ fn header(req: &Request, name: &str) -> Option<String> {
 /// answer. Adds CORS headers for allowed origins and an `x-request-id`.
 pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     let origin = header(&req, "origin");
-    let request_id = header(&req, "cf-ray").unwrap_or_else(|| new_uuid().simple().to_string());
+    // Cloudflare's Ray ID when it has that shape, else one of our own: a
+    // client's header is never echoed or stored.
+    let request_id =
+        header(&req, "cf-ray").filter(|ray| input::is_ray_id(ray)).unwrap_or_else(|| new_uuid().simple().to_string());
     let allowed_origins: &[String] = env::config(&env).map(|c| c.allowed_origins.as_slice()).unwrap_or_default();
     let method = req.inner().method();
     let preflight = method == "OPTIONS";
@@ -172,19 +176,19 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
             Ok(resp)
         }
         Route::OtpRequest => {
-            let input = input::otp_request(&body(&mut req).await?)?;
+            let input = input::otp_request(&json_body(&mut req).await?)?;
             json(200, &flows::otp_request::request_otp(app, input).await?)
         }
         Route::OtpVerify => {
-            let input = input::otp_verify(&body(&mut req).await?, app.config.otp.length)?;
+            let input = input::otp_verify(&json_body(&mut req).await?, app.config.otp.length)?;
             json(200, &flows::otp_verify::verify_otp(app, input).await?)
         }
         Route::Register => {
-            let input = input::register(&body(&mut req).await?)?;
+            let input = input::register(&json_body(&mut req).await?)?;
             json(201, &flows::register::register(app, input).await?)
         }
         Route::Refresh => {
-            let presented = input::refresh(&body(&mut req).await?)?;
+            let presented = input::refresh(&json_body(&mut req).await?)?;
             json(200, &flows::refresh::refresh(app, &presented).await?)
         }
         Route::Me => {
@@ -245,16 +249,38 @@ fn app(req: &Request, env: Env, ctx: Context, request_id: &str) -> Result<App, A
     Ok(App::new(config, env::keys(config), runtime::ports(&env, ctx), client, request_id))
 }
 
-/// The request body, refused with 413 past the limit, whatever
-/// Content-Length claims.
+/// A JSON request body: refused with 415 unless its Content-Type is
+/// `application/json` (`input::is_json`), before any of it is read.
+async fn json_body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+    if !input::is_json(header(req, "content-type").as_deref()) {
+        return Err(ApiError::unsupported_media_type());
+    }
+    body(req).await
+}
+
+/// The request body, read as it arrives and refused with 413 as soon as
+/// more than `MAX_BODY_BYTES` have come, whatever Content-Length claims (or
+/// with a chunked body, which claims nothing): no more than the limit and
+/// one chunk is ever held, and the rest is never read (dropping the stream
+/// cancels it).
 async fn body(req: &mut Request) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError::payload_too_large(input::MAX_BODY_BYTES);
     let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > input::MAX_BODY_BYTES) {
-        return Err(ApiError::payload_too_large(input::MAX_BODY_BYTES));
+        return Err(too_large());
     }
-    let bytes = req.bytes().await.map_err(|_| ApiError::validation("Could not read the request body"))?;
-    if bytes.len() > input::MAX_BODY_BYTES {
-        return Err(ApiError::payload_too_large(input::MAX_BODY_BYTES));
+    if req.inner().body().is_none() {
+        return Ok(Vec::new());
+    }
+    let unreadable = |_| ApiError::validation("Could not read the request body");
+    let mut chunks = req.stream().map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(unreadable)?;
+        if bytes.len() + chunk.len() > input::MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
 }

@@ -138,3 +138,74 @@ async fn a_refusal_is_recorded_as_rate_limited_under_its_request_id() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// The request ids stored with the `otp_requested` event of a code (stored
+/// after the answer: polls until there is one).
+async fn request_ids_recorded_for(app: &TestApp, otp_id: &str) -> Vec<String> {
+    let sql =
+        format!("SELECT request_id FROM audit_events WHERE event = 'otp_requested' AND otp_id = {}", sql_str(otp_id));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let rows = app.d1(&sql).await;
+        if !rows.is_empty() {
+            return rows.iter().map(|r| r["request_id"].as_str().unwrap_or_default().to_string()).collect();
+        }
+        assert!(Instant::now() < deadline, "no otp_requested event for code {otp_id}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// A code request carrying `cf_ray` (raw header bytes); the `x-request-id`
+/// answered and the request ids stored in the audit trail.
+async fn request_ids_with_cf_ray(app: &TestApp, cf_ray: &[u8]) -> (String, Vec<String>) {
+    let request = app
+        .client
+        .post(app.url("/api/auth/otp/request/"))
+        .header("cf-ray", reqwest::header::HeaderValue::from_bytes(cf_ray).unwrap())
+        .json(&serde_json::json!({ "destination": random_email(), "purpose": "register" }));
+    let resp = app.send(request).await;
+    let echoed = String::from_utf8_lossy(resp.headers()["x-request-id"].as_bytes()).into_owned();
+    let (status, body) = json_of(resp).await;
+    assert_eq!(status, 200, "{body}");
+    (echoed, request_ids_recorded_for(app, body["otp_id"].as_str().unwrap()).await)
+}
+
+/// Cloudflare's own `cf-ray` (16 hex digits, a dash, the data centre's
+/// airport code) is the request id, so the trail matches Cloudflare's logs;
+/// anything else a client sends in its place is replaced by a generated id.
+#[tokio::test]
+async fn only_a_well_formed_cf_ray_becomes_the_request_id() {
+    let app = spawn_app().await;
+
+    let ray = format!("{}-LHR", crate::helpers::random_hex(16));
+    let (echoed, stored) = request_ids_with_cf_ray(&app, ray.as_bytes()).await;
+    assert_eq!((echoed.as_str(), stored), (ray.as_str(), vec![ray.clone()]));
+
+    let long = format!("{}-LHR", "a".repeat(6000));
+    let garbage: [&[u8]; 9] = [
+        long.as_bytes(),
+        b"8d2c4e1a9b3f7a21-LHR\t\"><script>alert(1)</script>",
+        b"8d2c4e1a9b3f7a21-LHR, 8d2c4e1a9b3f7a22-LHR",
+        b"8d2c4e1a9b3f7a21",
+        b"8d2c4e1a9b3f7a21-lhr",
+        b"8d2c4e1a9b3f7a21a-LHR",
+        b"8d2c4e1a9b3f7a2g-LHR",
+        b"' OR '1'='1",
+        b"8d2c4e1a9b3f7a21-L\xc9R",
+    ];
+    let mut generated = Vec::new();
+    for sent in garbage {
+        let (echoed, stored) = request_ids_with_cf_ray(&app, sent).await;
+        let what = String::from_utf8_lossy(&sent[..sent.len().min(60)]).into_owned();
+        assert!(
+            echoed.len() == 32 && echoed.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "cf-ray {what:?} answered x-request-id {:?}",
+            &echoed[..echoed.len().min(80)]
+        );
+        assert_eq!(stored, vec![echoed.clone()], "cf-ray {what:?}: the trail holds what the answer says");
+        generated.push(echoed);
+    }
+    generated.sort();
+    generated.dedup();
+    assert_eq!(generated.len(), garbage.len(), "each generated request id is new");
+}

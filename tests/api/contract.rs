@@ -358,6 +358,8 @@ fn the_document_is_valid_openapi_3_1_and_lists_every_route() {
             }
             if method == "post" && op.get("requestBody").is_some() {
                 assert!(codes.contains("413"), "{method} {template} reads a body but does not declare 413");
+                let json = op["requestBody"]["content"].get("application/json").is_some();
+                assert_eq!(codes.contains("415"), json, "{method} {template}: 415 if and only if it reads JSON");
             }
             if op.get("security").is_some() {
                 assert!(codes.contains("401"), "{method} {template} is authenticated but does not declare 401");

@@ -25,6 +25,7 @@ mod otp_verify;
 mod production;
 mod providers;
 mod pumping;
+mod register;
 mod routing;
 mod sessions;
 mod turnstile;

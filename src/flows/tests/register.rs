@@ -1,6 +1,7 @@
 //! Register: a register verification token becomes an account with its
 //! destination verified and a first session; the token is single-use,
-//! expires, is bound to its purpose, and survives a refused attempt.
+//! expires, is bound to its purpose, and survives a refused attempt, up to
+//! ten of them.
 
 use futures_util::future::join;
 
@@ -161,7 +162,7 @@ fn a_taken_username_in_any_case_is_refused_and_the_token_still_works_with_anothe
         assert_eq!(users(&w).len(), 1, "nothing of the refused attempts stayed");
         assert_eq!(w.rows("SELECT id FROM sessions").len(), 1);
         let consumed = w.rows("SELECT consumed_at FROM verification_tokens WHERE destination = 'max2@example.com'");
-        assert!(consumed[0]["consumed_at"].is_null(), "the consumption was rolled back");
+        assert!(consumed[0]["consumed_at"].is_null(), "the token was given back");
 
         let logged_in = w.register(IP, &token, "Max_2").await.expect("another username works");
         assert_eq!(logged_in.user.username, "max_2");
@@ -211,5 +212,74 @@ fn of_two_interleaved_registers_with_one_token_exactly_one_creates_an_account() 
         let sessions = w.rows("SELECT user_id FROM sessions");
         assert_eq!(sessions.len(), 1);
         assert_eq!(sessions[0]["user_id"], winner.user.id.as_str());
+    })
+}
+
+#[test]
+fn a_register_token_tries_ten_taken_usernames_and_is_then_spent() {
+    run(async {
+        let w = World::new();
+        let first = token_for(&w, "pia@example.com", Purpose::Register).await;
+        w.register(IP, &first, "pia").await.expect("registered");
+        let token = token_for(&w, "pia2@example.com", Purpose::Register).await;
+        let tries = |failures: i64| {
+            let rows = w.rows(
+                "SELECT register_failures, consumed_at IS NOT NULL AS spent FROM verification_tokens \
+                 WHERE destination = 'pia2@example.com'",
+            );
+            assert_eq!(rows[0]["register_failures"], failures, "{rows:?}");
+            rows[0]["spent"] == 1
+        };
+
+        for n in 1..=9 {
+            let (status, code, _) = refusal(w.register(IP, &token, "pia").await);
+            assert_eq!((status, code), (409, "USERNAME_TAKEN"), "try {n}");
+            assert!(!tries(n), "after {n} taken usernames the token is still usable");
+        }
+        let (status, code, _) = refusal(w.register(IP, &token, "PIA").await);
+        assert_eq!((status, code), (409, "USERNAME_TAKEN"), "the tenth try is still answered");
+        assert!(tries(10), "after ten the token is spent");
+
+        assert_eq!(refusal(w.register(IP, &token, "pia_free").await), invalid_token(), "even with a free name");
+        assert_eq!(users(&w).len(), 1);
+        assert_eq!(w.rows("SELECT id FROM sessions").len(), 1);
+    })
+}
+
+#[test]
+fn nine_taken_usernames_leave_the_token_usable_and_a_free_one_then_registers() {
+    run(async {
+        let w = World::new();
+        let first = token_for(&w, "quin@example.com", Purpose::Register).await;
+        w.register(IP, &first, "quin").await.expect("registered");
+        let token = token_for(&w, "quin2@example.com", Purpose::Register).await;
+
+        for _ in 0..9 {
+            let (status, code, _) = refusal(w.register(IP, &token, "quin").await);
+            assert_eq!((status, code), (409, "USERNAME_TAKEN"));
+        }
+        let logged_in = w.register(IP, &token, "quin_2").await.expect("the tenth try, with a free name, registers");
+        assert_eq!(logged_in.user.email.as_deref(), Some("quin2@example.com"));
+        let rows = w.rows(
+            "SELECT register_failures, consumed_by FROM verification_tokens WHERE destination = 'quin2@example.com'",
+        );
+        assert_eq!(rows[0]["register_failures"], 9);
+        assert_eq!(rows[0]["consumed_by"], logged_in.user.id.as_str());
+    })
+}
+
+#[test]
+fn ten_tries_for_a_destination_that_already_has_an_account_spend_the_token_too() {
+    run(async {
+        let w = World::new();
+        w.seed_user("ray@example.com", "active");
+        let token = token_for(&w, "ray@example.com", Purpose::Register).await;
+
+        for n in 0..10 {
+            let (status, code, _) = refusal(w.register(IP, &token, &format!("ray_{n}")).await);
+            assert_eq!((status, code), (409, "ACCOUNT_EXISTS"), "try {n}");
+        }
+        assert_eq!(refusal(w.register(IP, &token, "ray_10").await), invalid_token());
+        assert_eq!(users(&w).len(), 1, "only the seeded user");
     })
 }
