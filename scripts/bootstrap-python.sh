@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Python tools for the tests: schemathesis, which fuzzes the Worker against
-# src/http/openapi.json (tests/api/fuzz.rs); openapi-spec-validator, which
+# src/http/assets/openapi.json (tests/api/fuzz.rs); openapi-spec-validator, which
 # checks that document against the OpenAPI 3.1 specification's own schema
 # (tests/api/contract.rs); and openapi-python-client, which generates a
 # Python client from the served document (tests/api/generated_client.rs).

@@ -4,7 +4,7 @@
 //!
 //! Every failure a client can see is an `ApiError`: a status, a stable
 //! `code` from `ErrorCode` (checked by a test against the codes in
-//! `src/http/openapi.json`) and a human message. Internal causes are
+//! `src/http/assets/openapi.json`) and a human message. Internal causes are
 //! logged where they happen, never sent.
 
 use serde::Serialize;
@@ -332,7 +332,7 @@ mod tests {
             .collect();
         let registered: BTreeSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         assert_eq!(registered.len(), ErrorCode::ALL.len(), "a code registered twice");
-        assert_eq!(registered, documented, "src/http/error.rs ErrorCode vs src/http/openapi.json ErrorCode");
+        assert_eq!(registered, documented, "src/http/error.rs ErrorCode vs src/http/assets/openapi.json ErrorCode");
     }
 
     #[test]

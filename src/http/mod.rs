@@ -15,12 +15,11 @@ use crate::domain::crypto::new_uuid;
 use crate::flows::{self, App, Client, MAX_USER_AGENT};
 use crate::platform::{env, runtime};
 
-/// The OpenAPI 3.1 description of this API (kept in the repository, served
-/// at /openapi.json, and checked against every black-box test response).
-pub const OPENAPI: &str = include_str!("openapi.json");
-/// The demo login page: static, dependency-free, using only the public API.
-const DEMO_HTML: &str = include_str!("assets/demo.html");
-const DEMO_JS: &str = include_str!("assets/demo.js");
+/// The OpenAPI 3.1 description of this API (`assets/openapi.json`, served
+/// at /openapi.json from the Worker's static assets, and checked against
+/// every black-box test response); in the native tests, read from the file.
+#[cfg(test)]
+pub const OPENAPI: &str = include_str!("assets/openapi.json");
 
 /// Routes, matched on the path without its trailing slash, so `/x` and `/x/`
 /// are the same endpoint (clients of the reference use the slash).
@@ -104,6 +103,7 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
                 let health = flows::health::check(env::config(&env), &runtime::ports(&env, ctx)).await;
                 json(if health.is_up() { 200 } else { 503 }, &health)
             }
+            Ok(route @ (Route::OpenApi | Route::DemoPage | Route::DemoScript)) => static_file(route, &req, &env).await,
             Ok(route) => match app(&req, env, ctx, &request_id) {
                 Ok(app) => {
                     let result = dispatch(route, req, &app).await;
@@ -131,44 +131,7 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
     let authenticate = || flows::account::authenticate(app, authorization.as_deref());
     match route {
         Route::Healthz => unreachable!("answered without an App"),
-        Route::OpenApi => static_text(OPENAPI, "application/json; charset=utf-8", "public, max-age=300"),
-        Route::DemoPage | Route::DemoScript if !app.config.demo_page => Err(ApiError::not_found()),
-        Route::DemoPage => {
-            // With a site key, the page shows Cloudflare's Turnstile widget,
-            // whose script and frame come from challenges.cloudflare.com
-            // (Turnstile's documented CSP needs: script-src and frame-src).
-            let (page, widget_origin) = match &app.config.turnstile_site_key {
-                Some(key) => (
-                    DEMO_HTML
-                        .replace(
-                            "<!--turnstile-script-->",
-                            "<script src=\"https://challenges.cloudflare.com/turnstile/v0/api.js\" async defer></script>",
-                        )
-                        .replace(
-                            "<!--turnstile-widget-->",
-                            &format!("<div class=\"cf-turnstile\" data-sitekey=\"{key}\" data-action=\"otp-request\"></div>"),
-                        ),
-                    " https://challenges.cloudflare.com",
-                ),
-                None => (DEMO_HTML.to_string(), ""),
-            };
-            let mut resp = static_text(&page, "text/html; charset=utf-8", "no-cache")?;
-            let h = resp.headers_mut();
-            let _ = h.set(
-                "content-security-policy",
-                &format!(
-                    "default-src 'none'; script-src 'self'{widget_origin};{frame} style-src 'self' 'unsafe-inline'; \
-                     connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
-                     frame-ancestors 'none'",
-                    frame =
-                        if widget_origin.is_empty() { String::new() } else { format!(" frame-src{widget_origin};") },
-                ),
-            );
-            let _ = h.set("x-frame-options", "DENY");
-            let _ = h.set("referrer-policy", "no-referrer");
-            Ok(resp)
-        }
-        Route::DemoScript => static_text(DEMO_JS, "text/javascript; charset=utf-8", "no-cache"),
+        Route::OpenApi | Route::DemoPage | Route::DemoScript => unreachable!("answered from the static assets"),
         Route::Jwks => {
             let mut resp = json(200, &app.keys.jwks())?;
             // Public keys: verifiers may cache them (and must refetch on an unknown kid).
@@ -225,6 +188,67 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
     }
 }
 
+/// The static files: the demo page (with Cloudflare's Turnstile widget when
+/// a site key is set) and its script, unless `DEMO_PAGE=false`, and the
+/// OpenAPI document, read from the Worker's static assets.
+async fn static_file(route: Route, req: &Request, env: &Env) -> Result<Response, ApiError> {
+    let config = config(env)?;
+    let read = |path: &'static str| async move {
+        // The request's own origin: the assets binding answers any.
+        let url = req.inner().url();
+        let origin = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+        crate::platform::assets::text(env, &origin, path).await.map_err(|e| {
+            crate::log::error("asset_unavailable", &e);
+            ApiError::internal(e)
+        })
+    };
+    match route {
+        Route::OpenApi => {
+            static_text(&read("/openapi.json").await?, "application/json; charset=utf-8", "public, max-age=300")
+        }
+        Route::DemoPage | Route::DemoScript if !config.demo_page => Err(ApiError::not_found()),
+        Route::DemoScript => static_text(&read("/demo.js").await?, "text/javascript; charset=utf-8", "no-cache"),
+        Route::DemoPage => {
+            let html = read("/demo.html").await?;
+            // With a site key, the page shows Cloudflare's Turnstile widget,
+            // whose script and frame come from challenges.cloudflare.com
+            // (Turnstile's documented CSP needs: script-src and frame-src).
+            let (page, widget_origin) = match &config.turnstile_site_key {
+                Some(key) => (
+                    html.replace(
+                        "<!--turnstile-script-->",
+                        "<script src=\"https://challenges.cloudflare.com/turnstile/v0/api.js\" async defer></script>",
+                    )
+                    .replace(
+                        "<!--turnstile-widget-->",
+                        &format!(
+                            "<div class=\"cf-turnstile\" data-sitekey=\"{key}\" data-action=\"otp-request\"></div>"
+                        ),
+                    ),
+                    " https://challenges.cloudflare.com",
+                ),
+                None => (html, ""),
+            };
+            let mut resp = static_text(&page, "text/html; charset=utf-8", "no-cache")?;
+            let h = resp.headers_mut();
+            let _ = h.set(
+                "content-security-policy",
+                &format!(
+                    "default-src 'none'; script-src 'self'{widget_origin};{frame} style-src 'self' 'unsafe-inline'; \
+                     connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+                     frame-ancestors 'none'",
+                    frame =
+                        if widget_origin.is_empty() { String::new() } else { format!(" frame-src{widget_origin};") },
+                ),
+            );
+            let _ = h.set("x-frame-options", "DENY");
+            let _ = h.set("referrer-policy", "no-referrer");
+            Ok(resp)
+        }
+        _ => unreachable!("not a static file"),
+    }
+}
+
 fn static_text(body: &str, content_type: &str, cache: &str) -> Result<Response, ApiError> {
     let mut resp = Response::ok(body).map_err(ApiError::internal)?;
     let h = resp.headers_mut();
@@ -237,16 +261,21 @@ fn static_text(body: &str, content_type: &str, cache: &str) -> Result<Response, 
 /// What every flow needs: the configuration, D1, the caller, the time and
 /// the audit trail.
 fn app(req: &Request, env: Env, ctx: Context, request_id: &str) -> Result<App, ApiError> {
-    let config = env::config(&env).map_err(|e| {
-        crate::log::error("config_invalid", &e.to_string());
-        ApiError::new(500, ErrorCode::ConfigurationError, format!("Service misconfigured: {e}"))
-    })?;
+    let config = config(&env)?;
     let client = Client {
         ip: header(req, "cf-connecting-ip").unwrap_or_else(|| "0.0.0.0".to_string()),
         user_agent: header(req, "user-agent").unwrap_or_default().chars().take(MAX_USER_AGENT).collect(),
         accept_language: header(req, "accept-language"),
     };
     Ok(App::new(config, env::keys(config), runtime::ports(&env, ctx), client, request_id))
+}
+
+/// The deployment's settings, or the 500 that names what is wrong with them.
+fn config(env: &Env) -> Result<&'static crate::config::Config, ApiError> {
+    env::config(env).map_err(|e| {
+        crate::log::error("config_invalid", &e.to_string());
+        ApiError::new(500, ErrorCode::ConfigurationError, format!("Service misconfigured: {e}"))
+    })
 }
 
 /// A JSON request body: refused with 415 unless its Content-Type is

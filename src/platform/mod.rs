@@ -2,6 +2,7 @@
 //! secrets, D1, the Durable Object, the delivery queue, outbound fetch). The rules it serves live
 //! in `domain` and `config`, which do not import `worker`.
 
+pub mod assets;
 pub mod consumer;
 pub mod d1;
 pub mod delivery;

@@ -1,4 +1,4 @@
-//! The contract that cannot drift: `src/http/openapi.json` (served at
+//! The contract that cannot drift: `src/http/assets/openapi.json` (served at
 //! `/openapi.json`) is checked against every response the black-box suite
 //! receives. `TestApp::send` hands each response to [`checked`], which finds
 //! the operation (the request's path against the document's path templates,
@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 use crate::helpers::{project_root, spawn_app};
 
 /// The document, exactly as the Worker embeds it.
-const DOCUMENT: &str = include_str!("../../src/http/openapi.json");
+const DOCUMENT: &str = include_str!("../../src/http/assets/openapi.json");
 
 /// Answered by `wrangler dev --test-scheduled` itself (it runs the cron
 /// handler), never by the Worker's fetch handler: not part of the API.
@@ -47,7 +47,7 @@ struct Contract {
 fn contract() -> &'static Contract {
     static CONTRACT: OnceLock<Contract> = OnceLock::new();
     CONTRACT.get_or_init(|| Contract {
-        doc: serde_json::from_str(DOCUMENT).expect("src/http/openapi.json is not JSON"),
+        doc: serde_json::from_str(DOCUMENT).expect("src/http/assets/openapi.json is not JSON"),
         validators: Default::default(),
     })
 }
@@ -60,7 +60,7 @@ pub async fn checked(method: &Method, response: reqwest::Response) -> reqwest::R
     let body = response.bytes().await.expect("could not read the Worker's answer");
     if let Err(violation) = check(method, url.path(), status.as_u16(), &headers, &body) {
         panic!(
-            "contract violation (src/http/openapi.json): {method} {} answered {status}: {violation}\n\
+            "contract violation (src/http/assets/openapi.json): {method} {} answered {status}: {violation}\n\
              headers: {headers:?}\nbody: {}",
             url.path(),
             String::from_utf8_lossy(&body[..body.len().min(2000)]),
@@ -114,7 +114,7 @@ impl Contract {
     /// The value at a local reference (`#/a/b`).
     fn at(&self, reference: &str) -> &Value {
         let pointer = reference.strip_prefix('#').unwrap_or_else(|| panic!("not a local reference: {reference}"));
-        self.doc.pointer(pointer).unwrap_or_else(|| panic!("src/http/openapi.json has nothing at {reference}"))
+        self.doc.pointer(pointer).unwrap_or_else(|| panic!("src/http/assets/openapi.json has nothing at {reference}"))
     }
 
     /// Follows `$ref`s: the reference of the object finally reached, and the object.
@@ -316,12 +316,12 @@ fn the_document_is_valid_openapi_3_1_and_lists_every_route() {
     // The OpenAPI 3.1 specification's own schema, through its reference validator.
     let root = project_root();
     let out = Command::new(python_tools().join("openapi-spec-validator"))
-        .arg(root.join("src/http/openapi.json"))
+        .arg(root.join("src/http/assets/openapi.json"))
         .output()
         .expect("could not run openapi-spec-validator");
     assert!(
         out.status.success(),
-        "src/http/openapi.json is not a valid OpenAPI 3.1 document:\n{}{}",
+        "src/http/assets/openapi.json is not a valid OpenAPI 3.1 document:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -506,6 +506,9 @@ async fn openapi_json_is_the_document_in_the_repository_byte_for_byte() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/json; charset=utf-8");
     let served = resp.bytes().await.unwrap();
-    let in_repo = std::fs::read(project_root().join("src/http/openapi.json")).unwrap();
-    assert!(served[..] == in_repo[..], "GET /openapi.json differs from src/http/openapi.json (rebuild the Worker?)");
+    let in_repo = std::fs::read(project_root().join("src/http/assets/openapi.json")).unwrap();
+    assert!(
+        served[..] == in_repo[..],
+        "GET /openapi.json differs from src/http/assets/openapi.json (rebuild the Worker?)"
+    );
 }

@@ -1,4 +1,4 @@
-//! Schemathesis fuzzes a Worker against src/http/openapi.json: generated
+//! Schemathesis fuzzes a Worker against src/http/assets/openapi.json: generated
 //! requests for every operation (valid and invalid bodies, parameters and
 //! headers), each answer checked for no 5xx and conformance of its status,
 //! content type, headers and body to the document. Schemathesis comes from
@@ -64,7 +64,7 @@ fn schemathesis(st: &Path, app: &TestApp, access: &str, filter: &[&str], work_di
         // Hypothesis' example database and reports stay out of the repository.
         .current_dir(work_dir)
         .arg("run")
-        .arg(root.join("src/http/openapi.json"))
+        .arg(root.join("src/http/assets/openapi.json"))
         .args(["--url", &app.address])
         .args(["--checks", CHECKS])
         .args(["--max-examples", MAX_EXAMPLES])

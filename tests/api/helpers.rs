@@ -192,6 +192,7 @@ impl WorkerState {
             ("main = \"build/index.js\"", format!("main = {:?}", abs("build/index.js"))),
             ("command = \"sh scripts/build.sh\"", "command = \"true\"".to_string()),
             ("migrations_dir = \"migrations\"", format!("migrations_dir = {:?}", abs("migrations"))),
+            ("directory = \"src/http/assets\"", format!("directory = {:?}", abs("src/http/assets"))),
             ("bindings = [{ name = \"RATE_LIMITER\", class_name = \"RateLimiter\" }]", "bindings = []".to_string()),
         ]
         .into_iter()
@@ -268,7 +269,7 @@ impl TestApp {
         let _in_flight = self.worker.db_gate.read().await;
         let method = request.method().clone();
         let response = self.client.execute(request).await.expect("request to the Worker failed");
-        // Every answer must be one src/http/openapi.json allows (tests/api/contract.rs).
+        // Every answer must be one src/http/assets/openapi.json allows (tests/api/contract.rs).
         crate::contract::checked(&method, response).await
     }
 
