@@ -20,14 +20,15 @@ pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, Error> {
         return Ok(session::pair(app, &s.user_id, &s.id, successor, app.now_ms));
     }
 
-    let Some(retired) = app.db.retired_refresh(&old_hash).await.map_err(db_down)? else {
-        // The current token of a session that ended says so; any other is unknown.
+    let Some(retired) = app.db.retired_refresh(&old_hash, app.now_ms).await.map_err(db_down)? else {
+        // The current token of a session that ended (or whose account was
+        // disabled) says so; any other is unknown.
         if app.db.ended_session_of(&old_hash, app.now_ms).await.map_err(db_down)? {
             return Err(Error::Auth(AuthFailure::SessionEnded));
         }
         return Err(Error::RefreshTokenInvalid);
     };
-    if retired.revoked_at.is_some() || retired.expires_at <= app.now_ms {
+    if retired.ended != 0 {
         return Err(Error::Auth(AuthFailure::SessionEnded));
     }
     let within_grace = app.now_ms - retired.retired_at <= settings.refresh_reuse_grace_seconds as i64 * 1000;

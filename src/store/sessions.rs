@@ -19,8 +19,18 @@ pub struct RetiredToken {
     pub user_id: String,
     pub retired_at: i64,
     pub current_hash: String,
-    pub revoked_at: Option<i64>,
-    pub expires_at: i64,
+    /// 1 when the session is no longer live (`live`), else 0.
+    pub ended: i64,
+}
+
+/// The condition that the session `s` (a table name or alias) is live at
+/// `now` (a parameter): not revoked, not expired, and its account active.
+/// The one definition every authenticated request and every refresh uses.
+fn live(s: &str, now: &str) -> String {
+    format!(
+        "{s}.revoked_at IS NULL AND {s}.expires_at > {now} \
+         AND EXISTS (SELECT 1 FROM users a WHERE a.id = {s}.user_id AND a.status = 'active')"
+    )
 }
 
 /// A session as the sessions list shows it.
@@ -116,7 +126,7 @@ impl Db {
         now_ms: i64,
         expires_at_ms: i64,
     ) -> Result<Option<SessionRef>, StoreError> {
-        let live = "refresh_token_hash = ?1 AND revoked_at IS NULL AND expires_at > ?2";
+        let live = format!("sessions.refresh_token_hash = ?1 AND {}", live("sessions", "?2"));
         let retire = Stmt::new(
             format!(
                 "INSERT INTO retired_refresh_tokens (token_hash, session_id, retired_at) \
@@ -136,26 +146,30 @@ impl Db {
     }
 
     /// Whether `hash` is the current refresh token of a session that has
-    /// ended (revoked or expired): such a token is not a stranger's guess.
+    /// ended (revoked, expired, or its account disabled): such a token is
+    /// not a stranger's guess.
     pub async fn ended_session_of(&self, hash: &str, now_ms: i64) -> Result<bool, StoreError> {
         let rows = self
             .db
             .all(Stmt::new(
-                "SELECT id FROM sessions WHERE refresh_token_hash = ?1 AND (revoked_at IS NOT NULL OR expires_at <= ?2)",
+                format!("SELECT s.id FROM sessions s WHERE s.refresh_token_hash = ?1 AND NOT ({})", live("s", "?2")),
                 vec![hash.into(), now_ms.into()],
             ))
             .await?;
         Ok(!rows.is_empty())
     }
 
-    pub async fn retired_refresh(&self, hash: &str) -> Result<Option<RetiredToken>, StoreError> {
+    pub async fn retired_refresh(&self, hash: &str, now_ms: i64) -> Result<Option<RetiredToken>, StoreError> {
         first(
             self.db
                 .all(Stmt::new(
-                    "SELECT r.session_id, s.user_id, r.retired_at, s.refresh_token_hash AS current_hash, \
-                     s.revoked_at, s.expires_at \
-                     FROM retired_refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = ?1",
-                    vec![hash.into()],
+                    format!(
+                        "SELECT r.session_id, s.user_id, r.retired_at, s.refresh_token_hash AS current_hash, \
+                         NOT ({}) AS ended \
+                         FROM retired_refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = ?1",
+                        live("s", "?2")
+                    ),
+                    vec![hash.into(), now_ms.into()],
                 ))
                 .await?,
         )
@@ -195,8 +209,8 @@ impl Db {
         )
     }
 
-    /// The user behind a live session (not revoked, not expired), in one
-    /// query: what every authenticated request checks.
+    /// The user behind a live session (not revoked, not expired, its
+    /// account active), in one query: what every authenticated request checks.
     pub async fn session_user(
         &self,
         session_id: &str,
@@ -206,12 +220,34 @@ impl Db {
         first(
             self.db
                 .all(Stmt::new(
-                    "SELECT u.id, u.username, u.email, u.phone_e164, u.status, u.email_verified, u.phone_verified \
-                     FROM sessions s JOIN users u ON u.id = s.user_id \
-                     WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND s.expires_at > ?3",
+                    format!(
+                        "SELECT u.id, u.username, u.email, u.phone_e164, u.status, u.email_verified, u.phone_verified \
+                         FROM sessions s JOIN users u ON u.id = s.user_id \
+                         WHERE s.id = ?1 AND s.user_id = ?2 AND {}",
+                        live("s", "?3")
+                    ),
                     vec![session_id.into(), user_id.into(), now_ms.into()],
                 ))
                 .await?,
         )
+    }
+
+    /// Disables an account and revokes every session of it, in one
+    /// transaction; whether an active account was disabled. (The admin API
+    /// calls this; the `users_disabled_end_sessions` trigger does the same
+    /// for an operator's own `UPDATE users SET status = ...`.)
+    pub async fn disable_user(&self, user_id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        // Sessions first, at this request's time; the trigger then finds none left.
+        let revoke = Stmt::new(
+            "UPDATE sessions SET revoked_at = ?2, revoked_reason = 'account_disabled' \
+             WHERE user_id = ?1 AND revoked_at IS NULL",
+            vec![user_id.into(), now_ms.into()],
+        );
+        let disable = Stmt::new(
+            "UPDATE users SET status = 'disabled', updated_at = ?2 WHERE id = ?1 AND status = 'active' RETURNING id",
+            vec![user_id.into(), now_ms.into()],
+        );
+        let mut results = self.db.batch(vec![revoke, disable]).await?;
+        Ok(first_of::<super::Id>(&mut results, 1)?.is_some())
     }
 }

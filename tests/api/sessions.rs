@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{
     assert_error, is_uuid, json_of, now_ms, random_email, random_hex, random_ip, random_phone, random_uuid, spawn_app,
-    spawn_app_with, Profile, TestApp, WorkerState, DEFAULT, TEST_KEY_A, TEST_KEY_B,
+    spawn_app_with, sql_str, Profile, TestApp, WorkerState, DEFAULT, TEST_KEY_A, TEST_KEY_B,
 };
 
 /// A rotated refresh token is honoured again for one second only.
@@ -745,6 +745,40 @@ async fn logging_out_ends_only_the_session_it_is_sent_from() {
     assert_eq!(json_of(refresh(&app, &desktop.refresh).await).await.0, 401, "the logged-out refresh token still works");
     assert_eq!(ids(&sessions_of(&app, &tablet.access).await), [tablet.session_id.as_str()]);
     refreshed(&app, &tablet).await;
+}
+
+#[tokio::test]
+async fn disabling_an_account_ends_every_session_of_it_at_once() {
+    let laptop_app = spawn_app().await;
+    let mut phone_app = laptop_app.clone();
+    phone_app.client_ip = random_ip();
+    let laptop = new_user(&laptop_app).await;
+    let phone =
+        sign_in(&phone_app, &laptop.destination, json!({ "install_id": random_uuid(), "platform": "android" })).await;
+    let bystander = new_user(&laptop_app).await;
+    me_ok(&laptop_app, &laptop.access).await;
+
+    // An operator disables the account: `wrangler d1 execute`, today's only way.
+    let user = sql_str(&laptop.user_id);
+    laptop_app.d1(&format!("UPDATE users SET status = 'disabled', updated_at = {} WHERE id = {user}", now_ms())).await;
+
+    for (app, session) in [(&laptop_app, &laptop), (&phone_app, &phone)] {
+        assert_refused(me(app, &session.access).await, "SESSION_REVOKED", "an access token of the disabled account")
+            .await;
+        assert_refused(refresh(app, &session.refresh).await, "SESSION_REVOKED", "refresh of the disabled account")
+            .await;
+    }
+    let reasons = laptop_app.d1(&format!("SELECT revoked_reason FROM sessions WHERE user_id = {user}")).await;
+    assert_eq!(reasons, vec![json!({ "revoked_reason": "account_disabled" }); 2], "its sessions were revoked");
+
+    // Ended, not hidden: enabling the account again does not revive them.
+    laptop_app.d1(&format!("UPDATE users SET status = 'active', updated_at = {} WHERE id = {user}", now_ms())).await;
+    for (app, session) in [(&laptop_app, &laptop), (&phone_app, &phone)] {
+        assert_refused(me(app, &session.access).await, "SESSION_REVOKED", "after enabling the account again").await;
+        assert_refused(refresh(app, &session.refresh).await, "SESSION_REVOKED", "after enabling it again").await;
+    }
+    // Other accounts are untouched.
+    refreshed(&laptop_app, &bystander).await;
 }
 
 // ===========================================================================
