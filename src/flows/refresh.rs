@@ -7,23 +7,34 @@ use super::session::{self, TokenPair};
 use super::App;
 use crate::audit::Event;
 use crate::domain::tokens;
+use crate::store::sessions::Rotation;
 
 pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, Error> {
     let settings = &app.config.tokens;
     let old_hash = tokens::refresh_token_hash(presented);
     let successor = tokens::successor_refresh_token(app.config.otp_pepper.expose(), presented);
     let new_hash = tokens::refresh_token_hash(&successor);
-    let expires_at = app.now_ms + settings.refresh_lifetime_seconds as i64 * 1000;
+    let at = session::liveness(app);
+    let rotation = Rotation {
+        old_hash: &old_hash,
+        new_hash: &new_hash,
+        at,
+        // The refresh lifetime from now, cut by the statement to the
+        // session's maximum lifetime: a rotation never extends a session.
+        expires_at_ms: app.now_ms + settings.refresh_lifetime_seconds as i64 * 1000,
+        max_lifetime_ms: settings.session_max_lifetime_ms(),
+    };
 
-    if let Some(s) = app.db.rotate_refresh(&old_hash, &new_hash, app.now_ms, expires_at).await.map_err(db_down)? {
+    if let Some(s) = app.db.rotate_refresh(&rotation).await.map_err(db_down)? {
         app.audit(Event::new("token_refreshed", "ok").session(&s.id).user(Some(&s.user_id)));
-        return Ok(session::pair(app, &s.user_id, &s.id, successor, app.now_ms));
+        return Ok(session::pair(app, &s.user_id, &s.id, s.created_at, successor, app.now_ms));
     }
 
-    let Some(retired) = app.db.retired_refresh(&old_hash, app.now_ms).await.map_err(db_down)? else {
-        // The current token of a session that ended (or whose account was
-        // disabled) says so; any other is unknown.
-        if app.db.ended_session_of(&old_hash, app.now_ms).await.map_err(db_down)? {
+    let Some(retired) = app.db.retired_refresh(&old_hash, at).await.map_err(db_down)? else {
+        // The current token of a session that ended (revoked, expired, past
+        // its maximum lifetime, or its account disabled) says so; any other
+        // is unknown.
+        if app.db.ended_session_of(&old_hash, at).await.map_err(db_down)? {
             return Err(Error::Auth(AuthFailure::SessionEnded));
         }
         return Err(Error::RefreshTokenInvalid);
@@ -37,7 +48,14 @@ pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, Error> {
         app.audit(
             Event::new("token_refreshed", "grace_reuse").session(&retired.session_id).user(Some(&retired.user_id)),
         );
-        return Ok(session::pair(app, &retired.user_id, &retired.session_id, successor, retired.retired_at));
+        return Ok(session::pair(
+            app,
+            &retired.user_id,
+            &retired.session_id,
+            retired.created_at,
+            successor,
+            retired.retired_at,
+        ));
     }
     app.db.revoke_session(&retired.session_id, None, "refresh_token_reuse", app.now_ms).await.map_err(db_down)?;
     app.audit(

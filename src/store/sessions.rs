@@ -10,6 +10,8 @@ use crate::ports::{first, first_of, typed, Arg, Stmt, StoreError};
 pub struct SessionRef {
     pub id: String,
     pub user_id: String,
+    /// When it was opened: it ends `SESSION_MAX_LIFETIME_SECONDS` later.
+    pub created_at: i64,
 }
 
 /// A rotated-out refresh token and the state of its session.
@@ -19,18 +21,40 @@ pub struct RetiredToken {
     pub user_id: String,
     pub retired_at: i64,
     pub current_hash: String,
+    /// When the session was opened.
+    pub created_at: i64,
     /// 1 when the session is no longer live (`live`), else 0.
     pub ended: i64,
 }
 
 /// The condition that the session `s` (a table name or alias) is live at
-/// `now` (a parameter): not revoked, not expired, and its account active.
-/// The one definition every authenticated request and every refresh uses.
-fn live(s: &str, now: &str) -> String {
+/// `now`: not revoked, not expired, opened after `created_after` (younger
+/// than `SESSION_MAX_LIFETIME_SECONDS`), and its account active. `now` and
+/// `created_after` are parameters (`?2`). The one definition every
+/// authenticated request and every refresh uses.
+fn live(s: &str, now: &str, created_after: &str) -> String {
     format!(
-        "{s}.revoked_at IS NULL AND {s}.expires_at > {now} \
+        "{s}.revoked_at IS NULL AND {s}.expires_at > {now} AND {s}.created_at > {created_after} \
          AND EXISTS (SELECT 1 FROM users a WHERE a.id = {s}.user_id AND a.status = 'active')"
     )
+}
+
+/// When a session is live, at `now_ms`: see `live`.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    pub now_ms: i64,
+    /// `TokenSettings::live_sessions_created_after_ms`.
+    pub created_after_ms: i64,
+}
+
+/// A refresh: the presented token's hash, its successor's, and the session's
+/// new expiry, which the statement cuts to `created_at + max_lifetime_ms`.
+pub struct Rotation<'a> {
+    pub old_hash: &'a str,
+    pub new_hash: &'a str,
+    pub at: Liveness,
+    pub expires_at_ms: i64,
+    pub max_lifetime_ms: i64,
 }
 
 /// A session as the sessions list shows it.
@@ -118,58 +142,65 @@ pub(super) fn session_statements(s: &NewSession<'_>, condition: Condition) -> Ve
 
 impl Db {
     /// Exchanges a live session's current refresh token for its successor,
-    /// retiring the old one, atomically. `None`: not a current token.
-    pub async fn rotate_refresh(
-        &self,
-        old_hash: &str,
-        new_hash: &str,
-        now_ms: i64,
-        expires_at_ms: i64,
-    ) -> Result<Option<SessionRef>, StoreError> {
-        let live = format!("sessions.refresh_token_hash = ?1 AND {}", live("sessions", "?2"));
+    /// retiring the old one, atomically. `None`: not the current token of a
+    /// live session.
+    pub async fn rotate_refresh(&self, r: &Rotation<'_>) -> Result<Option<SessionRef>, StoreError> {
+        let live = format!("sessions.refresh_token_hash = ?1 AND {}", live("sessions", "?2", "?3"));
+        let (old, now, after) = (r.old_hash, r.at.now_ms, r.at.created_after_ms);
         let retire = Stmt::new(
             format!(
                 "INSERT INTO retired_refresh_tokens (token_hash, session_id, retired_at) \
                  SELECT ?1, id, ?2 FROM sessions WHERE {live}"
             ),
-            vec![old_hash.into(), now_ms.into()],
+            vec![old.into(), now.into(), after.into()],
         );
         let rotate = Stmt::new(
             format!(
-                "UPDATE sessions SET refresh_token_hash = ?3, last_used_at = ?2, expires_at = ?4 WHERE {live} \
-                 RETURNING id, user_id"
+                "UPDATE sessions SET refresh_token_hash = ?4, last_used_at = ?2, \
+                 expires_at = MIN(?5, created_at + ?6) WHERE {live} \
+                 RETURNING id, user_id, created_at"
             ),
-            vec![old_hash.into(), now_ms.into(), new_hash.into(), expires_at_ms.into()],
+            vec![
+                old.into(),
+                now.into(),
+                after.into(),
+                r.new_hash.into(),
+                r.expires_at_ms.into(),
+                r.max_lifetime_ms.into(),
+            ],
         );
         let mut results = self.db.batch(vec![retire, rotate]).await?;
         first_of(&mut results, 1)
     }
 
     /// Whether `hash` is the current refresh token of a session that has
-    /// ended (revoked, expired, or its account disabled): such a token is
-    /// not a stranger's guess.
-    pub async fn ended_session_of(&self, hash: &str, now_ms: i64) -> Result<bool, StoreError> {
+    /// ended (revoked, expired, past its maximum lifetime, or its account
+    /// disabled): such a token is not a stranger's guess.
+    pub async fn ended_session_of(&self, hash: &str, at: Liveness) -> Result<bool, StoreError> {
         let rows = self
             .db
             .all(Stmt::new(
-                format!("SELECT s.id FROM sessions s WHERE s.refresh_token_hash = ?1 AND NOT ({})", live("s", "?2")),
-                vec![hash.into(), now_ms.into()],
+                format!(
+                    "SELECT s.id FROM sessions s WHERE s.refresh_token_hash = ?1 AND NOT ({})",
+                    live("s", "?2", "?3")
+                ),
+                vec![hash.into(), at.now_ms.into(), at.created_after_ms.into()],
             ))
             .await?;
         Ok(!rows.is_empty())
     }
 
-    pub async fn retired_refresh(&self, hash: &str, now_ms: i64) -> Result<Option<RetiredToken>, StoreError> {
+    pub async fn retired_refresh(&self, hash: &str, at: Liveness) -> Result<Option<RetiredToken>, StoreError> {
         first(
             self.db
                 .all(Stmt::new(
                     format!(
                         "SELECT r.session_id, s.user_id, r.retired_at, s.refresh_token_hash AS current_hash, \
-                         NOT ({}) AS ended \
+                         s.created_at, NOT ({}) AS ended \
                          FROM retired_refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = ?1",
-                        live("s", "?2")
+                        live("s", "?2", "?3")
                     ),
-                    vec![hash.into(), now_ms.into()],
+                    vec![hash.into(), at.now_ms.into(), at.created_after_ms.into()],
                 ))
                 .await?,
         )
@@ -195,27 +226,30 @@ impl Db {
         Ok(!rows.is_empty())
     }
 
-    pub async fn live_sessions(&self, user_id: &str, now_ms: i64) -> Result<Vec<SessionRow>, StoreError> {
+    pub async fn live_sessions(&self, user_id: &str, at: Liveness) -> Result<Vec<SessionRow>, StoreError> {
         typed(
             self.db
                 .all(Stmt::new(
-                    "SELECT s.id, s.ip_address, s.user_agent, s.created_at, s.last_used_at, s.expires_at, s.platform, \
-                     d.install_id, d.platform AS device_platform, d.app_version \
-                     FROM sessions s LEFT JOIN devices d ON d.id = s.device_id \
-                     WHERE s.user_id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 ORDER BY s.created_at DESC",
-                    vec![user_id.into(), now_ms.into()],
+                    format!(
+                        "SELECT s.id, s.ip_address, s.user_agent, s.created_at, s.last_used_at, s.expires_at, \
+                         s.platform, d.install_id, d.platform AS device_platform, d.app_version \
+                         FROM sessions s LEFT JOIN devices d ON d.id = s.device_id \
+                         WHERE s.user_id = ?1 AND {} ORDER BY s.created_at DESC",
+                        live("s", "?2", "?3")
+                    ),
+                    vec![user_id.into(), at.now_ms.into(), at.created_after_ms.into()],
                 ))
                 .await?,
         )
     }
 
-    /// The user behind a live session (not revoked, not expired, its
-    /// account active), in one query: what every authenticated request checks.
+    /// The user behind a live session (`live`), in one query: what every
+    /// authenticated request checks.
     pub async fn session_user(
         &self,
         session_id: &str,
         user_id: &str,
-        now_ms: i64,
+        at: Liveness,
     ) -> Result<Option<UserRow>, StoreError> {
         first(
             self.db
@@ -224,9 +258,9 @@ impl Db {
                         "SELECT u.id, u.username, u.email, u.phone_e164, u.status, u.email_verified, u.phone_verified \
                          FROM sessions s JOIN users u ON u.id = s.user_id \
                          WHERE s.id = ?1 AND s.user_id = ?2 AND {}",
-                        live("s", "?3")
+                        live("s", "?3", "?4")
                     ),
-                    vec![session_id.into(), user_id.into(), now_ms.into()],
+                    vec![session_id.into(), user_id.into(), at.now_ms.into(), at.created_after_ms.into()],
                 ))
                 .await?,
         )

@@ -23,6 +23,10 @@ use crate::helpers::{
 /// A rotated refresh token is honoured again for one second only.
 const SHORT_GRACE: Profile = Profile { name: "sessions-short-grace", vars: &[("REFRESH_REUSE_GRACE_SECONDS", "1")] };
 
+/// Sessions end four seconds after signing in, however often they refresh.
+const SHORT_SESSIONS: Profile =
+    Profile { name: "sessions-short-lifetime", vars: &[("SESSION_MAX_LIFETIME_SECONDS", "4")] };
+
 /// Key rotation, step 1: signs with key B, still accepts key A
 /// (`TEST_KEY_B,TEST_KEY_A`; a const cannot concatenate, so spelled out and
 /// checked in the test).
@@ -179,6 +183,12 @@ async fn assert_refused(resp: reqwest::Response, code: &str, why: &str) {
     assert_eq!((status, body["code"].as_str()), (401, Some(code)), "{why}: {body}");
     assert!(body["message"].is_string(), "{why}: {body}");
     assert!(challenge.as_deref().is_some_and(|c| c.starts_with("Bearer")), "{why}: WWW-Authenticate is {challenge:?}");
+}
+
+/// The session's row in D1.
+async fn session_row(app: &TestApp, session_id: &str) -> Value {
+    let rows = app.d1(&format!("SELECT * FROM sessions WHERE id = {}", sql_str(session_id))).await;
+    rows.into_iter().next().unwrap_or_else(|| panic!("no session {session_id}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -679,6 +689,39 @@ async fn a_refresh_token_that_was_never_issued_is_refused() {
 
     // The real one was not disturbed.
     refreshed(&app, &user).await;
+}
+
+#[tokio::test]
+async fn a_session_ends_its_maximum_lifetime_after_signing_in_however_often_it_refreshes() {
+    let app = spawn_app_with(SHORT_SESSIONS).await;
+    let first = new_user(&app).await;
+    let row = session_row(&app, &first.session_id).await;
+    let ends_at = row["created_at"].as_i64().unwrap() + 4_000;
+    assert_eq!(row["expires_at"], ends_at, "the refresh lifetime (30 days) is cut to the session's: {row}");
+
+    // Refreshing works until the end, and never moves it.
+    let (status, body) = json_of(refresh(&app, &first.refresh).await).await;
+    assert_eq!(status, 200, "{body}");
+    let second = Session {
+        access: body["access"].as_str().unwrap().into(),
+        refresh: body["refresh"].as_str().unwrap().into(),
+        ..first.clone()
+    };
+    assert_eq!(session_row(&app, &first.session_id).await["expires_at"], ends_at, "a rotation does not extend it");
+    // Nor does an access token outlive the session.
+    let exp = parse_jwt(&second.access).claims["exp"].as_i64().unwrap();
+    assert!(exp * 1000 <= ends_at, "exp {exp} is after the session's end {ends_at}");
+    let expires_in = body["expires_in"].as_i64().unwrap();
+    assert!((1..=4).contains(&expires_in), "expires_in {expires_in} is past the session's end");
+    me_ok(&app, &second.access).await;
+
+    // Past the end: a new sign-in is needed.
+    let wait = (ends_at + 500 - now_ms()).max(0) as u64;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    assert_refused(refresh(&app, &second.refresh).await, "SESSION_REVOKED", "refresh past the session's end").await;
+    assert_refused(me(&app, &second.access).await, "TOKEN_EXPIRED", "access token past the session's end").await;
+    let again = sign_in(&app, &first.destination, json!({})).await;
+    me_ok(&app, &again.access).await;
 }
 
 // ===========================================================================

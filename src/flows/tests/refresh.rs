@@ -20,6 +20,11 @@ type Answer<T> = Result<T, super::Error>;
 /// Logs a new user in; the login answer.
 async fn login(w: &World, destination: &str) -> LoggedIn {
     w.seed_user(destination, "active");
+    sign_in_again(w, destination).await
+}
+
+/// Logs an existing user in again.
+async fn sign_in_again(w: &World, destination: &str) -> LoggedIn {
     let (otp_id, code) = w.code_for(IP, destination, Purpose::Login).await;
     match w.verify(IP, &otp_id, &code).await {
         Ok(Verified::Login(logged_in)) => logged_in,
@@ -219,5 +224,74 @@ fn two_interleaved_refreshes_of_one_token_both_get_the_same_pair() {
         assert!(session_row(&w, &first.session_id)["revoked_at"].is_null(), "not a reuse");
         assert_eq!(authenticated(&w, &a.access).await.unwrap(), first.session_id);
         assert!(refresh(&w, &a.refresh).await.is_ok(), "the shared pair goes on");
+    })
+}
+
+const MINUTE: i64 = 60_000;
+
+#[test]
+fn a_session_ends_its_maximum_lifetime_after_sign_in_however_often_it_refreshes() {
+    run(async {
+        let w = World::with(&[("SESSION_MAX_LIFETIME_SECONDS", "7200"), ("REFRESH_TOKEN_LIFETIME_SECONDS", "3600")]);
+        let first = login(&w, "val@example.com").await;
+        let end = crate::native::T0 + 120 * MINUTE;
+        assert_eq!(session_row(&w, &first.session_id)["expires_at"], crate::native::T0 + 60 * MINUTE);
+
+        // Refreshing every 50 minutes: the refresh lifetime slides, up to the end.
+        w.fakes.clock.advance(50 * MINUTE);
+        let second = refresh(&w, &first.refresh).await.expect("at 50 min");
+        assert_eq!(session_row(&w, &first.session_id)["expires_at"], crate::native::T0 + 110 * MINUTE);
+        assert_eq!(second.expires_in, 300);
+        w.fakes.clock.advance(50 * MINUTE);
+        let third = refresh(&w, &second.refresh).await.expect("at 100 min");
+        assert_eq!(session_row(&w, &first.session_id)["expires_at"], end, "cut to the session's end");
+        w.fakes.clock.advance(19 * MINUTE);
+        let last = refresh(&w, &third.refresh).await.expect("a minute before the end");
+        assert_eq!(session_row(&w, &first.session_id)["expires_at"], end);
+        // The access token issued a minute before the end lives a minute.
+        assert_eq!((last.expires_in, claims(&last.access)["exp"].as_i64().unwrap()), (60, end / 1000));
+        // A second tab within the grace window gets that same pair.
+        w.fakes.clock.advance(5_000);
+        let again = refresh(&w, &third.refresh).await.expect("the grace window");
+        assert_eq!((&again.access, again.expires_in), (&last.access, 60));
+        assert_eq!(authenticated(&w, &last.access).await.unwrap(), first.session_id);
+
+        // At the end: refresh, the access token and the list all say it ended.
+        w.fakes.clock.0.set(end);
+        assert_eq!(refusal(refresh(&w, &last.refresh).await).1, "SESSION_REVOKED", "the current token");
+        assert_eq!(refusal(refresh(&w, &third.refresh).await).1, "SESSION_REVOKED", "a retired token");
+        assert_eq!(refusal(authenticated(&w, &last.access).await).1, "SESSION_REVOKED", "exp is the end itself");
+        assert!(session_row(&w, &first.session_id)["revoked_at"].is_null(), "ended, not revoked");
+        let fresh = sign_in_again(&w, "val@example.com").await;
+        assert_ne!(fresh.session_id, first.session_id, "a new sign-in opens a new session");
+        let app = w.app(IP);
+        let who = account::authenticate(&app, Some(&format!("Bearer {}", fresh.access))).await.unwrap();
+        let listed = account::sessions(&app, &who).await.unwrap().sessions;
+        assert_eq!(listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), [fresh.session_id.as_str()]);
+    })
+}
+
+#[test]
+fn a_session_older_than_the_maximum_lifetime_ends_even_if_its_expiry_says_otherwise() {
+    run(async {
+        // Rotated before sessions had a maximum lifetime (or before it was
+        // lowered): `expires_at` is still a month away, the session is over.
+        let w = World::new();
+        let first = login(&w, "wes@example.com").await;
+        let second = refresh(&w, &first.refresh).await.unwrap();
+        let ninety_days = 90 * 24 * 60 * MINUTE;
+        w.fakes.db.execute(&format!(
+            "UPDATE sessions SET created_at = created_at - {ninety_days}, expires_at = expires_at WHERE id = '{}'",
+            first.session_id
+        ));
+
+        assert_eq!(refusal(authenticated(&w, &second.access).await).1, "SESSION_REVOKED");
+        assert_eq!(refusal(refresh(&w, &second.refresh).await).1, "SESSION_REVOKED");
+        assert_eq!(refusal(refresh(&w, &first.refresh).await).1, "SESSION_REVOKED", "the grace window too");
+        // One millisecond younger, it would still be live.
+        w.fakes
+            .db
+            .execute(&format!("UPDATE sessions SET created_at = created_at + 1 WHERE id = '{}'", first.session_id));
+        assert_eq!(authenticated(&w, &second.access).await.unwrap(), first.session_id);
     })
 }
