@@ -24,6 +24,7 @@ fn settings() -> TokenSettings {
         refresh_lifetime_seconds: 2_592_000,
         refresh_reuse_grace_seconds: 10,
         session_max_lifetime_seconds: 7_776_000,
+        refreshes_per_session_per_minute: 10,
     }
 }
 

@@ -13,3 +13,11 @@ BEGIN
     SET revoked_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER), revoked_reason = 'account_disabled'
     WHERE user_id = NEW.id AND revoked_at IS NULL;
 END;
+
+-- Refreshes per session (REFRESH_PER_SESSION_PER_MINUTE): each refresh is
+-- counted in its session's row by the rotate UPDATE itself, which refuses
+-- once `refresh_window_count` reached the limit while the window that
+-- `refresh_window_start` opened (a minute) lasts. One statement, so exact
+-- under concurrency, and no round trip more.
+ALTER TABLE sessions ADD COLUMN refresh_window_start INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN refresh_window_count INTEGER NOT NULL DEFAULT 0;

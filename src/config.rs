@@ -389,6 +389,7 @@ impl Config {
                 DEFAULT_SESSION_MAX_LIFETIME_SECONDS,
                 1..=100 * 365 * DAY,
             )?,
+            refreshes_per_session_per_minute: s.number("REFRESH_PER_SESSION_PER_MINUTE", 10, 1..=1_000_000)? as u32,
         };
 
         Ok(Config {
@@ -838,6 +839,20 @@ mod tests {
             let e = parse(&m).unwrap_err();
             assert_eq!(e.setting, "SESSION_MAX_LIFETIME_SECONDS", "{bad}");
             assert!(e.problem.contains("from 1 to"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_session_refreshes_ten_times_a_minute_unless_set_from_1_to_a_million() {
+        let mut m = dev();
+        assert_eq!(parse(&m).unwrap().tokens.refreshes_per_session_per_minute, 10);
+        for (value, n) in [("1", 1), ("1000000", 1_000_000)] {
+            m.insert("REFRESH_PER_SESSION_PER_MINUTE", value.into());
+            assert_eq!(parse(&m).unwrap().tokens.refreshes_per_session_per_minute, n);
+        }
+        for bad in ["0", "1000001", "-1", "ten"] {
+            m.insert("REFRESH_PER_SESSION_PER_MINUTE", bad.into());
+            assert_eq!(parse(&m).unwrap_err().setting, "REFRESH_PER_SESSION_PER_MINUTE", "{bad}");
         }
     }
 

@@ -97,7 +97,14 @@ pub struct TokenSettings {
     /// `SESSION_MAX_LIFETIME_SECONDS`: a session ends this long after it
     /// was opened, however often it refreshes; then its user signs in again.
     pub session_max_lifetime_seconds: u64,
+    /// `REFRESH_PER_SESSION_PER_MINUTE`: rotations of one session per
+    /// `REFRESH_WINDOW_MS`.
+    pub refreshes_per_session_per_minute: u32,
 }
+
+/// A session's refreshes are counted in windows of a minute, each opened by
+/// the first refresh after the previous one closed.
+pub const REFRESH_WINDOW_MS: i64 = 60_000;
 
 impl TokenSettings {
     pub fn session_max_lifetime_ms(&self) -> i64 {
@@ -332,6 +339,7 @@ mod tests {
             refresh_lifetime_seconds: 86_400,
             refresh_reuse_grace_seconds: 10,
             session_max_lifetime_seconds: 7 * 86_400,
+            refreshes_per_session_per_minute: 10,
         }
     }
 

@@ -47,6 +47,23 @@ pub struct Liveness {
     pub created_after_ms: i64,
 }
 
+/// A session's refresh budget: at most `limit` rotations in a window of
+/// `window_ms` opened by the first rotation after the previous window
+/// closed. Counted in the session's row (`refresh_window_start`,
+/// `refresh_window_count`, migration 0010).
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshBudget {
+    pub limit: u32,
+    pub window_ms: i64,
+}
+
+/// The condition that the session `s` may rotate once more: its window
+/// closed at or before `closed_before` (`now - window_ms`, a parameter), or
+/// it has rotated fewer than `limit` (a parameter) times in it.
+fn within_budget(s: &str, closed_before: &str, limit: &str) -> String {
+    format!("({s}.refresh_window_start <= {closed_before} OR {s}.refresh_window_count < {limit})")
+}
+
 /// A refresh: the presented token's hash, its successor's, and the session's
 /// new expiry, which the statement cuts to `created_at + max_lifetime_ms`.
 pub struct Rotation<'a> {
@@ -55,6 +72,26 @@ pub struct Rotation<'a> {
     pub at: Liveness,
     pub expires_at_ms: i64,
     pub max_lifetime_ms: i64,
+    pub budget: RefreshBudget,
+}
+
+/// The current refresh token of a session that did not rotate.
+#[derive(Debug, Deserialize)]
+pub struct CurrentToken {
+    pub session_id: String,
+    pub user_id: String,
+    /// 1 when the session is no longer live (`live`), else 0.
+    pub ended: i64,
+    /// When the session may rotate again, if its refresh budget is spent.
+    pub budget_spent_until: Option<i64>,
+}
+
+/// What a presented refresh token that did not rotate is: a retired one,
+/// the current one of a session (ended, or out of refreshes), or neither.
+#[derive(Debug)]
+pub struct Presented {
+    pub retired: Option<RetiredToken>,
+    pub current: Option<CurrentToken>,
 }
 
 /// A session as the sessions list shows it.
@@ -142,68 +179,82 @@ pub(super) fn session_statements(s: &NewSession<'_>, condition: Condition) -> Ve
 
 impl Db {
     /// Exchanges a live session's current refresh token for its successor,
-    /// retiring the old one, atomically. `None`: not the current token of a
-    /// live session.
+    /// retiring the old one and counting the refresh in the session's
+    /// budget, atomically: one batch, one round trip. `None`: not the current
+    /// token of a live session with refreshes left (`presented_refresh` says which).
     pub async fn rotate_refresh(&self, r: &Rotation<'_>) -> Result<Option<SessionRef>, StoreError> {
-        let live = format!("sessions.refresh_token_hash = ?1 AND {}", live("sessions", "?2", "?3"));
-        let (old, now, after) = (r.old_hash, r.at.now_ms, r.at.created_after_ms);
+        let may_rotate = format!(
+            "sessions.refresh_token_hash = ?1 AND {} AND {}",
+            live("sessions", "?2", "?3"),
+            within_budget("sessions", "?4", "?5")
+        );
+        let closed_before = r.at.now_ms - r.budget.window_ms;
+        let args: Vec<Arg> = vec![
+            r.old_hash.into(),
+            r.at.now_ms.into(),
+            r.at.created_after_ms.into(),
+            closed_before.into(),
+            r.budget.limit.into(),
+        ];
         let retire = Stmt::new(
             format!(
                 "INSERT INTO retired_refresh_tokens (token_hash, session_id, retired_at) \
-                 SELECT ?1, id, ?2 FROM sessions WHERE {live}"
+                 SELECT ?1, id, ?2 FROM sessions WHERE {may_rotate}"
             ),
-            vec![old.into(), now.into(), after.into()],
+            args.clone(),
         );
+        // A closed window: this refresh opens a new one.
         let rotate = Stmt::new(
             format!(
-                "UPDATE sessions SET refresh_token_hash = ?4, last_used_at = ?2, \
-                 expires_at = MIN(?5, created_at + ?6) WHERE {live} \
-                 RETURNING id, user_id, created_at"
+                "UPDATE sessions SET refresh_token_hash = ?6, last_used_at = ?2, \
+                 expires_at = MIN(?7, created_at + ?8), \
+                 refresh_window_count = CASE WHEN refresh_window_start <= ?4 THEN 1 ELSE refresh_window_count + 1 END, \
+                 refresh_window_start = CASE WHEN refresh_window_start <= ?4 THEN ?2 ELSE refresh_window_start END \
+                 WHERE {may_rotate} RETURNING id, user_id, created_at"
             ),
-            vec![
-                old.into(),
-                now.into(),
-                after.into(),
-                r.new_hash.into(),
-                r.expires_at_ms.into(),
-                r.max_lifetime_ms.into(),
-            ],
+            [args, vec![r.new_hash.into(), r.expires_at_ms.into(), r.max_lifetime_ms.into()]].concat(),
         );
         let mut results = self.db.batch(vec![retire, rotate]).await?;
         first_of(&mut results, 1)
     }
 
-    /// Whether `hash` is the current refresh token of a session that has
-    /// ended (revoked, expired, past its maximum lifetime, or its account
-    /// disabled): such a token is not a stranger's guess.
-    pub async fn ended_session_of(&self, hash: &str, at: Liveness) -> Result<bool, StoreError> {
-        let rows = self
-            .db
-            .all(Stmt::new(
-                format!(
-                    "SELECT s.id FROM sessions s WHERE s.refresh_token_hash = ?1 AND NOT ({})",
-                    live("s", "?2", "?3")
-                ),
-                vec![hash.into(), at.now_ms.into(), at.created_after_ms.into()],
-            ))
-            .await?;
-        Ok(!rows.is_empty())
-    }
-
-    pub async fn retired_refresh(&self, hash: &str, at: Liveness) -> Result<Option<RetiredToken>, StoreError> {
-        first(
-            self.db
-                .all(Stmt::new(
-                    format!(
-                        "SELECT r.session_id, s.user_id, r.retired_at, s.refresh_token_hash AS current_hash, \
-                         s.created_at, NOT ({}) AS ended \
-                         FROM retired_refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = ?1",
-                        live("s", "?2", "?3")
-                    ),
-                    vec![hash.into(), at.now_ms.into(), at.created_after_ms.into()],
-                ))
-                .await?,
-        )
+    /// What a refresh token that did not rotate is (`Presented`), in one
+    /// round trip: the retired token and its session, or the session whose
+    /// current token it is, with whether it ended or spent its budget.
+    pub async fn presented_refresh(
+        &self,
+        hash: &str,
+        at: Liveness,
+        budget: RefreshBudget,
+    ) -> Result<Presented, StoreError> {
+        let retired = Stmt::new(
+            format!(
+                "SELECT r.session_id, s.user_id, r.retired_at, s.refresh_token_hash AS current_hash, \
+                 s.created_at, NOT ({}) AS ended \
+                 FROM retired_refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = ?1",
+                live("s", "?2", "?3")
+            ),
+            vec![hash.into(), at.now_ms.into(), at.created_after_ms.into()],
+        );
+        let current = Stmt::new(
+            format!(
+                "SELECT s.id AS session_id, s.user_id, NOT ({}) AS ended, \
+                 CASE WHEN NOT {} THEN s.refresh_window_start + ?6 END AS budget_spent_until \
+                 FROM sessions s WHERE s.refresh_token_hash = ?1",
+                live("s", "?2", "?3"),
+                within_budget("s", "?4", "?5")
+            ),
+            vec![
+                hash.into(),
+                at.now_ms.into(),
+                at.created_after_ms.into(),
+                (at.now_ms - budget.window_ms).into(),
+                budget.limit.into(),
+                budget.window_ms.into(),
+            ],
+        );
+        let mut results = self.db.batch(vec![retired, current]).await?;
+        Ok(Presented { retired: first_of(&mut results, 0)?, current: first_of(&mut results, 1)? })
     }
 
     /// Revokes a session; with `user_id`, only one of that user's. Returns

@@ -724,6 +724,66 @@ async fn a_session_ends_its_maximum_lifetime_after_signing_in_however_often_it_r
     me_ok(&app, &again.access).await;
 }
 
+#[tokio::test]
+async fn a_session_refreshes_at_most_ten_times_a_minute() {
+    let app = spawn_app().await;
+    let first = new_user(&app).await;
+    let other_device = sign_in(&app, &first.destination, json!({})).await;
+
+    let mut previous = first.clone();
+    let mut current = first.clone();
+    for _ in 0..10 {
+        previous = current.clone();
+        current = refreshed(&app, &current).await;
+    }
+    let resp = refresh(&app, &current.refresh).await;
+    let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+    let (status, body) = json_of(resp).await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("RATE_LIMIT")), "the 11th refresh in a minute: {body}");
+    assert!(retry_after.is_some_and(|s| (1..=60).contains(&s)), "Retry-After: {retry_after:?}");
+    assert_eq!(body["retry_after"].as_u64(), retry_after, "{body}");
+
+    // Refused before anything was written: ten rotations, ten retired tokens.
+    let retired = app
+        .d1(&format!(
+            "SELECT COUNT(*) AS n FROM retired_refresh_tokens WHERE session_id = {}",
+            sql_str(&first.session_id)
+        ))
+        .await;
+    assert_eq!(retired[0]["n"], 10, "rows written by 11 refreshes");
+    // A second tab that raced the last refresh still gets the same pair.
+    let (status, body) = json_of(refresh(&app, &previous.refresh).await).await;
+    assert_eq!((status, &body["refresh"]), (200, &json!(current.refresh)), "{body}");
+    // The limit is the session's: the user's other session refreshes.
+    refreshed(&app, &other_device).await;
+    me_ok(&app, &current.access).await;
+}
+
+#[tokio::test]
+async fn a_flood_of_refreshes_from_one_session_writes_ten_rows_a_minute() {
+    let app = spawn_app().await;
+    let mut session = new_user(&app).await;
+
+    let mut answers = Vec::new();
+    for _ in 0..40 {
+        let (status, body) = json_of(refresh(&app, &session.refresh).await).await;
+        if status == 200 {
+            session.refresh = body["refresh"].as_str().unwrap().into();
+        }
+        answers.push(status);
+    }
+
+    assert_eq!(answers.iter().filter(|s| **s == 200).count(), 10, "{answers:?}");
+    assert!(answers[10..].iter().all(|s| *s == 429), "{answers:?}");
+    let retired = app
+        .d1(&format!(
+            "SELECT COUNT(*) AS n FROM retired_refresh_tokens WHERE session_id = {}",
+            sql_str(&session.session_id)
+        ))
+        .await;
+    assert_eq!(retired[0]["n"], 10, "{answers:?}");
+}
+
 // ===========================================================================
 // Managing sessions
 

@@ -295,3 +295,107 @@ fn a_session_older_than_the_maximum_lifetime_ends_even_if_its_expiry_says_otherw
         assert_eq!(authenticated(&w, &second.access).await.unwrap(), first.session_id);
     })
 }
+
+fn refresh_window(w: &World, session_id: &str) -> (i64, i64) {
+    let row = &w.rows(&format!(
+        "SELECT refresh_window_start AS s, refresh_window_count AS n FROM sessions WHERE id = '{session_id}'"
+    ))[0];
+    (row["s"].as_i64().unwrap(), row["n"].as_i64().unwrap())
+}
+
+fn retired_of(w: &World, session_id: &str) -> usize {
+    w.rows(&format!("SELECT token_hash FROM retired_refresh_tokens WHERE session_id = '{session_id}'")).len()
+}
+
+#[test]
+fn a_session_rotates_at_most_ten_times_a_minute_then_waits_for_its_window_to_close() {
+    run(async {
+        let w = World::new();
+        let first = login(&w, "xan@example.com").await;
+        let mut current = refresh(&w, &first.refresh).await.expect("the first refresh opens a window");
+        for _ in 1..10 {
+            w.fakes.clock.advance(1_000);
+            current = refresh(&w, &current.refresh).await.expect("within ten");
+        }
+        assert_eq!(refresh_window(&w, &first.session_id), (crate::native::T0, 10));
+        w.fakes.clock.advance(1_000); // T0 + 10 s
+
+        let (status, code, message, retry_after) = World::refusal_with_retry_after(refresh(&w, &current.refresh).await);
+
+        assert_eq!((status, code, retry_after), (429, "RATE_LIMIT", Some(50)), "{message}");
+        assert_eq!(message, "Too many refreshes of this session. Please try again later.");
+        assert_eq!(retired_of(&w, &first.session_id), 10, "refused before anything was written");
+        assert_eq!(refresh_window(&w, &first.session_id), (crate::native::T0, 10));
+        w.fakes.clock.0.set(crate::native::T0 + 59_999);
+        assert_eq!(World::refusal_with_retry_after(refresh(&w, &current.refresh).await).3, Some(1));
+        // Waiting Retry-After is enough: the next refresh opens a new window.
+        w.fakes.clock.0.set(crate::native::T0 + 60_000);
+        let next = refresh(&w, &current.refresh).await.expect("the window closed");
+        assert_eq!(refresh_window(&w, &first.session_id), (crate::native::T0 + 60_000, 1));
+        assert_eq!(authenticated(&w, &next.access).await.unwrap(), first.session_id);
+        w.fakes.run_later().await;
+        let limited = w.rows("SELECT outcome, session_id, user_id FROM audit_events WHERE event = 'rate_limited'");
+        assert_eq!(limited.len(), 2, "{limited:?}");
+        assert_eq!(
+            (&limited[0]["outcome"], &limited[0]["session_id"], &limited[0]["user_id"]),
+            (&"session_refresh".into(), &first.session_id.as_str().into(), &first.user.id.as_str().into())
+        );
+    })
+}
+
+#[test]
+fn the_limit_is_per_session_and_set_by_refresh_per_session_per_minute() {
+    run(async {
+        let w = World::with(&[("REFRESH_PER_SESSION_PER_MINUTE", "2")]);
+        let laptop = login(&w, "yve@example.com").await;
+        let phone = sign_in_again(&w, "yve@example.com").await;
+        let second = refresh(&w, &laptop.refresh).await.unwrap();
+        let third = refresh(&w, &second.refresh).await.unwrap();
+
+        assert_eq!(refusal(refresh(&w, &third.refresh).await).0, 429, "the laptop's third in a minute");
+        assert!(refresh(&w, &phone.refresh).await.is_ok(), "the phone's session has its own budget");
+    })
+}
+
+#[test]
+fn a_second_tab_within_the_grace_window_takes_nothing_from_the_budget() {
+    run(async {
+        let w = World::with(&[("REFRESH_PER_SESSION_PER_MINUTE", "2")]);
+        let first = login(&w, "zoe@example.com").await;
+        let second = refresh(&w, &first.refresh).await.unwrap();
+        w.fakes.clock.advance(1_000);
+        // Two tabs at once with the budget's last refresh: one rotates, the
+        // other gets the same pair from the grace window.
+        let (a, b) = join(refresh(&w, &second.refresh), refresh(&w, &second.refresh)).await;
+        let (a, b) = (a.expect("first tab"), b.expect("second tab"));
+        assert_eq!((&a.access, &a.refresh), (&b.access, &b.refresh));
+        assert_eq!(refresh_window(&w, &first.session_id).1, 2);
+
+        // Spent: the current token waits, a retired one in its grace window does not.
+        assert_eq!(refusal(refresh(&w, &a.refresh).await).0, 429);
+        let again = refresh(&w, &second.refresh).await.expect("the grace window is not a rotation");
+        assert_eq!(again.refresh, a.refresh);
+        // Many at once with a spent budget: all refused, nothing written.
+        let (x, y) = join(refresh(&w, &a.refresh), refresh(&w, &a.refresh)).await;
+        assert_eq!((refusal(x).0, refusal(y).0), (429, 429));
+        assert_eq!(retired_of(&w, &first.session_id), 2);
+    })
+}
+
+#[test]
+fn an_ended_session_says_so_before_its_budget() {
+    run(async {
+        let w = World::with(&[("REFRESH_PER_SESSION_PER_MINUTE", "1")]);
+        let first = login(&w, "abi@example.com").await;
+        let second = refresh(&w, &first.refresh).await.unwrap();
+        assert_eq!(refusal(refresh(&w, &second.refresh).await).0, 429);
+        let app = w.app(IP);
+        let who = account::authenticate(&app, Some(&format!("Bearer {}", second.access))).await.unwrap();
+        account::logout(&app, &who).await.unwrap();
+
+        assert_eq!(
+            refusal(refresh(&w, &second.refresh).await),
+            (401, "SESSION_REVOKED", "This session has ended; log in again".into())
+        );
+    })
+}
