@@ -21,3 +21,10 @@ END;
 -- under concurrency, and no round trip more.
 ALTER TABLE sessions ADD COLUMN refresh_window_start INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sessions ADD COLUMN refresh_window_count INTEGER NOT NULL DEFAULT 0;
+
+-- The cron prunes retired refresh tokens of ended sessions and sessions a
+-- month after their end (src/store/maintenance.rs): "ended" is revoked,
+-- expired, or opened longer than SESSION_MAX_LIFETIME_SECONDS ago, one
+-- indexed comparison each (expires_at has sessions_expires).
+CREATE INDEX sessions_revoked ON sessions (revoked_at);
+CREATE INDEX sessions_created ON sessions (created_at);
