@@ -23,6 +23,8 @@ fn settings() -> TokenSettings {
         access_lifetime_seconds: 300,
         refresh_lifetime_seconds: 2_592_000,
         refresh_reuse_grace_seconds: 10,
+        session_max_lifetime_seconds: 7_776_000,
+        refreshes_per_session_per_minute: 10,
     }
 }
 

@@ -177,6 +177,11 @@ pub const TURNSTILE_TEST_SECRETS: [&str; 3] = [
 /// login code arrives; 0 trades that for speed.
 pub const DEFAULT_LOGIN_DELIVERY_DELAY_SECONDS: u64 = 1;
 
+/// A session ends 90 days after its sign-in, however often it refreshes
+/// (ASVS 5 V7.3.2: an absolute maximum session lifetime). SP 800-63B 7.2
+/// asks AAL1 to reauthenticate at least every 30 days: 2,592,000 for that.
+pub const DEFAULT_SESSION_MAX_LIFETIME_SECONDS: u64 = 90 * DAY;
+
 pub const DEFAULT_TURNSTILE_API_BASE: &str = "https://challenges.cloudflare.com";
 
 /// A setting that is missing or malformed. Never carries a secret's value.
@@ -389,6 +394,13 @@ impl Config {
             access_lifetime_seconds: s.number("ACCESS_TOKEN_LIFETIME_SECONDS", 300, 1..=DAY)?,
             refresh_lifetime_seconds: s.number("REFRESH_TOKEN_LIFETIME_SECONDS", 30 * DAY, 60..=365 * DAY)?,
             refresh_reuse_grace_seconds: s.number("REFRESH_REUSE_GRACE_SECONDS", 10, 0..=300)?,
+            // Any positive number of seconds (tests use a few), up to a century.
+            session_max_lifetime_seconds: s.number(
+                "SESSION_MAX_LIFETIME_SECONDS",
+                DEFAULT_SESSION_MAX_LIFETIME_SECONDS,
+                1..=100 * 365 * DAY,
+            )?,
+            refreshes_per_session_per_minute: s.number("REFRESH_PER_SESSION_PER_MINUTE", 10, 1..=1_000_000)? as u32,
         };
 
         Ok(Config {
@@ -826,6 +838,36 @@ mod tests {
         for bad in ["61", "-1", "1.5", "soon"] {
             m.insert("LOGIN_DELIVERY_DELAY_SECONDS", bad.into());
             assert_eq!(parse(&m).unwrap_err().setting, "LOGIN_DELIVERY_DELAY_SECONDS", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_session_lives_90_days_unless_set_to_any_positive_number_of_seconds() {
+        let mut m = dev();
+        assert_eq!(parse(&m).unwrap().tokens.session_max_lifetime_seconds, 7_776_000);
+        for (value, seconds) in [("1", 1), ("4", 4), ("2592000", 2_592_000), ("3153600000", 3_153_600_000)] {
+            m.insert("SESSION_MAX_LIFETIME_SECONDS", value.into());
+            assert_eq!(parse(&m).unwrap().tokens.session_max_lifetime_seconds, seconds);
+        }
+        for bad in ["0", "-5", "3153600001", "1.5", "90d"] {
+            m.insert("SESSION_MAX_LIFETIME_SECONDS", bad.into());
+            let e = parse(&m).unwrap_err();
+            assert_eq!(e.setting, "SESSION_MAX_LIFETIME_SECONDS", "{bad}");
+            assert!(e.problem.contains("from 1 to"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_session_refreshes_ten_times_a_minute_unless_set_from_1_to_a_million() {
+        let mut m = dev();
+        assert_eq!(parse(&m).unwrap().tokens.refreshes_per_session_per_minute, 10);
+        for (value, n) in [("1", 1), ("1000000", 1_000_000)] {
+            m.insert("REFRESH_PER_SESSION_PER_MINUTE", value.into());
+            assert_eq!(parse(&m).unwrap().tokens.refreshes_per_session_per_minute, n);
+        }
+        for bad in ["0", "1000001", "-1", "ten"] {
+            m.insert("REFRESH_PER_SESSION_PER_MINUTE", bad.into());
+            assert_eq!(parse(&m).unwrap_err().setting, "REFRESH_PER_SESSION_PER_MINUTE", "{bad}");
         }
     }
 

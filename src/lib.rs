@@ -44,14 +44,26 @@ async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()
 const KEEP_STALE_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// The cron trigger: deletes OTP rows and verification tokens that expired
-/// or were used more than a day ago.
+/// or were used more than a day ago, and audit events past retention; then
+/// prunes retired refresh tokens of ended sessions and sessions a month
+/// after their end, which needs the settings (when a session ends).
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let now_ms = Date::now().as_millis() as i64;
     let db = store::Db::new(std::rc::Rc::new(platform::d1::D1::from_env(&env)));
-    let result = db.delete_stale(now_ms, KEEP_STALE_MS).await;
-    match result {
+    match db.delete_stale(now_ms, KEEP_STALE_MS).await {
         Ok(()) => log::info("cleanup_done", serde_json::json!({})),
         Err(e) => log::error("cleanup_failed", &e.to_string()),
+    }
+    let retention = match platform::env::config(&env) {
+        Ok(config) => store::maintenance::SessionRetention::of(&config.tokens),
+        Err(e) => return log::error("cleanup_failed", &format!("sessions not pruned: {e}")),
+    };
+    match db.prune_sessions(now_ms, &retention).await {
+        Ok(p) => log::info(
+            "sessions_pruned",
+            serde_json::json!({ "retired_refresh_tokens": p.retired_tokens, "sessions": p.sessions }),
+        ),
+        Err(e) => log::error("cleanup_failed", &format!("sessions: {e}")),
     }
 }

@@ -35,6 +35,9 @@ pub enum Limit {
     SmsPrefixCap,
     /// SMS to one country (`SMS_COUNTRY_DAILY_CAPS`).
     SmsCountryCap,
+    /// Refreshes of one session (`REFRESH_PER_SESSION_PER_MINUTE`), counted
+    /// in its D1 row, not in a rate-limit object (store/sessions.rs).
+    SessionRefreshes,
 }
 
 impl Limit {
@@ -51,6 +54,7 @@ impl Limit {
             Limit::SmsCap => "sms",
             Limit::SmsPrefixCap => "sms_prefix",
             Limit::SmsCountryCap => "sms_country",
+            Limit::SessionRefreshes => "session_refresh",
         }
     }
 }

@@ -94,6 +94,49 @@ pub struct TokenSettings {
     pub access_lifetime_seconds: u64,
     pub refresh_lifetime_seconds: u64,
     pub refresh_reuse_grace_seconds: u64,
+    /// `SESSION_MAX_LIFETIME_SECONDS`: a session ends this long after it
+    /// was opened, however often it refreshes; then its user signs in again.
+    pub session_max_lifetime_seconds: u64,
+    /// `REFRESH_PER_SESSION_PER_MINUTE`: rotations of one session per
+    /// `REFRESH_WINDOW_MS`.
+    pub refreshes_per_session_per_minute: u32,
+}
+
+/// A session's refreshes are counted in windows of a minute, each opened by
+/// the first refresh after the previous one closed.
+pub const REFRESH_WINDOW_MS: i64 = 60_000;
+
+impl TokenSettings {
+    pub fn session_max_lifetime_ms(&self) -> i64 {
+        self.session_max_lifetime_seconds as i64 * 1000
+    }
+
+    /// When a session opened at `created_at_ms` ends, however often it refreshes.
+    pub fn session_end_ms(&self, created_at_ms: i64) -> i64 {
+        created_at_ms + self.session_max_lifetime_ms()
+    }
+
+    /// At `now_ms`, sessions opened at or before this have reached their
+    /// maximum lifetime: the live ones were created after it.
+    pub fn live_sessions_created_after_ms(&self, now_ms: i64) -> i64 {
+        now_ms - self.session_max_lifetime_ms()
+    }
+
+    /// The expiry of a refresh token issued at `now_ms`: its lifetime from
+    /// now, but never past its session's end.
+    pub fn refresh_expiry_ms(&self, now_ms: i64, session_created_at_ms: i64) -> i64 {
+        (now_ms + self.refresh_lifetime_seconds as i64 * 1000).min(self.session_end_ms(session_created_at_ms))
+    }
+
+    /// `(iat, exp)` in whole seconds of an access token issued at
+    /// `issued_at_ms` for a session that ends at `session_end_ms`: its
+    /// lifetime, cut so that it does not outlive the session (by more than
+    /// the part of a second `iat` drops; and it lives at least a second).
+    pub fn access_times(&self, issued_at_ms: i64, session_end_ms: i64) -> (i64, i64) {
+        let iat = issued_at_ms.div_euclid(1000);
+        let exp = (iat + self.access_lifetime_seconds as i64).min(session_end_ms.div_euclid(1000)).max(iat + 1);
+        (iat, exp)
+    }
 }
 
 struct KeyEntry {
@@ -138,7 +181,7 @@ impl Keys {
         serde_json::json!({ "keys": keys })
     }
 
-    /// Signs an access token. Deterministic: the same inputs give the same token.
+    /// Signs an access token that lives its full lifetime.
     pub fn issue_access(
         &self,
         settings: &TokenSettings,
@@ -147,8 +190,23 @@ impl Keys {
         jti: &str,
         issued_at_ms: i64,
     ) -> String {
+        self.issue_access_within(settings, user_id, session_id, jti, issued_at_ms, i64::MAX)
+    }
+
+    /// Signs an access token for a session that ends at `session_end_ms`
+    /// (`TokenSettings::access_times`). Deterministic: the same inputs give
+    /// the same token.
+    pub fn issue_access_within(
+        &self,
+        settings: &TokenSettings,
+        user_id: &str,
+        session_id: &str,
+        jti: &str,
+        issued_at_ms: i64,
+        session_end_ms: i64,
+    ) -> String {
         let signer = &self.entries[0];
-        let iat = at(issued_at_ms / 1000 * 1000);
+        let (iat, exp) = settings.access_times(issued_at_ms, session_end_ms);
         let mut claims = Claims::new(AccessClaims {
             sub: user_id.to_string(),
             sid: session_id.to_string(),
@@ -157,8 +215,8 @@ impl Keys {
             aud: settings.audience.clone(),
             token_type: ACCESS.to_string(),
         });
-        claims.issued_at = Some(iat);
-        claims.expiration = Some(iat + chrono::Duration::seconds(settings.access_lifetime_seconds as i64));
+        claims.issued_at = Some(at(iat * 1000));
+        claims.expiration = Some(at(exp * 1000));
         let header = Header::empty().with_key_id(signer.kid.clone()).with_token_type("JWT");
         EdDsa.token(&header, &claims, &signer.secret).expect("claims always serialize")
     }
@@ -280,6 +338,8 @@ mod tests {
             access_lifetime_seconds: 300,
             refresh_lifetime_seconds: 86_400,
             refresh_reuse_grace_seconds: 10,
+            session_max_lifetime_seconds: 7 * 86_400,
+            refreshes_per_session_per_minute: 10,
         }
     }
 
@@ -309,6 +369,37 @@ mod tests {
         assert_eq!(payload["exp"].as_i64().unwrap() - payload["iat"].as_i64().unwrap(), 300);
         assert_eq!(payload["iss"], "otp-edge");
         assert_eq!(payload["aud"], "apps");
+    }
+
+    #[test]
+    fn an_access_token_does_not_outlive_its_session() {
+        let (k, s) = (keys(&[("a", 1)]), settings());
+        let exp = |t: &str| -> i64 {
+            let payload = Base64UrlUnpadded::decode_vec(t.split('.').nth(1).unwrap()).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&payload).unwrap()["exp"].as_i64().unwrap()
+        };
+        // Far from the end: the full 300 s.
+        assert_eq!(s.access_times(NOW + 999, NOW + 3_600_000), (NOW / 1000, NOW / 1000 + 300));
+        // 120.5 s before the end: 120 s, whole seconds down.
+        assert_eq!(s.access_times(NOW, NOW + 120_500), (NOW / 1000, NOW / 1000 + 120));
+        let t = k.issue_access_within(&s, "u", "s", "j", NOW, NOW + 120_500);
+        assert_eq!(exp(&t), NOW / 1000 + 120);
+        assert!(k.verify_access(&s, &t, NOW + 120_000).is_ok());
+        assert_eq!(k.verify_access(&s, &t, NOW + 120_001), Err(TokenError::Expired), "before the session's end");
+        // In the session's last second, a token still lives one second.
+        assert_eq!(s.access_times(NOW + 200, NOW + 900), (NOW / 1000, NOW / 1000 + 1));
+        assert_eq!(exp(&k.issue_access(&s, "u", "s", "j", NOW)), NOW / 1000 + 300, "no session end");
+    }
+
+    #[test]
+    fn a_refresh_never_extends_a_session_past_its_maximum_lifetime() {
+        let s = settings(); // refresh tokens live a day, sessions a week
+        let day = 86_400_000;
+        assert_eq!(s.session_end_ms(NOW), NOW + 7 * day);
+        assert_eq!(s.refresh_expiry_ms(NOW, NOW), NOW + day, "a new session: the refresh lifetime");
+        assert_eq!(s.refresh_expiry_ms(NOW + 3 * day, NOW), NOW + 4 * day);
+        assert_eq!(s.refresh_expiry_ms(NOW + 6 * day + 5, NOW), NOW + 7 * day, "cut to the session's end");
+        assert_eq!(s.live_sessions_created_after_ms(NOW + 7 * day), NOW, "opened at NOW: ended at NOW + 7 days");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::error::{db_down, AuthFailure, Error};
-use super::session::UserView;
+use super::session::{self, UserView};
 use super::App;
 use crate::audit::Event;
 use crate::domain::time::rfc3339_millis;
@@ -31,7 +31,8 @@ pub async fn authenticate(app: &App, authorization: Option<&str>) -> Result<Prin
         .keys
         .verify_access(&app.config.tokens, token, app.now_ms)
         .map_err(|e| Error::Auth(AuthFailure::Token(e)))?;
-    let Some(user) = app.db.session_user(&claims.sid, &claims.sub, app.now_ms).await.map_err(db_down)? else {
+    let Some(user) = app.db.session_user(&claims.sid, &claims.sub, session::liveness(app)).await.map_err(db_down)?
+    else {
         return Err(Error::Auth(AuthFailure::SessionEnded));
     };
     Ok(Principal { user_id: claims.sub, session_id: claims.sid, user })
@@ -70,7 +71,7 @@ pub struct Sessions {
 }
 
 pub async fn sessions(app: &App, who: &Principal) -> Result<Sessions, Error> {
-    let rows = app.db.live_sessions(&who.user_id, app.now_ms).await.map_err(db_down)?;
+    let rows = app.db.live_sessions(&who.user_id, session::liveness(app)).await.map_err(db_down)?;
     let sessions = rows
         .into_iter()
         .map(|s| SessionView {

@@ -13,7 +13,7 @@ pub fn created(logged_in: &LoggedIn) -> Event {
 use crate::domain::account::Device;
 use crate::domain::crypto::uuid_from;
 use crate::domain::tokens;
-use crate::store::sessions::NewSession;
+use crate::store::sessions::{Liveness, NewSession};
 use crate::store::UserRow;
 
 /// The user, as login answers and `me` show it.
@@ -62,16 +62,31 @@ pub struct TokenPair {
     pub expires_in: u64,
 }
 
-/// The access token that goes with `refresh`, issued at `issued_at_ms`.
+/// What makes a session live at this request's time (`store::sessions::live`).
+pub fn liveness(app: &App) -> Liveness {
+    Liveness { now_ms: app.now_ms, created_after_ms: app.config.tokens.live_sessions_created_after_ms(app.now_ms) }
+}
+
+/// The access token that goes with `refresh`, issued at `issued_at_ms`, for
+/// the session opened at `created_at_ms` (the token does not outlive it).
 /// Deterministic, so a grace-window re-issue is the same token.
-pub fn pair(app: &App, user_id: &str, session_id: &str, refresh: String, issued_at_ms: i64) -> TokenPair {
+pub fn pair(
+    app: &App,
+    user_id: &str,
+    session_id: &str,
+    created_at_ms: i64,
+    refresh: String,
+    issued_at_ms: i64,
+) -> TokenPair {
     let settings = &app.config.tokens;
     let jti = tokens::access_jti(&tokens::refresh_token_hash(&refresh));
+    let session_end = settings.session_end_ms(created_at_ms);
+    let (iat, exp) = settings.access_times(issued_at_ms, session_end);
     TokenPair {
-        access: app.keys.issue_access(settings, user_id, session_id, &jti, issued_at_ms),
+        access: app.keys.issue_access_within(settings, user_id, session_id, &jti, issued_at_ms, session_end),
         refresh,
         session_id: session_id.to_string(),
-        expires_in: settings.access_lifetime_seconds,
+        expires_in: (exp - iat) as u64,
     }
 }
 
@@ -119,13 +134,13 @@ impl<'a> Opening<'a> {
             ip: &app.client.ip,
             user_agent: &app.client.user_agent,
             now_ms: app.now_ms,
-            expires_at_ms: app.now_ms + app.config.tokens.refresh_lifetime_seconds as i64 * 1000,
+            expires_at_ms: app.config.tokens.refresh_expiry_ms(app.now_ms, app.now_ms),
         }
     }
 
     /// The login answer, once the session is stored.
     pub fn logged_in(self, app: &App, user: &UserRow) -> LoggedIn {
-        let p = pair(app, &user.id, &self.id, self.refresh, app.now_ms);
+        let p = pair(app, &user.id, &self.id, app.now_ms, self.refresh, app.now_ms);
         LoggedIn {
             access: p.access,
             refresh: p.refresh,

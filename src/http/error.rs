@@ -264,6 +264,9 @@ impl From<Error> for ApiError {
                     Limit::SmsPrefixCap | Limit::SmsCountryCap => {
                         (C::SmsCapReached, "SMS to this number is paused for now. Please try again later or use email.")
                     }
+                    Limit::SessionRefreshes => {
+                        (C::RateLimit, "Too many refreshes of this session. Please try again later.")
+                    }
                 };
                 ApiError::rate_limited(code, message, retry_after_seconds)
             }
@@ -352,9 +355,10 @@ mod tests {
 
     #[test]
     fn flow_errors_map_to_their_status_and_code() {
-        let cases: [(Error, u16, &str); 6] = [
+        let cases: [(Error, u16, &str); 7] = [
             (Error::Otp(crate::domain::otp::VerifyFailure::Expired), 400, "INVALID_OTP"),
             (Error::Limited { limit: Limit::SmsCap, retry_after_seconds: 7 }, 429, "SMS_CAP_REACHED"),
+            (Error::Limited { limit: Limit::SessionRefreshes, retry_after_seconds: 7 }, 429, "RATE_LIMIT"),
             (Error::Undeliverable(Undeliverable::OptedOut), 400, "SMS_OPTED_OUT"),
             (Error::Auth(AuthFailure::Missing), 401, "NOT_AUTHENTICATED"),
             (Error::SendFailed(Channel::Phone), 502, "SEND_FAILED"),

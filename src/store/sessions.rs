@@ -10,6 +10,8 @@ use crate::ports::{first, first_of, typed, Arg, Stmt, StoreError};
 pub struct SessionRef {
     pub id: String,
     pub user_id: String,
+    /// When it was opened: it ends `SESSION_MAX_LIFETIME_SECONDS` later.
+    pub created_at: i64,
 }
 
 /// A rotated-out refresh token and the state of its session.
@@ -19,8 +21,77 @@ pub struct RetiredToken {
     pub user_id: String,
     pub retired_at: i64,
     pub current_hash: String,
-    pub revoked_at: Option<i64>,
-    pub expires_at: i64,
+    /// When the session was opened.
+    pub created_at: i64,
+    /// 1 when the session is no longer live (`live`), else 0.
+    pub ended: i64,
+}
+
+/// The condition that the session `s` (a table name or alias) is live at
+/// `now`: not revoked, not expired, opened after `created_after` (younger
+/// than `SESSION_MAX_LIFETIME_SECONDS`), and its account active. `now` and
+/// `created_after` are parameters (`?2`). The one definition every
+/// authenticated request and every refresh uses.
+fn live(s: &str, now: &str, created_after: &str) -> String {
+    format!(
+        "{s}.revoked_at IS NULL AND {s}.expires_at > {now} AND {s}.created_at > {created_after} \
+         AND EXISTS (SELECT 1 FROM users a WHERE a.id = {s}.user_id AND a.status = 'active')"
+    )
+}
+
+/// When a session is live, at `now_ms`: see `live`.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    pub now_ms: i64,
+    /// `TokenSettings::live_sessions_created_after_ms`.
+    pub created_after_ms: i64,
+}
+
+/// A session's refresh budget: at most `limit` rotations in a window of
+/// `window_ms` opened by the first rotation after the previous window
+/// closed. Counted in the session's row (`refresh_window_start`,
+/// `refresh_window_count`, migration 0010).
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshBudget {
+    pub limit: u32,
+    pub window_ms: i64,
+}
+
+/// The condition that the session `s` may rotate once more: its window
+/// closed at or before `closed_before` (`now - window_ms`, a parameter), or
+/// it has rotated fewer than `limit` (a parameter) times in it.
+fn within_budget(s: &str, closed_before: &str, limit: &str) -> String {
+    format!("({s}.refresh_window_start <= {closed_before} OR {s}.refresh_window_count < {limit})")
+}
+
+/// A refresh: the presented token's hash, its successor's, and the session's
+/// new expiry, which the statement cuts to `created_at + max_lifetime_ms`.
+pub struct Rotation<'a> {
+    pub old_hash: &'a str,
+    pub new_hash: &'a str,
+    pub at: Liveness,
+    pub expires_at_ms: i64,
+    pub max_lifetime_ms: i64,
+    pub budget: RefreshBudget,
+}
+
+/// The current refresh token of a session that did not rotate.
+#[derive(Debug, Deserialize)]
+pub struct CurrentToken {
+    pub session_id: String,
+    pub user_id: String,
+    /// 1 when the session is no longer live (`live`), else 0.
+    pub ended: i64,
+    /// When the session may rotate again, if its refresh budget is spent.
+    pub budget_spent_until: Option<i64>,
+}
+
+/// What a presented refresh token that did not rotate is: a retired one,
+/// the current one of a session (ended, or out of refreshes), or neither.
+#[derive(Debug)]
+pub struct Presented {
+    pub retired: Option<RetiredToken>,
+    pub current: Option<CurrentToken>,
 }
 
 /// A session as the sessions list shows it.
@@ -108,57 +179,82 @@ pub(super) fn session_statements(s: &NewSession<'_>, condition: Condition) -> Ve
 
 impl Db {
     /// Exchanges a live session's current refresh token for its successor,
-    /// retiring the old one, atomically. `None`: not a current token.
-    pub async fn rotate_refresh(
-        &self,
-        old_hash: &str,
-        new_hash: &str,
-        now_ms: i64,
-        expires_at_ms: i64,
-    ) -> Result<Option<SessionRef>, StoreError> {
-        let live = "refresh_token_hash = ?1 AND revoked_at IS NULL AND expires_at > ?2";
+    /// retiring the old one and counting the refresh in the session's
+    /// budget, atomically: one batch, one round trip. `None`: not the current
+    /// token of a live session with refreshes left (`presented_refresh` says which).
+    pub async fn rotate_refresh(&self, r: &Rotation<'_>) -> Result<Option<SessionRef>, StoreError> {
+        let may_rotate = format!(
+            "sessions.refresh_token_hash = ?1 AND {} AND {}",
+            live("sessions", "?2", "?3"),
+            within_budget("sessions", "?4", "?5")
+        );
+        let closed_before = r.at.now_ms - r.budget.window_ms;
+        let args: Vec<Arg> = vec![
+            r.old_hash.into(),
+            r.at.now_ms.into(),
+            r.at.created_after_ms.into(),
+            closed_before.into(),
+            r.budget.limit.into(),
+        ];
         let retire = Stmt::new(
             format!(
                 "INSERT INTO retired_refresh_tokens (token_hash, session_id, retired_at) \
-                 SELECT ?1, id, ?2 FROM sessions WHERE {live}"
+                 SELECT ?1, id, ?2 FROM sessions WHERE {may_rotate}"
             ),
-            vec![old_hash.into(), now_ms.into()],
+            args.clone(),
         );
+        // A closed window: this refresh opens a new one.
         let rotate = Stmt::new(
             format!(
-                "UPDATE sessions SET refresh_token_hash = ?3, last_used_at = ?2, expires_at = ?4 WHERE {live} \
-                 RETURNING id, user_id"
+                "UPDATE sessions SET refresh_token_hash = ?6, last_used_at = ?2, \
+                 expires_at = MIN(?7, created_at + ?8), \
+                 refresh_window_count = CASE WHEN refresh_window_start <= ?4 THEN 1 ELSE refresh_window_count + 1 END, \
+                 refresh_window_start = CASE WHEN refresh_window_start <= ?4 THEN ?2 ELSE refresh_window_start END \
+                 WHERE {may_rotate} RETURNING id, user_id, created_at"
             ),
-            vec![old_hash.into(), now_ms.into(), new_hash.into(), expires_at_ms.into()],
+            [args, vec![r.new_hash.into(), r.expires_at_ms.into(), r.max_lifetime_ms.into()]].concat(),
         );
         let mut results = self.db.batch(vec![retire, rotate]).await?;
         first_of(&mut results, 1)
     }
 
-    /// Whether `hash` is the current refresh token of a session that has
-    /// ended (revoked or expired): such a token is not a stranger's guess.
-    pub async fn ended_session_of(&self, hash: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let rows = self
-            .db
-            .all(Stmt::new(
-                "SELECT id FROM sessions WHERE refresh_token_hash = ?1 AND (revoked_at IS NOT NULL OR expires_at <= ?2)",
-                vec![hash.into(), now_ms.into()],
-            ))
-            .await?;
-        Ok(!rows.is_empty())
-    }
-
-    pub async fn retired_refresh(&self, hash: &str) -> Result<Option<RetiredToken>, StoreError> {
-        first(
-            self.db
-                .all(Stmt::new(
-                    "SELECT r.session_id, s.user_id, r.retired_at, s.refresh_token_hash AS current_hash, \
-                     s.revoked_at, s.expires_at \
-                     FROM retired_refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = ?1",
-                    vec![hash.into()],
-                ))
-                .await?,
-        )
+    /// What a refresh token that did not rotate is (`Presented`), in one
+    /// round trip: the retired token and its session, or the session whose
+    /// current token it is, with whether it ended or spent its budget.
+    pub async fn presented_refresh(
+        &self,
+        hash: &str,
+        at: Liveness,
+        budget: RefreshBudget,
+    ) -> Result<Presented, StoreError> {
+        let retired = Stmt::new(
+            format!(
+                "SELECT r.session_id, s.user_id, r.retired_at, s.refresh_token_hash AS current_hash, \
+                 s.created_at, NOT ({}) AS ended \
+                 FROM retired_refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = ?1",
+                live("s", "?2", "?3")
+            ),
+            vec![hash.into(), at.now_ms.into(), at.created_after_ms.into()],
+        );
+        let current = Stmt::new(
+            format!(
+                "SELECT s.id AS session_id, s.user_id, NOT ({}) AS ended, \
+                 CASE WHEN NOT {} THEN s.refresh_window_start + ?6 END AS budget_spent_until \
+                 FROM sessions s WHERE s.refresh_token_hash = ?1",
+                live("s", "?2", "?3"),
+                within_budget("s", "?4", "?5")
+            ),
+            vec![
+                hash.into(),
+                at.now_ms.into(),
+                at.created_after_ms.into(),
+                (at.now_ms - budget.window_ms).into(),
+                budget.limit.into(),
+                budget.window_ms.into(),
+            ],
+        );
+        let mut results = self.db.batch(vec![retired, current]).await?;
+        Ok(Presented { retired: first_of(&mut results, 0)?, current: first_of(&mut results, 1)? })
     }
 
     /// Revokes a session; with `user_id`, only one of that user's. Returns
@@ -181,37 +277,62 @@ impl Db {
         Ok(!rows.is_empty())
     }
 
-    pub async fn live_sessions(&self, user_id: &str, now_ms: i64) -> Result<Vec<SessionRow>, StoreError> {
+    pub async fn live_sessions(&self, user_id: &str, at: Liveness) -> Result<Vec<SessionRow>, StoreError> {
         typed(
             self.db
                 .all(Stmt::new(
-                    "SELECT s.id, s.ip_address, s.user_agent, s.created_at, s.last_used_at, s.expires_at, s.platform, \
-                     d.install_id, d.platform AS device_platform, d.app_version \
-                     FROM sessions s LEFT JOIN devices d ON d.id = s.device_id \
-                     WHERE s.user_id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 ORDER BY s.created_at DESC",
-                    vec![user_id.into(), now_ms.into()],
+                    format!(
+                        "SELECT s.id, s.ip_address, s.user_agent, s.created_at, s.last_used_at, s.expires_at, \
+                         s.platform, d.install_id, d.platform AS device_platform, d.app_version \
+                         FROM sessions s LEFT JOIN devices d ON d.id = s.device_id \
+                         WHERE s.user_id = ?1 AND {} ORDER BY s.created_at DESC",
+                        live("s", "?2", "?3")
+                    ),
+                    vec![user_id.into(), at.now_ms.into(), at.created_after_ms.into()],
                 ))
                 .await?,
         )
     }
 
-    /// The user behind a live session (not revoked, not expired), in one
-    /// query: what every authenticated request checks.
+    /// The user behind a live session (`live`), in one query: what every
+    /// authenticated request checks.
     pub async fn session_user(
         &self,
         session_id: &str,
         user_id: &str,
-        now_ms: i64,
+        at: Liveness,
     ) -> Result<Option<UserRow>, StoreError> {
         first(
             self.db
                 .all(Stmt::new(
-                    "SELECT u.id, u.username, u.email, u.phone_e164, u.status, u.email_verified, u.phone_verified \
-                     FROM sessions s JOIN users u ON u.id = s.user_id \
-                     WHERE s.id = ?1 AND s.user_id = ?2 AND s.revoked_at IS NULL AND s.expires_at > ?3",
-                    vec![session_id.into(), user_id.into(), now_ms.into()],
+                    format!(
+                        "SELECT u.id, u.username, u.email, u.phone_e164, u.status, u.email_verified, u.phone_verified \
+                         FROM sessions s JOIN users u ON u.id = s.user_id \
+                         WHERE s.id = ?1 AND s.user_id = ?2 AND {}",
+                        live("s", "?3", "?4")
+                    ),
+                    vec![session_id.into(), user_id.into(), at.now_ms.into(), at.created_after_ms.into()],
                 ))
                 .await?,
         )
+    }
+
+    /// Disables an account and revokes every session of it, in one
+    /// transaction; whether an active account was disabled. (The admin API
+    /// calls this; the `users_disabled_end_sessions` trigger does the same
+    /// for an operator's own `UPDATE users SET status = ...`.)
+    pub async fn disable_user(&self, user_id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        // Sessions first, at this request's time; the trigger then finds none left.
+        let revoke = Stmt::new(
+            "UPDATE sessions SET revoked_at = ?2, revoked_reason = 'account_disabled' \
+             WHERE user_id = ?1 AND revoked_at IS NULL",
+            vec![user_id.into(), now_ms.into()],
+        );
+        let disable = Stmt::new(
+            "UPDATE users SET status = 'disabled', updated_at = ?2 WHERE id = ?1 AND status = 'active' RETURNING id",
+            vec![user_id.into(), now_ms.into()],
+        );
+        let mut results = self.db.batch(vec![revoke, disable]).await?;
+        Ok(first_of::<super::Id>(&mut results, 1)?.is_some())
     }
 }

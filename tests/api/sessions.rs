@@ -17,11 +17,15 @@ use serde_json::{json, Value};
 
 use crate::helpers::{
     assert_error, is_uuid, json_of, now_ms, random_email, random_hex, random_ip, random_phone, random_uuid, spawn_app,
-    spawn_app_with, Profile, TestApp, WorkerState, DEFAULT, TEST_KEY_A, TEST_KEY_B,
+    spawn_app_with, sql_str, Profile, TestApp, WorkerState, DEFAULT, TEST_KEY_A, TEST_KEY_B,
 };
 
 /// A rotated refresh token is honoured again for one second only.
 const SHORT_GRACE: Profile = Profile { name: "sessions-short-grace", vars: &[("REFRESH_REUSE_GRACE_SECONDS", "1")] };
+
+/// Sessions end four seconds after signing in, however often they refresh.
+const SHORT_SESSIONS: Profile =
+    Profile { name: "sessions-short-lifetime", vars: &[("SESSION_MAX_LIFETIME_SECONDS", "4")] };
 
 /// Key rotation, step 1: signs with key B, still accepts key A
 /// (`TEST_KEY_B,TEST_KEY_A`; a const cannot concatenate, so spelled out and
@@ -179,6 +183,12 @@ async fn assert_refused(resp: reqwest::Response, code: &str, why: &str) {
     assert_eq!((status, body["code"].as_str()), (401, Some(code)), "{why}: {body}");
     assert!(body["message"].is_string(), "{why}: {body}");
     assert!(challenge.as_deref().is_some_and(|c| c.starts_with("Bearer")), "{why}: WWW-Authenticate is {challenge:?}");
+}
+
+/// The session's row in D1.
+async fn session_row(app: &TestApp, session_id: &str) -> Value {
+    let rows = app.d1(&format!("SELECT * FROM sessions WHERE id = {}", sql_str(session_id))).await;
+    rows.into_iter().next().unwrap_or_else(|| panic!("no session {session_id}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -681,6 +691,99 @@ async fn a_refresh_token_that_was_never_issued_is_refused() {
     refreshed(&app, &user).await;
 }
 
+#[tokio::test]
+async fn a_session_ends_its_maximum_lifetime_after_signing_in_however_often_it_refreshes() {
+    let app = spawn_app_with(SHORT_SESSIONS).await;
+    let first = new_user(&app).await;
+    let row = session_row(&app, &first.session_id).await;
+    let ends_at = row["created_at"].as_i64().unwrap() + 4_000;
+    assert_eq!(row["expires_at"], ends_at, "the refresh lifetime (30 days) is cut to the session's: {row}");
+
+    // Refreshing works until the end, and never moves it.
+    let (status, body) = json_of(refresh(&app, &first.refresh).await).await;
+    assert_eq!(status, 200, "{body}");
+    let second = Session {
+        access: body["access"].as_str().unwrap().into(),
+        refresh: body["refresh"].as_str().unwrap().into(),
+        ..first.clone()
+    };
+    assert_eq!(session_row(&app, &first.session_id).await["expires_at"], ends_at, "a rotation does not extend it");
+    // Nor does an access token outlive the session.
+    let exp = parse_jwt(&second.access).claims["exp"].as_i64().unwrap();
+    assert!(exp * 1000 <= ends_at, "exp {exp} is after the session's end {ends_at}");
+    let expires_in = body["expires_in"].as_i64().unwrap();
+    assert!((1..=4).contains(&expires_in), "expires_in {expires_in} is past the session's end");
+    me_ok(&app, &second.access).await;
+
+    // Past the end: a new sign-in is needed.
+    let wait = (ends_at + 500 - now_ms()).max(0) as u64;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    assert_refused(refresh(&app, &second.refresh).await, "SESSION_REVOKED", "refresh past the session's end").await;
+    assert_refused(me(&app, &second.access).await, "TOKEN_EXPIRED", "access token past the session's end").await;
+    let again = sign_in(&app, &first.destination, json!({})).await;
+    me_ok(&app, &again.access).await;
+}
+
+#[tokio::test]
+async fn a_session_refreshes_at_most_ten_times_a_minute() {
+    let app = spawn_app().await;
+    let first = new_user(&app).await;
+    let other_device = sign_in(&app, &first.destination, json!({})).await;
+
+    let mut previous = first.clone();
+    let mut current = first.clone();
+    for _ in 0..10 {
+        previous = current.clone();
+        current = refreshed(&app, &current).await;
+    }
+    let resp = refresh(&app, &current.refresh).await;
+    let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+    let (status, body) = json_of(resp).await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("RATE_LIMIT")), "the 11th refresh in a minute: {body}");
+    assert!(retry_after.is_some_and(|s| (1..=60).contains(&s)), "Retry-After: {retry_after:?}");
+    assert_eq!(body["retry_after"].as_u64(), retry_after, "{body}");
+
+    // Refused before anything was written: ten rotations, ten retired tokens.
+    let retired = app
+        .d1(&format!(
+            "SELECT COUNT(*) AS n FROM retired_refresh_tokens WHERE session_id = {}",
+            sql_str(&first.session_id)
+        ))
+        .await;
+    assert_eq!(retired[0]["n"], 10, "rows written by 11 refreshes");
+    // A second tab that raced the last refresh still gets the same pair.
+    let (status, body) = json_of(refresh(&app, &previous.refresh).await).await;
+    assert_eq!((status, &body["refresh"]), (200, &json!(current.refresh)), "{body}");
+    // The limit is the session's: the user's other session refreshes.
+    refreshed(&app, &other_device).await;
+    me_ok(&app, &current.access).await;
+}
+
+#[tokio::test]
+async fn a_flood_of_refreshes_from_one_session_writes_ten_rows_a_minute() {
+    let app = spawn_app().await;
+    let mut session = new_user(&app).await;
+
+    let mut answers = Vec::new();
+    for _ in 0..40 {
+        let (status, body) = json_of(refresh(&app, &session.refresh).await).await;
+        if status == 200 {
+            session.refresh = body["refresh"].as_str().unwrap().into();
+        }
+        answers.push(status);
+    }
+
+    assert_eq!(answers.iter().filter(|s| **s == 200).count(), 10, "{answers:?}");
+    assert!(answers[10..].iter().all(|s| *s == 429), "{answers:?}");
+    let retired = app
+        .d1(&format!(
+            "SELECT COUNT(*) AS n FROM retired_refresh_tokens WHERE session_id = {}",
+            sql_str(&session.session_id)
+        ))
+        .await;
+    assert_eq!(retired[0]["n"], 10, "{answers:?}");
+}
+
 // ===========================================================================
 // Managing sessions
 
@@ -745,6 +848,40 @@ async fn logging_out_ends_only_the_session_it_is_sent_from() {
     assert_eq!(json_of(refresh(&app, &desktop.refresh).await).await.0, 401, "the logged-out refresh token still works");
     assert_eq!(ids(&sessions_of(&app, &tablet.access).await), [tablet.session_id.as_str()]);
     refreshed(&app, &tablet).await;
+}
+
+#[tokio::test]
+async fn disabling_an_account_ends_every_session_of_it_at_once() {
+    let laptop_app = spawn_app().await;
+    let mut phone_app = laptop_app.clone();
+    phone_app.client_ip = random_ip();
+    let laptop = new_user(&laptop_app).await;
+    let phone =
+        sign_in(&phone_app, &laptop.destination, json!({ "install_id": random_uuid(), "platform": "android" })).await;
+    let bystander = new_user(&laptop_app).await;
+    me_ok(&laptop_app, &laptop.access).await;
+
+    // An operator disables the account: `wrangler d1 execute`, today's only way.
+    let user = sql_str(&laptop.user_id);
+    laptop_app.d1(&format!("UPDATE users SET status = 'disabled', updated_at = {} WHERE id = {user}", now_ms())).await;
+
+    for (app, session) in [(&laptop_app, &laptop), (&phone_app, &phone)] {
+        assert_refused(me(app, &session.access).await, "SESSION_REVOKED", "an access token of the disabled account")
+            .await;
+        assert_refused(refresh(app, &session.refresh).await, "SESSION_REVOKED", "refresh of the disabled account")
+            .await;
+    }
+    let reasons = laptop_app.d1(&format!("SELECT revoked_reason FROM sessions WHERE user_id = {user}")).await;
+    assert_eq!(reasons, vec![json!({ "revoked_reason": "account_disabled" }); 2], "its sessions were revoked");
+
+    // Ended, not hidden: enabling the account again does not revive them.
+    laptop_app.d1(&format!("UPDATE users SET status = 'active', updated_at = {} WHERE id = {user}", now_ms())).await;
+    for (app, session) in [(&laptop_app, &laptop), (&phone_app, &phone)] {
+        assert_refused(me(app, &session.access).await, "SESSION_REVOKED", "after enabling the account again").await;
+        assert_refused(refresh(app, &session.refresh).await, "SESSION_REVOKED", "after enabling it again").await;
+    }
+    // Other accounts are untouched.
+    refreshed(&laptop_app, &bystander).await;
 }
 
 // ===========================================================================
