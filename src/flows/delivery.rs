@@ -345,22 +345,41 @@ pub fn send_after_response(config: &'static Config, ports: &Ports, trail: &Trail
     let (ports, trail) = (ports.clone(), trail.follow_up());
     let background = ports.background.clone();
     background.spawn(Box::pin(async move {
-        if let Some(queue) = &ports.queue {
-            match queue.enqueue(&job, config.login_delivery_delay_seconds).await {
-                Ok(()) => return,
-                Err(e) => crate::log::error("delivery_queue_unavailable", &e.to_string()),
-            }
-        }
-        let c = Courier::new(config, &ports);
-        // The outcome is on the row (withdrawn on failure) and in the trail;
-        // without a queue there is no later try.
-        if let Ok(Processed::RetryIn(_)) = run_job(&c, &job, &trail).await {
-            give_up(&c, &job, &trail).await;
-        }
-        if let Err(e) = c.db.store_audit(&trail.take(), &*ports.clock).await {
-            crate::log::error("audit_store_failed", &e.to_string());
-        }
+        queue_login(config, &ports, &trail, &job).await;
+        store_trail(&ports, &trail).await;
     }));
+}
+
+/// A login job's way out, after the answer: the queue, a decoy too (the
+/// consumer drops it); without a queue, or if the queue refuses the job, a
+/// real code is delivered directly, once (the outcome is on the row,
+/// withdrawn on failure, and in the trail), and a decoy is dropped.
+pub async fn queue_login(config: &'static Config, ports: &Ports, trail: &Trail, job: &DeliveryJob) {
+    if let Some(queue) = &ports.queue {
+        match queue.enqueue(job, config.login_delivery_delay_seconds).await {
+            Ok(()) => return,
+            Err(e) => crate::log::error("delivery_queue_unavailable", &e.to_string()),
+        }
+    }
+    if job.decoy {
+        return;
+    }
+    let c = Courier::new(config, ports);
+    // Without a queue there is no later try.
+    if let Ok(Processed::RetryIn(_)) = run_job(&c, job, trail).await {
+        give_up(&c, job, trail).await;
+    }
+}
+
+/// Stores the events a background task recorded.
+pub async fn store_trail(ports: &Ports, trail: &Trail) {
+    let events = trail.take();
+    if events.is_empty() {
+        return;
+    }
+    if let Err(e) = crate::store::Db::new(ports.db.clone()).store_audit(&events, &*ports.clock).await {
+        crate::log::error("audit_store_failed", &e.to_string());
+    }
 }
 
 /// The decoy of `send_after_response`: the same job, sealed the same way,

@@ -7,6 +7,7 @@ use super::error::{db_down, Error};
 use super::App;
 use crate::audit::Event;
 use crate::domain::crypto::uuid_from;
+use crate::domain::delivery::DeliveryJob;
 use crate::domain::destination::Channel;
 use crate::domain::destination::Destination;
 use crate::domain::i18n;
@@ -27,14 +28,10 @@ pub struct OtpRequested {
 enum Send {
     /// Deliver before answering; a failure is the client's answer.
     Now,
-    /// Answer first, deliver after (`wait_until`): a login under enumeration
-    /// protection, where a synchronous failure would reveal the account.
-    AfterResponse,
-    /// A login under enumeration protection that sends nothing (an unknown
-    /// or disabled account, or a test identity): the same job is queued as
-    /// for a real login, marked as a decoy, which the consumer drops. The
-    /// request does the same work either way, so its latency does not tell
-    /// them apart (measured: `make timing`).
+    /// A test identity's login under enumeration protection: the same job
+    /// is queued as for a real login, marked as a decoy, which the consumer
+    /// drops. (A real login and the decoy of an unknown account are stored
+    /// and queued after the answer: `store_after_response`.)
     Decoy,
     /// A test identity outside a login: nothing is sent.
     Nothing,
@@ -61,10 +58,8 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
     let passed = super::abuse::check_turnstile(app, turnstile_token.as_deref(), required).await?;
     super::abuse::admit_request(app, &destination, passed).await?;
 
-    // With enumeration protection, a login for an unknown or disabled account
-    // does the same work as a real one (one D1 round trip that links the
-    // account if there is an active one) and answers the same; its row has
-    // no account, so its code never verifies, and nothing is sent.
+    // Without enumeration protection, a login says at once whether there is
+    // an active account.
     if purpose == Purpose::Login && !config.enumeration_protection {
         let user = app.db.user_by_destination(&destination).await.map_err(db_down)?;
         match user {
@@ -86,64 +81,133 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
         Channel::Email => config.otp.ttl_email_seconds,
     };
     let expires_at_ms = app.now_ms + (ttl_seconds as i64) * 1000;
-    let linked_user = app
-        .db
-        .insert_otp(&NewOtp {
-            id: &otp_id,
-            link_user: purpose == Purpose::Login,
-            destination: &destination,
-            network: &limits::network_id(config.otp_pepper.expose(), &app.client.ip),
-            purpose,
-            otp_hash: &otp_hash,
-            max_attempts: config.otp.max_attempts,
-            now_ms: app.now_ms,
-            expires_at_ms,
-            ip: &app.client.ip,
-            user_agent: &app.client.user_agent,
-        })
-        .await
-        .map_err(db_down)?;
-    let decoy = purpose == Purpose::Login && linked_user.is_none();
-    let outcome = match (decoy, test_identity.is_some()) {
-        (true, _) => "no_active_account",
-        (false, true) => "test_identity",
-        (false, false) => "ok",
-    };
-    app.audit(Event::new("otp_requested", outcome).destination(&destination).otp(&otp_id).user(linked_user.as_deref()));
-
-    let protected_login = purpose == Purpose::Login && config.enumeration_protection;
-    let send = if decoy || test_identity.is_some() {
-        if protected_login {
-            Send::Decoy
-        } else {
-            Send::Nothing
-        }
-    } else if protected_login {
-        Send::AfterResponse
-    } else {
-        Send::Now
+    let row = Row {
+        id: otp_id.clone(),
+        link_user: purpose == Purpose::Login,
+        destination: destination.clone(),
+        network: limits::network_id(config.otp_pepper.expose(), &app.client.ip),
+        purpose,
+        otp_hash,
+        max_attempts: config.otp.max_attempts,
+        now_ms: app.now_ms,
+        expires_at_ms,
+        ip: app.client.ip.clone(),
+        user_agent: app.client.user_agent.clone(),
     };
     let sending = Sending {
         otp_id: &otp_id,
         destination: &destination,
-        user_id: linked_user.as_deref(),
+        user_id: None,
         purpose,
         code: &code,
         ttl_seconds,
         expires_at_ms,
         texts,
     };
+    let answer = OtpRequested {
+        message: format!("OTP sent to {}", channel.as_str()),
+        otp_id: otp_id.clone(),
+        expires_in: ttl_seconds,
+        destination_masked: destination.masked(),
+    };
+
+    let protected_login = purpose == Purpose::Login && config.enumeration_protection;
+    if protected_login && test_identity.is_none() {
+        // One storage round trip before the answer (the limits, above). The
+        // row, which links the account if there is an active one, and the
+        // delivery come after it: a real login and the decoy of an unknown
+        // or disabled account answer after the same work, and the code
+        // leaves only once its row is stored.
+        store_after_response(app, row, delivery::job(config, &app.ports, &app.trail, &sending));
+        return Ok(answer);
+    }
+
+    // With enumeration protection, a login for a test identity does the same
+    // work as a real one and answers the same; its row has no account, so
+    // its code never verifies, and nothing is sent.
+    let linked_user = app.db.insert_otp(&row.new_otp()).await.map_err(db_down)?;
+    let decoy = purpose == Purpose::Login && linked_user.is_none();
+    app.audit(requested(&row, decoy, test_identity.is_some(), linked_user.as_deref()));
+    let send = if decoy || test_identity.is_some() {
+        if protected_login {
+            Send::Decoy
+        } else {
+            Send::Nothing
+        }
+    } else {
+        Send::Now
+    };
+    let sending = Sending { user_id: linked_user.as_deref(), ..sending };
     match send {
         Send::Nothing => {}
         Send::Now => delivery::send_now(&Courier::new(config, &app.ports), &app.trail, &sending).await?,
-        Send::AfterResponse => delivery::send_after_response(config, &app.ports, &app.trail, &sending),
         Send::Decoy => delivery::queue_decoy(config, &app.ports, &app.trail, &sending),
     }
+    Ok(answer)
+}
 
-    Ok(OtpRequested {
-        message: format!("OTP sent to {}", channel.as_str()),
-        otp_id,
-        expires_in: ttl_seconds,
-        destination_masked: destination.masked(),
-    })
+/// A code's row, owned, so that it can be stored after the answer.
+struct Row {
+    id: String,
+    link_user: bool,
+    destination: Destination,
+    network: String,
+    purpose: Purpose,
+    otp_hash: String,
+    max_attempts: u32,
+    now_ms: i64,
+    expires_at_ms: i64,
+    ip: String,
+    user_agent: String,
+}
+
+impl Row {
+    fn new_otp(&self) -> NewOtp<'_> {
+        NewOtp {
+            id: &self.id,
+            link_user: self.link_user,
+            destination: &self.destination,
+            network: &self.network,
+            purpose: self.purpose,
+            otp_hash: &self.otp_hash,
+            max_attempts: self.max_attempts,
+            now_ms: self.now_ms,
+            expires_at_ms: self.expires_at_ms,
+            ip: &self.ip,
+            user_agent: &self.user_agent,
+        }
+    }
+}
+
+/// The audit event of a stored code.
+fn requested(row: &Row, decoy: bool, test_identity: bool, user: Option<&str>) -> Event {
+    let outcome = match (decoy, test_identity) {
+        (true, _) => "no_active_account",
+        (false, true) => "test_identity",
+        (false, false) => "ok",
+    };
+    Event::new("otp_requested", outcome).destination(&row.destination).otp(&row.id).user(user)
+}
+
+/// A protected login after its answer: stores the row (linking the active
+/// account, if any), then queues the job, real or, for no active account,
+/// the decoy the consumer drops. If D1 fails, nothing is sent: the client
+/// was told what a failed delivery tells it (nothing), and the log says why.
+fn store_after_response(app: &App, row: Row, job: DeliveryJob) {
+    let (config, ports, trail, db) = (app.config, app.ports.clone(), app.trail.follow_up(), app.db.clone());
+    let background = ports.background.clone();
+    background.spawn(Box::pin(async move {
+        match db.insert_otp(&row.new_otp()).await {
+            Ok(linked_user) => {
+                trail.record(
+                    requested(&row, linked_user.is_none(), false, linked_user.as_deref()),
+                    ports.clock.now_ms(),
+                );
+                let job = DeliveryJob { decoy: linked_user.is_none(), user_id: linked_user, ..job };
+                delivery::queue_login(config, &ports, &trail, &job).await;
+            }
+            Err(e) => crate::log::error("otp_store_failed", &format!("{}: {e}", row.id)),
+        }
+        delivery::store_trail(&ports, &trail).await;
+    }));
 }

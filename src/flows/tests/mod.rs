@@ -93,7 +93,16 @@ impl World {
         App::new(self.config, self.keys, self.fakes.ports(), client, "req-native")
     }
 
+    /// An OTP request, and then what the platform runs after the answer
+    /// (`wait_until`: a protected login's row and job, the audit rows).
     pub async fn request(&self, ip: &str, destination: &str, purpose: Purpose) -> Result<OtpRequested, Error> {
+        let result = self.request_answer(ip, destination, purpose).await;
+        self.fakes.run_later().await;
+        result
+    }
+
+    /// An OTP request up to its answer only.
+    pub async fn request_answer(&self, ip: &str, destination: &str, purpose: Purpose) -> Result<OtpRequested, Error> {
         let app = self.app(ip);
         let input = OtpRequestInput {
             destination: Destination::parse(destination).unwrap(),
