@@ -57,15 +57,25 @@ if (withStorage) {
 console.log(JSON.stringify({ ready: url.toString() }));
 
 // Runs a SQL file statement by statement (our files have no ";" or "--"
-// inside string literals, so stripping comments and splitting is exact).
+// inside string literals, so stripping comments and splitting is exact),
+// keeping a trigger's body (`CREATE TRIGGER ... BEGIN ...; ...; END`) whole.
 async function execAll(db, sql) {
-  const statements = sql
+  const pieces = sql
     .split("\n")
     .map((l) => l.replace(/--.*$/, ""))
     .join("\n")
     .split(";")
     .map((s) => s.trim())
     .filter(Boolean);
+  const statements = [];
+  for (const piece of pieces) {
+    const last = statements[statements.length - 1];
+    if (last !== undefined && /^CREATE\s+TRIGGER\b/i.test(last) && !/\bEND$/i.test(last)) {
+      statements[statements.length - 1] = `${last};\n${piece}`;
+    } else {
+      statements.push(piece);
+    }
+  }
   for (const s of statements) await db.prepare(s).run();
 }
 

@@ -26,3 +26,44 @@ async fn deploy_bundle_packages() {
     .await
     .unwrap();
 }
+
+/// The benchmark's server (`bench/serve.mjs`: the release bundle on
+/// Miniflare, with every migration applied by its own SQL splitter) starts:
+/// `make bench`, `make timing` and `make profile` rest on it, and nothing
+/// else in `make test` runs it (a trigger's body once broke its splitter).
+#[tokio::test]
+async fn the_benchmark_server_applies_every_migration_and_starts() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    tokio::task::spawn_blocking(|| {
+        build_once();
+        let root = crate::helpers::project_root();
+        let port = crate::helpers::free_port().to_string();
+        let mut child = std::process::Command::new(root.join("node_modules/.bin/node"))
+            .args(["bench/serve.mjs", "--script", "build/index.js", "--port", &port, "--migrations", "migrations"])
+            .current_dir(&root)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("could not start bench/serve.mjs");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let first = std::io::BufReader::new(stdout).lines().next();
+            let _ = tx.send(first);
+        });
+        let first = rx.recv_timeout(std::time::Duration::from_secs(90));
+        // serve.mjs disposes of Miniflare (and its workerd) on SIGTERM: the whole group.
+        let group = format!("-{}", child.id());
+        let _ = std::process::Command::new("kill").args(["-s", "TERM", "--", &group]).status();
+        let output = child.wait_with_output().expect("serve.mjs");
+        let line = match first {
+            Ok(Some(Ok(line))) => line,
+            other => panic!("serve.mjs printed no line ({other:?}): {}", String::from_utf8_lossy(&output.stderr)),
+        };
+        assert!(line.starts_with("{\"ready\":"), "{line}\n{}", String::from_utf8_lossy(&output.stderr));
+    })
+    .await
+    .unwrap();
+}

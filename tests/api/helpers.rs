@@ -614,7 +614,7 @@ pub fn build_once() {
 /// the ephemeral range are never handed out by `bind(0)`; this process
 /// hands each out once, from a random start so that test processes running
 /// side by side rarely meet, and skips any that is taken.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static NEXT: OnceLock<std::sync::atomic::AtomicU16> = OnceLock::new();
     let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
