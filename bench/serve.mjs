@@ -57,15 +57,23 @@ if (withStorage) {
 console.log(JSON.stringify({ ready: url.toString() }));
 
 // Runs a SQL file statement by statement (our files have no ";" or "--"
-// inside string literals, so stripping comments and splitting is exact).
+// inside string literals, so stripping comments and splitting is exact),
+// except that a trigger's body keeps its ";"s up to its END.
 async function execAll(db, sql) {
-  const statements = sql
+  const parts = sql
     .split("\n")
     .map((l) => l.replace(/--.*$/, ""))
     .join("\n")
     .split(";")
     .map((s) => s.trim())
     .filter(Boolean);
+  const statements = [];
+  for (const part of parts) {
+    const last = statements.length - 1;
+    if (last >= 0 && /^CREATE\s+TRIGGER\b/i.test(statements[last]) && !/\bEND$/i.test(statements[last])) {
+      statements[last] += ";\n" + part;
+    } else statements.push(part);
+  }
   for (const s of statements) await db.prepare(s).run();
 }
 
