@@ -4,8 +4,11 @@
 // state; migrations from migrations/ are applied, optional seed SQL after.
 //
 //   node bench/serve.mjs --script build/index.js --port 8800 \
-//        [--migrations migrations] [--seed-sql file] [--var KEY=VALUE ...]
+//        [--migrations migrations] [--seed-sql file] [--var KEY=VALUE ...] \
+//        [--inspector-port 9229]
 // Prints one JSON line {"ready": url} when it answers, then serves until killed.
+// With --inspector-port, workerd's V8 inspector listens there (127.0.0.1):
+// GET /json lists one target per Worker script, each isolate (make profile).
 import { readFileSync, readdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
@@ -26,6 +29,7 @@ const mf = new Miniflare(
   convertV4MiniflareOptions({
     host: "127.0.0.1",
     port: Number(opt.port),
+    ...(opt["inspector-port"] && { inspectorPort: Number(opt["inspector-port"]) }),
     // worker-build's bundle: index.js imports ./index_bg.wasm beside it.
     modules: [
       { type: "ESModule", path: resolve(opt.script) },

@@ -26,10 +26,15 @@
 //! Run with `make bench` (see README); BENCH_SECONDS sets the time per level.
 //! `make timing` runs the timing comparison alone.
 
+mod cdp;
+mod cpuprofile;
 mod fake_mail;
 mod login;
+mod perf;
 mod procfs;
+mod profile;
 mod report;
+mod sections;
 mod server;
 mod stats;
 mod timing;
@@ -60,6 +65,15 @@ async fn main() {
         let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
         std::fs::write(&path, timing::splice(&text, &section)).expect("write BENCHMARKS.md");
         eprintln!("timing: wrote its section of BENCHMARKS.md");
+        return;
+    }
+    if std::env::args().nth(1).as_deref() == Some("profile") {
+        let run = profile::run(&root).await;
+        println!("{}", run.print());
+        let path = root.join("BENCHMARKS.md");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+        std::fs::write(&path, profile::splice(&text, &run)).expect("write BENCHMARKS.md");
+        eprintln!("profile: wrote its part of BENCHMARKS.md");
         return;
     }
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
@@ -205,8 +219,13 @@ async fn main() {
     println!("{text}");
     let section = timing::run(&root, "make bench").await.markdown();
     println!("{section}");
-    std::fs::write(root.join("BENCHMARKS.md"), report.markdown(&format!("{text}\n{section}")))
-        .expect("write BENCHMARKS.md");
+    // `make profile`'s section is not this command's: it is kept.
+    let old = std::fs::read_to_string(root.join("BENCHMARKS.md")).unwrap_or_default();
+    let mut new = report.markdown(&format!("{text}\n{section}"));
+    if let Some(kept) = sections::get(&old, profile::HEADING) {
+        new = sections::splice(&new, profile::HEADING, kept, &[timing::HEADING, "## Analysis"]);
+    }
+    std::fs::write(root.join("BENCHMARKS.md"), new).expect("write BENCHMARKS.md");
     eprintln!("bench: wrote BENCHMARKS.md");
 }
 
