@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make dev` and `make test`.
-.PHONY: dev test bootstrap build bench timing
+.PHONY: dev test bootstrap build bench timing profile
 
 dev:        ## start the service on http://127.0.0.1:8787 (codes on the console)
 	scripts/dev.sh
@@ -18,3 +18,6 @@ bench:      ## benchmark: flows against the no-op baseline; writes BENCHMARKS.md
 
 timing:     ## latency of logins for registered vs unknown destinations; its section of BENCHMARKS.md
 	scripts/timing.sh
+
+profile:    ## where a login's CPU goes: V8 profile (flame graph in bench/) and its section of BENCHMARKS.md
+	scripts/profile.sh

@@ -4,8 +4,11 @@
 // state; migrations from migrations/ are applied, optional seed SQL after.
 //
 //   node bench/serve.mjs --script build/index.js --port 8800 \
-//        [--migrations migrations] [--seed-sql file] [--var KEY=VALUE ...]
+//        [--migrations migrations] [--seed-sql file] [--var KEY=VALUE ...] \
+//        [--inspector-port 9229]
 // Prints one JSON line {"ready": url} when it answers, then serves until killed.
+// With --inspector-port, workerd's V8 inspector listens there (127.0.0.1):
+// GET /json lists one target per Worker script, each isolate (make profile).
 import { readFileSync, readdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
@@ -26,6 +29,7 @@ const mf = new Miniflare(
   convertV4MiniflareOptions({
     host: "127.0.0.1",
     port: Number(opt.port),
+    ...(opt["inspector-port"] && { inspectorPort: Number(opt["inspector-port"]) }),
     // worker-build's bundle: index.js imports ./index_bg.wasm beside it.
     modules: [
       { type: "ESModule", path: resolve(opt.script) },
@@ -58,9 +62,9 @@ console.log(JSON.stringify({ ready: url.toString() }));
 
 // Runs a SQL file statement by statement (our files have no ";" or "--"
 // inside string literals, so stripping comments and splitting is exact),
-// keeping a trigger's body (`CREATE TRIGGER ... BEGIN ...; ...; END`) whole.
+// except that a trigger's body keeps its ";"s up to its END.
 async function execAll(db, sql) {
-  const pieces = sql
+  const parts = sql
     .split("\n")
     .map((l) => l.replace(/--.*$/, ""))
     .join("\n")
@@ -68,13 +72,11 @@ async function execAll(db, sql) {
     .map((s) => s.trim())
     .filter(Boolean);
   const statements = [];
-  for (const piece of pieces) {
-    const last = statements[statements.length - 1];
-    if (last !== undefined && /^CREATE\s+TRIGGER\b/i.test(last) && !/\bEND$/i.test(last)) {
-      statements[statements.length - 1] = `${last};\n${piece}`;
-    } else {
-      statements.push(piece);
-    }
+  for (const part of parts) {
+    const last = statements.length - 1;
+    if (last >= 0 && /^CREATE\s+TRIGGER\b/i.test(statements[last]) && !/\bEND$/i.test(statements[last])) {
+      statements[last] += ";\n" + part;
+    } else statements.push(part);
   }
   for (const s of statements) await db.prepare(s).run();
 }

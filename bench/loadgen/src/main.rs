@@ -26,9 +26,15 @@
 //! Run with `make bench` (see README); BENCH_SECONDS sets the time per level.
 //! `make timing` runs the timing comparison alone.
 
+mod cdp;
+mod cpuprofile;
 mod fake_mail;
+mod login;
+mod perf;
 mod procfs;
+mod profile;
 mod report;
+mod sections;
 mod server;
 mod stats;
 mod timing;
@@ -41,8 +47,13 @@ use report::{Endpoint, PhaseResult};
 use serde_json::{json, Value};
 
 pub const LEVELS: [usize; 3] = [1, 8, 32];
+/// The login phase's levels, and so also the no-op's.
+pub const LOGIN_LEVELS: [usize; 3] = [1, 16, 64];
+const NOOP_LEVELS: [usize; 5] = [1, 8, 16, 32, 64];
 /// Users seeded before the run; each flow and each pre-requested code takes one.
 const SEEDED_USERS: usize = 60_000;
+/// Returning users seeded before the run (login.rs); each login takes one.
+const LOGIN_USERS: usize = 20_000;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -56,11 +67,22 @@ async fn main() {
         eprintln!("timing: wrote its section of BENCHMARKS.md");
         return;
     }
+    if std::env::args().nth(1).as_deref() == Some("profile") {
+        let run = profile::run(&root).await;
+        println!("{}", run.print());
+        let path = root.join("BENCHMARKS.md");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".into());
+        std::fs::write(&path, profile::splice(&text, &run)).expect("write BENCHMARKS.md");
+        eprintln!("profile: wrote its part of BENCHMARKS.md");
+        return;
+    }
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
     let duration = Duration::from_secs(seconds);
 
     let mail = fake_mail::FakeMail::start().await;
-    let seed = server::seed_users_sql(&root, SEEDED_USERS);
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let seed =
+        server::write_seed(&root, &[server::users_sql(SEEDED_USERS), login::returning_users_sql(LOGIN_USERS, now_ms)]);
     let service = server::Server::start(&root, "build/index.js", Some(&seed), &service_vars(&mail.url())).await;
     let noop = server::Server::start(&root, "bench/noop/build/index.js", None, &[]).await;
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
@@ -68,7 +90,7 @@ async fn main() {
     let mut phases: Vec<PhaseResult> = Vec::new();
     let users = Arc::new(AtomicUsize::new(0));
 
-    for &c in &LEVELS {
+    for &c in &NOOP_LEVELS {
         let (client_, url_) = (client.clone(), noop.url.clone());
         phases.push(
             run_phase("noop", c, duration, &noop, move |_| {
@@ -107,6 +129,20 @@ async fn main() {
             run_phase("flow", c, duration, &service, move |_| {
                 let (client, url, mail, users) = (client_.clone(), url_.clone(), mail_.clone(), users_.clone());
                 async move { login_flow(&client, &url, &mail, &users).await }
+            })
+            .await,
+        );
+    }
+
+    // Logins of returning users (login.rs), as an app's users make them:
+    // each of the c clients is a user population behind its own address.
+    let returning = Arc::new(login::Users::new(LOGIN_USERS));
+    for &c in &LOGIN_LEVELS {
+        let (client_, url_, mail_, users_) = (client.clone(), service.url.clone(), mail.clone(), returning.clone());
+        phases.push(
+            run_phase("login", c, duration, &service, move |worker| {
+                let (client, url, mail, users) = (client_.clone(), url_.clone(), mail_.clone(), users_.clone());
+                async move { login::login(&client, &url, &mail, users.take(), &login::client_ip(worker)).await }
             })
             .await,
         );
@@ -183,8 +219,13 @@ async fn main() {
     println!("{text}");
     let section = timing::run(&root, "make bench").await.markdown();
     println!("{section}");
-    std::fs::write(root.join("BENCHMARKS.md"), report.markdown(&format!("{text}\n{section}")))
-        .expect("write BENCHMARKS.md");
+    // `make profile`'s section is not this command's: it is kept.
+    let old = std::fs::read_to_string(root.join("BENCHMARKS.md")).unwrap_or_default();
+    let mut new = report.markdown(&format!("{text}\n{section}"));
+    if let Some(kept) = sections::get(&old, profile::HEADING) {
+        new = sections::splice(&new, profile::HEADING, kept, &[timing::HEADING, "## Analysis"]);
+    }
+    std::fs::write(root.join("BENCHMARKS.md"), new).expect("write BENCHMARKS.md");
     eprintln!("bench: wrote BENCHMARKS.md");
 }
 
@@ -219,7 +260,7 @@ pub(crate) fn service_vars(mail_url: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-type Sample = (Endpoint, Duration, bool);
+pub(crate) type Sample = (Endpoint, Duration, bool);
 
 /// Runs `c` clients calling `one` in a loop for `duration`; measures workerd
 /// CPU over the phase.

@@ -59,7 +59,7 @@ impl PhaseResult {
 
     /// Requests per unit: a flow is two requests.
     fn requests_per_unit(&self) -> f64 {
-        if self.phase == "flow" {
+        if self.phase == "flow" || self.phase == "login" {
             2.0
         } else {
             1.0
@@ -169,7 +169,7 @@ impl Report {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "\"vs no-op req/s per req\": (units/s x requests per unit) / no-op requests/s; a flow is 2 requests."
+            "\"vs no-op req/s per req\": (units/s x requests per unit) / no-op requests/s; a flow or a login is 2 requests."
         );
         let _ = writeln!(
             s,

@@ -20,25 +20,45 @@ pub fn user_email(i: usize) -> String {
     format!("bench-{i}@bench.test")
 }
 
-/// SQL that creates `n` active users bench-0@bench.test ... in one statement.
-pub fn seed_users_sql(root: &Path, n: usize) -> PathBuf {
+/// Writes a seed SQL file, target/bench-seed.sql, from `statements`.
+pub fn write_seed(root: &Path, statements: &[String]) -> PathBuf {
     let path = root.join("target/bench-seed.sql");
-    let sql = format!(
+    std::fs::write(&path, statements.concat()).expect("write seed SQL");
+    path
+}
+
+/// Writes a seed SQL file with `n` active users (`users_sql`).
+pub fn seed_users_sql(root: &Path, n: usize) -> PathBuf {
+    write_seed(root, &[users_sql(n)])
+}
+
+/// SQL that creates `n` active users bench-0@bench.test ... in one statement.
+pub fn users_sql(n: usize) -> String {
+    format!(
         "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) \
          INSERT INTO users (id, username, email, status, created_at, updated_at) \
          SELECT printf('00000000-0000-4000-8000-%012d', i), 'bench' || i, 'bench-' || i || '@bench.test', 'active', 0, 0 FROM n;\n",
         last = n - 1
-    );
-    std::fs::write(&path, sql).expect("write seed SQL");
-    path
+    )
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Server {
     pub async fn start(root: &Path, script: &str, seed: Option<&Path>, vars: &[(String, String)]) -> Server {
+        Server::start_with(root, script, seed, vars, None).await
+    }
+
+    /// As `start`, with workerd's V8 inspector on `inspector_port`.
+    pub async fn start_with(
+        root: &Path,
+        script: &str,
+        seed: Option<&Path>,
+        vars: &[(String, String)],
+        inspector_port: Option<u16>,
+    ) -> Server {
         let port = free_port();
         let mut cmd = Command::new(root.join("node_modules/.bin/node"));
         cmd.current_dir(root)
@@ -50,6 +70,9 @@ impl Server {
             .process_group(0);
         if let Some(seed) = seed {
             cmd.args(["--migrations", "migrations", "--seed-sql"]).arg(seed);
+        }
+        if let Some(p) = inspector_port {
+            cmd.args(["--inspector-port", &p.to_string()]);
         }
         for (k, v) in vars {
             cmd.arg("--var").arg(format!("{k}={v}"));
