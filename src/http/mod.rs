@@ -197,10 +197,8 @@ async fn static_file(route: Route, req: &Request, env: &Env) -> Result<Response,
         // The request's own origin: the assets binding answers any.
         let url = req.inner().url();
         let origin = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
-        crate::platform::assets::text(env, &origin, path).await.map_err(|e| {
-            crate::log::error("asset_unavailable", &e);
-            ApiError::internal(e)
-        })
+        // `internal` logs the cause (no binding, or no such file).
+        crate::platform::assets::text(env, &origin, path).await.map_err(ApiError::internal)
     };
     match route {
         Route::OpenApi => {
