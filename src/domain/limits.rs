@@ -164,6 +164,11 @@ pub trait EventLog {
 /// Prunes, then decides every rule: the wait of the slowest refusing rule.
 fn check<L: EventLog>(log: &L, rules: &[Rule], now_ms: i64) -> Result<Option<i64>, L::Error> {
     log.prune(now_ms)?;
+    wait(log, rules, now_ms)
+}
+
+/// Decides every rule from the log as it stands.
+fn wait<L: EventLog>(log: &L, rules: &[Rule], now_ms: i64) -> Result<Option<i64>, L::Error> {
     decide_all(rules, now_ms, |rule| log.newest(&rule.bucket, window_floor(rule, now_ms), rule.limit))
 }
 
@@ -189,16 +194,11 @@ pub fn hit<L: EventLog>(log: &L, rules: &[Rule], now_ms: i64) -> Result<Outcome,
 
 /// Whether the breaker stops this client: `Some` wait while it is open for it.
 fn breaker_wait<L: EventLog>(log: &L, breaker: &Breaker, now_ms: i64) -> Result<Option<i64>, L::Error> {
-    let Some(wait) = decide_all(std::slice::from_ref(&breaker.rule), now_ms, |rule| {
-        log.newest(&rule.bucket, window_floor(rule, now_ms), rule.limit)
-    })?
-    else {
-        return Ok(None);
-    };
+    let Some(ms) = wait(log, std::slice::from_ref(&breaker.rule), now_ms)? else { return Ok(None) };
     if breaker.exempt || is_known(log, breaker, now_ms)? {
         return Ok(None);
     }
-    Ok(Some(wait))
+    Ok(Some(ms))
 }
 
 fn is_known<L: EventLog>(log: &L, breaker: &Breaker, now_ms: i64) -> Result<bool, L::Error> {

@@ -236,10 +236,9 @@ fn breaker(
     count: u32,
     passed: bool,
 ) -> Breaker {
-    let network = limits::network_id(pepper(app.config), &app.client.ip);
     Breaker {
         rule: Rule::new(&at.bucket(limit), window_seconds, count),
-        known: Rule::new(&at.known_bucket(&network), app.config.limits.known_network_seconds, 1),
+        known: Rule::new(&at.known_bucket(app.network()), app.config.limits.known_network_seconds, 1),
         exempt: passed,
     }
 }
@@ -266,7 +265,7 @@ pub async fn admit_request(app: &App, destination: &Destination, passed: bool) -
     }
     let dest = Limit::DestinationRequests;
     let at = limits::destination_limits(pepper(app.config), destination);
-    let bucket = at.network_bucket(dest, &limits::network_id(pepper(app.config), &app.client.ip));
+    let bucket = at.network_bucket(dest, app.network());
     let mut rules = vec![Rule::new(&bucket, l.request_window_seconds, l.requests_per_destination)];
     if l.resend_cooldown_seconds > 0 {
         rules.push(Rule::new(&bucket, l.resend_cooldown_seconds, 1));
@@ -341,11 +340,10 @@ pub async fn judge_guess(
     let l = &app.config.limits;
     let limit = Limit::VerifyFailures;
     let at = limits::destination_limits(pepper(app.config), destination);
-    let network = limits::network_id(pepper(app.config), &app.client.ip);
     let all = Limit::VerifyFailuresAll;
     let guess = Guess {
         rule: Rule::new(
-            &at.network_bucket(limit, &network),
+            &at.network_bucket(limit, app.network()),
             l.verify_failure_window_seconds,
             l.verify_failures_per_destination,
         ),

@@ -346,7 +346,7 @@ pub fn send_after_response(config: &'static Config, ports: &Ports, trail: &Trail
     let background = ports.background.clone();
     background.spawn(Box::pin(async move {
         queue_login(config, &ports, &trail, &job).await;
-        store_trail(&ports, &trail).await;
+        Db::new(ports.db.clone()).keep_audit(&trail.take(), &*ports.clock).await;
     }));
 }
 
@@ -371,30 +371,15 @@ pub async fn queue_login(config: &'static Config, ports: &Ports, trail: &Trail, 
     }
 }
 
-/// Stores the events a background task recorded.
-pub async fn store_trail(ports: &Ports, trail: &Trail) {
-    let events = trail.take();
-    if events.is_empty() {
-        return;
-    }
-    if let Err(e) = crate::store::Db::new(ports.db.clone()).store_audit(&events, &*ports.clock).await {
-        crate::log::error("audit_store_failed", &e.to_string());
-    }
-}
-
 /// The decoy of `send_after_response`: the same job, sealed the same way,
 /// queued the same way, but marked so that the consumer drops it unsent.
 /// Without a queue, nothing (the direct delivery of a real login is then
 /// the one difference left; README "Delivery and enumeration").
 pub fn queue_decoy(config: &'static Config, ports: &Ports, trail: &Trail, s: &Sending<'_>) {
     let job = DeliveryJob { decoy: true, ..job(config, ports, trail, s) };
-    let Some(queue) = ports.queue.clone() else { return };
-    let delay = config.login_delivery_delay_seconds;
-    ports.background.spawn(Box::pin(async move {
-        if let Err(e) = queue.enqueue(&job, delay).await {
-            crate::log::error("delivery_queue_unavailable", &e.to_string());
-        }
-    }));
+    let (ports, trail) = (ports.clone(), trail.follow_up());
+    let background = ports.background.clone();
+    background.spawn(Box::pin(async move { queue_login(config, &ports, &trail, &job).await }));
 }
 
 /// A job that reached the dead-letter queue: its tries failed without a

@@ -50,6 +50,9 @@ pub struct App {
     pub now_ms: i64,
     /// The audit events of this request; stored after the response.
     pub trail: Trail,
+    /// The caller's network as the per-destination budgets key it, worked
+    /// out once, when a flow first asks (`App::network`).
+    network: std::cell::OnceCell<String>,
 }
 
 impl App {
@@ -57,7 +60,14 @@ impl App {
         let now_ms = ports.clock.now_ms();
         let trail =
             Trail::new(request_id.to_string(), crate::audit::ip_hash(config.otp_pepper.expose(), &client.ip), now_ms);
-        App { config, keys, db: Db::new(ports.db.clone()), ports, client, now_ms, trail }
+        App { config, keys, db: Db::new(ports.db.clone()), ports, client, now_ms, trail, network: Default::default() }
+    }
+
+    /// The caller's network (`limits::network_id`: its IPv4 address or IPv6
+    /// /48, keyed-hashed): what a destination's budgets and a code's
+    /// superseding are kept per.
+    pub fn network(&self) -> &str {
+        self.network.get_or_init(|| crate::domain::limits::network_id(self.config.otp_pepper.expose(), &self.client.ip))
     }
 
     /// Records an audit event (log line now, D1 row after the response).
@@ -72,10 +82,6 @@ impl App {
             return;
         }
         let (db, clock) = (self.db.clone(), self.ports.clock.clone());
-        self.ports.background.spawn(Box::pin(async move {
-            if let Err(e) = db.store_audit(&events, &*clock).await {
-                crate::log::error("audit_store_failed", &e.to_string());
-            }
-        }));
+        self.ports.background.spawn(Box::pin(async move { db.keep_audit(&events, &*clock).await }));
     }
 }

@@ -11,7 +11,6 @@ use crate::domain::delivery::DeliveryJob;
 use crate::domain::destination::Channel;
 use crate::domain::destination::Destination;
 use crate::domain::i18n;
-use crate::domain::limits;
 use crate::domain::otp::{self, OtpCode, Purpose};
 use crate::store::otp::NewOtp;
 
@@ -81,11 +80,11 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
         Channel::Email => config.otp.ttl_email_seconds,
     };
     let expires_at_ms = app.now_ms + (ttl_seconds as i64) * 1000;
-    let row = Row {
+    let row = NewOtp {
         id: otp_id.clone(),
         link_user: purpose == Purpose::Login,
         destination: destination.clone(),
-        network: limits::network_id(config.otp_pepper.expose(), &app.client.ip),
+        network: app.network().to_string(),
         purpose,
         otp_hash,
         max_attempts: config.otp.max_attempts,
@@ -125,7 +124,7 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
     // With enumeration protection, a login for a test identity does the same
     // work as a real one and answers the same; its row has no account, so
     // its code never verifies, and nothing is sent.
-    let linked_user = app.db.insert_otp(&row.new_otp()).await.map_err(db_down)?;
+    let linked_user = app.db.insert_otp(&row).await.map_err(db_down)?;
     let decoy = purpose == Purpose::Login && linked_user.is_none();
     app.audit(requested(&row, decoy, test_identity.is_some(), linked_user.as_deref()));
     let send = if decoy || test_identity.is_some() {
@@ -146,41 +145,8 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
     Ok(answer)
 }
 
-/// A code's row, owned, so that it can be stored after the answer.
-struct Row {
-    id: String,
-    link_user: bool,
-    destination: Destination,
-    network: String,
-    purpose: Purpose,
-    otp_hash: String,
-    max_attempts: u32,
-    now_ms: i64,
-    expires_at_ms: i64,
-    ip: String,
-    user_agent: String,
-}
-
-impl Row {
-    fn new_otp(&self) -> NewOtp<'_> {
-        NewOtp {
-            id: &self.id,
-            link_user: self.link_user,
-            destination: &self.destination,
-            network: &self.network,
-            purpose: self.purpose,
-            otp_hash: &self.otp_hash,
-            max_attempts: self.max_attempts,
-            now_ms: self.now_ms,
-            expires_at_ms: self.expires_at_ms,
-            ip: &self.ip,
-            user_agent: &self.user_agent,
-        }
-    }
-}
-
 /// The audit event of a stored code.
-fn requested(row: &Row, decoy: bool, test_identity: bool, user: Option<&str>) -> Event {
+fn requested(row: &NewOtp, decoy: bool, test_identity: bool, user: Option<&str>) -> Event {
     let outcome = match (decoy, test_identity) {
         (true, _) => "no_active_account",
         (false, true) => "test_identity",
@@ -193,11 +159,11 @@ fn requested(row: &Row, decoy: bool, test_identity: bool, user: Option<&str>) ->
 /// account, if any), then queues the job, real or, for no active account,
 /// the decoy the consumer drops. If D1 fails, nothing is sent: the client
 /// was told what a failed delivery tells it (nothing), and the log says why.
-fn store_after_response(app: &App, row: Row, job: DeliveryJob) {
+fn store_after_response(app: &App, row: NewOtp, job: DeliveryJob) {
     let (config, ports, trail, db) = (app.config, app.ports.clone(), app.trail.follow_up(), app.db.clone());
     let background = ports.background.clone();
     background.spawn(Box::pin(async move {
-        match db.insert_otp(&row.new_otp()).await {
+        match db.insert_otp(&row).await {
             Ok(linked_user) => {
                 trail.record(
                     requested(&row, linked_user.is_none(), false, linked_user.as_deref()),
@@ -208,6 +174,6 @@ fn store_after_response(app: &App, row: Row, job: DeliveryJob) {
             }
             Err(e) => crate::log::error("otp_store_failed", &format!("{}: {e}", row.id)),
         }
-        delivery::store_trail(&ports, &trail).await;
+        db.keep_audit(&trail.take(), &*ports.clock).await;
     }));
 }

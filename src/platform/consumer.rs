@@ -73,9 +73,7 @@ pub async fn consume(batch: MessageBatch<String>, env: Env, ctx: Context) {
                 }
             }
         }
-        if let Err(e) = c.db.store_audit(&trail.take(), &*ports.clock).await {
-            crate::log::error("audit_store_failed", &e.to_string());
-        }
+        c.db.keep_audit(&trail.take(), &*ports.clock).await;
     });
     join_all(handled.collect()).await;
 }

@@ -38,6 +38,14 @@ impl Db {
         Ok(())
     }
 
+    /// Stores the events a trail recorded (`store_audit`), after the answer:
+    /// a failure has no client to report to, so it is logged.
+    pub async fn keep_audit(&self, events: &[AuditEvent], clock: &dyn Clock) {
+        if let Err(e) = self.store_audit(events, clock).await {
+            crate::log::error("audit_store_failed", &e.to_string());
+        }
+    }
+
     /// `insert_audit`, tried once more after a short pause: the trail is
     /// written after the response, where a transient failure has no client
     /// to report to.

@@ -9,22 +9,23 @@ use crate::domain::destination::{Channel, Destination};
 use crate::domain::otp::{Purpose, RowState};
 use crate::ports::{first, first_of, Arg, Stmt, StoreError};
 
-/// A new OTP request row.
-pub struct NewOtp<'a> {
-    pub id: &'a str,
+/// A new OTP request row. Owned, so that a protected login can store it
+/// after its answer.
+pub struct NewOtp {
+    pub id: String,
     /// Link the row to the active account with this destination, if any (login).
     pub link_user: bool,
-    pub destination: &'a Destination,
+    pub destination: Destination,
     /// The requesting client's network (`limits::network_id`): a new code
     /// supersedes only the pending codes requested from the same network.
-    pub network: &'a str,
+    pub network: String,
     pub purpose: Purpose,
-    pub otp_hash: &'a str,
+    pub otp_hash: String,
     pub max_attempts: u32,
     pub now_ms: i64,
     pub expires_at_ms: i64,
-    pub ip: &'a str,
-    pub user_agent: &'a str,
+    pub ip: String,
+    pub user_agent: String,
 }
 
 /// What an accepted verification attempt needs to check the code.
@@ -87,14 +88,19 @@ impl Db {
     /// request cannot void the owner's pending code. With `link_user`, the
     /// row is linked to the active account with that destination, whose id
     /// is returned (one round trip for the lookup and the insert).
-    pub async fn insert_otp(&self, otp: &NewOtp<'_>) -> Result<Option<String>, StoreError> {
+    pub async fn insert_otp(&self, otp: &NewOtp) -> Result<Option<String>, StoreError> {
         let invalidate = Stmt::new(
             "UPDATE otp_requests SET invalidated_at = ?1 \
              WHERE destination = ?2 AND purpose = ?3 AND client_network = ?4 \
              AND is_verified = 0 AND invalidated_at IS NULL",
-            vec![otp.now_ms.into(), otp.destination.as_str().into(), otp.purpose.as_str().into(), otp.network.into()],
+            vec![
+                otp.now_ms.into(),
+                otp.destination.as_str().into(),
+                otp.purpose.as_str().into(),
+                otp.network.as_str().into(),
+            ],
         );
-        let column = user_column(otp.destination);
+        let column = user_column(&otp.destination);
         let insert = Stmt::new(
             format!(
                 "INSERT INTO otp_requests (id, user_id, otp_type, destination, otp_hash, purpose, max_attempts, \
@@ -103,18 +109,18 @@ impl Db {
                  ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING user_id"
             ),
             vec![
-                otp.id.into(),
+                otp.id.as_str().into(),
                 otp.link_user.into(),
                 otp.destination.channel().as_str().into(),
                 otp.destination.as_str().into(),
-                otp.otp_hash.into(),
+                otp.otp_hash.as_str().into(),
                 otp.purpose.as_str().into(),
                 otp.max_attempts.into(),
                 otp.now_ms.into(),
                 otp.expires_at_ms.into(),
-                otp.ip.into(),
-                otp.user_agent.into(),
-                otp.network.into(),
+                otp.ip.as_str().into(),
+                otp.user_agent.as_str().into(),
+                otp.network.as_str().into(),
             ],
         );
         let mut results = self.db.batch(vec![invalidate, insert]).await?;
