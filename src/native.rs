@@ -20,7 +20,7 @@ use rusqlite::{params_from_iter, Connection};
 
 use crate::domain::crypto::Entropy;
 use crate::domain::delivery::DeliveryJob;
-use crate::domain::limits::{self, Breaker, EventLog, Guess, Outcome, Rule};
+use crate::domain::limits::{self, Breaker, EventLog, GuessPolicy, Judged, Outcome, PendingCode, Remembered, Rule};
 use crate::domain::outbound::ProviderRequest;
 use crate::ports::{
     Answer, Arg, Background, Clock, Database, DeliveryQueue, Fut, Limiter, Ports, Row, Sender, Stmt, StoreError,
@@ -198,12 +198,9 @@ pub struct SqliteEvents(Connection);
 impl SqliteEvents {
     pub fn new() -> SqliteEvents {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE events (id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, at INTEGER NOT NULL, \
-             expires INTEGER NOT NULL); CREATE INDEX events_bucket_at ON events (bucket, at); \
-             CREATE INDEX events_expires ON events (expires);",
-        )
-        .unwrap();
+        for statement in crate::ports::EVENT_LOG_SCHEMA {
+            conn.execute_batch(statement).unwrap();
+        }
         SqliteEvents(conn)
     }
 
@@ -229,7 +226,8 @@ impl EventLog for SqliteEvents {
     type Error = rusqlite::Error;
 
     fn prune(&self, now_ms: i64) -> Result<(), rusqlite::Error> {
-        self.0.execute("DELETE FROM events WHERE expires <= ?1", [now_ms]).map(|_| ())
+        self.0.execute("DELETE FROM events WHERE expires <= ?1", [now_ms])?;
+        self.0.execute("DELETE FROM codes WHERE expires <= ?1", [now_ms]).map(|_| ())
     }
 
     fn newest(&self, bucket: &str, after_ms: i64, limit: u32) -> Result<Vec<i64>, rusqlite::Error> {
@@ -249,6 +247,22 @@ impl EventLog for SqliteEvents {
 
     fn remove(&self, id: i64) -> Result<(), rusqlite::Error> {
         self.0.execute("DELETE FROM events WHERE id = ?1", [id]).map(|_| ())
+    }
+
+    fn remember(&self, code: &PendingCode) -> Result<(), rusqlite::Error> {
+        self.0
+            .execute(
+                "INSERT OR REPLACE INTO codes (id, key, note, expires) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![code.id, code.key, code.note, code.expires_ms],
+            )
+            .map(|_| ())
+    }
+
+    fn recall(&self, id: &str, now_ms: i64) -> Result<Option<Remembered>, rusqlite::Error> {
+        let mut stmt = self.0.prepare("SELECT key, note FROM codes WHERE id = ?1 AND expires > ?2")?;
+        let mut rows =
+            stmt.query_map(rusqlite::params![id, now_ms], |r| Ok(Remembered { key: r.get(0)?, note: r.get(1)? }))?;
+        rows.next().transpose()
     }
 }
 
@@ -279,10 +293,19 @@ impl Objects {
 }
 
 impl Limiter for Objects {
-    fn hit(&self, object: &str, rules: Vec<Rule>, breaker: Option<Breaker>) -> Fut<'_, Result<Outcome, StoreError>> {
+    fn hit(
+        &self,
+        object: &str,
+        rules: Vec<Rule>,
+        breaker: Option<Breaker>,
+        code: Option<PendingCode>,
+    ) -> Fut<'_, Result<Outcome, StoreError>> {
         let object = object.to_string();
         Box::pin(trip(&self.trips, &self.trips.limiter_calls, move || {
-            self.call(&object, |log, now| limits::hit_with(log, &rules, breaker.as_ref(), now))
+            self.call(&object, |log, now| match &code {
+                Some(code) => limits::hit_remembering(log, &rules, breaker.as_ref(), code, now),
+                None => limits::hit_with(log, &rules, breaker.as_ref(), now),
+            })
         }))
     }
 
@@ -293,10 +316,17 @@ impl Limiter for Objects {
         }))
     }
 
-    fn guess(&self, object: &str, guess: Guess) -> Fut<'_, Result<Outcome, StoreError>> {
+    fn guess_code(&self, object: &str, id: &str, policy: GuessPolicy) -> Fut<'_, Result<Option<Judged>, StoreError>> {
+        let (object, id) = (object.to_string(), id.to_string());
+        Box::pin(trip(&self.trips, &self.trips.limiter_calls, move || {
+            self.call(&object, |log, now| limits::guess_code(log, &id, &policy, now))
+        }))
+    }
+
+    fn settle(&self, object: &str, ids: Vec<i64>, known: Option<Rule>) -> Fut<'_, Result<(), StoreError>> {
         let object = object.to_string();
         Box::pin(trip(&self.trips, &self.trips.limiter_calls, move || {
-            self.call(&object, |log, now| limits::guess(log, &guess, now))
+            self.call(&object, |log, now| limits::settle(log, &ids, known.as_ref(), now))
         }))
     }
 

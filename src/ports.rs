@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use crate::domain::crypto::Entropy;
 use crate::domain::delivery::DeliveryJob;
-use crate::domain::limits::{Breaker, Guess, Outcome, Rule};
+use crate::domain::limits::{Breaker, GuessPolicy, Judged, Outcome, PendingCode, Rule};
 use crate::domain::outbound::ProviderRequest;
 
 pub type Fut<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -147,15 +147,38 @@ pub fn first_of<T: DeserializeOwned>(results: &mut [Vec<Row>], index: usize) -> 
 // Rate limits
 // ---------------------------------------------------------------------------
 
+/// A rate-limit object's storage: the Durable Object's SQLite, and
+/// SQLite natively.
+pub const EVENT_LOG_SCHEMA: [&str; 5] = [
+    "CREATE TABLE IF NOT EXISTS events (\
+     id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, at INTEGER NOT NULL, expires INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS events_bucket_at ON events (bucket, at)",
+    // Pruning on use: an object holds the events of many destinations.
+    "CREATE INDEX IF NOT EXISTS events_expires ON events (expires)",
+    // The codes whose requests this object allowed, until they expire.
+    "CREATE TABLE IF NOT EXISTS codes (id TEXT PRIMARY KEY, key TEXT NOT NULL, note TEXT NOT NULL, \
+     expires INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS codes_expires ON codes (expires)",
+];
+
 /// The rate-limit objects, one per key (the Durable Object in the Worker),
 /// each running `domain::limits` on its own event log, one call at a time.
 pub trait Limiter {
-    /// `limits::hit_with`: a slot under every rule (and the breaker), or none.
-    fn hit(&self, object: &str, rules: Vec<Rule>, breaker: Option<Breaker>) -> Fut<'_, Result<Outcome, StoreError>>;
+    /// `limits::hit_with`: a slot under every rule (and the breaker), or
+    /// none; allowed, the object keeps `code` (`limits::hit_remembering`).
+    fn hit(
+        &self,
+        object: &str,
+        rules: Vec<Rule>,
+        breaker: Option<Breaker>,
+        code: Option<PendingCode>,
+    ) -> Fut<'_, Result<Outcome, StoreError>>;
     /// `limits::peek`: whether a hit would be allowed, recording nothing.
     fn peek(&self, object: &str, rules: Vec<Rule>) -> Fut<'_, Result<Outcome, StoreError>>;
-    /// `limits::guess`: a verification guess under the failure budget.
-    fn guess(&self, object: &str, guess: Guess) -> Fut<'_, Result<Outcome, StoreError>>;
+    /// `limits::guess_code`: a guess at a code the object knows, held as a failure.
+    fn guess_code(&self, object: &str, id: &str, policy: GuessPolicy) -> Fut<'_, Result<Option<Judged>, StoreError>>;
+    /// `limits::settle`: a held guess given back, its network made known if it was right.
+    fn settle(&self, object: &str, ids: Vec<i64>, known: Option<Rule>) -> Fut<'_, Result<(), StoreError>>;
     /// Gives back the slots of an allowed hit.
     fn release(&self, object: &str, ids: Vec<i64>) -> Fut<'_, Result<(), StoreError>>;
     /// A real round trip to `object` and its storage.
@@ -214,6 +237,31 @@ pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     })
     .await;
     outputs.into_iter().map(|o| o.expect("every future finished")).collect()
+}
+
+/// Runs `a` and `b` side by side to the end; both outputs.
+pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (Box::pin(a), Box::pin(b));
+    let (mut out_a, mut out_b) = (None, None);
+    std::future::poll_fn(|cx| {
+        if out_a.is_none() {
+            if let std::task::Poll::Ready(v) = a.as_mut().poll(cx) {
+                out_a = Some(v);
+            }
+        }
+        if out_b.is_none() {
+            if let std::task::Poll::Ready(v) = b.as_mut().poll(cx) {
+                out_b = Some(v);
+            }
+        }
+        if out_a.is_some() && out_b.is_some() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    (out_a.expect("a finished"), out_b.expect("b finished"))
 }
 
 /// The delivery queue: jobs handled later by this Worker's consumer.

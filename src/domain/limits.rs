@@ -76,7 +76,7 @@ impl Rule {
 /// What a rate-limit object answers: the one outcome type of a hit, a
 /// guess and the Durable Object's wire format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Allowed; `ids` are the events recorded, which `release` can give back.
     Allowed { ids: Vec<i64> },
@@ -159,6 +159,31 @@ pub trait EventLog {
     /// Records an event; its id.
     fn record(&self, bucket: &str, at_ms: i64, expires_ms: i64) -> Result<i64, Self::Error>;
     fn remove(&self, id: i64) -> Result<(), Self::Error>;
+    /// Keeps `code` until its `expires_ms` (pruned with the events).
+    fn remember(&self, code: &PendingCode) -> Result<(), Self::Error>;
+    /// What was kept of code `id`, if it has not expired.
+    fn recall(&self, id: &str, now_ms: i64) -> Result<Option<Remembered>, Self::Error>;
+}
+
+/// A code whose request the destination's object allowed, kept there so
+/// that a verify of it can ask the object first, knowing only the code's
+/// id: the object recalls which destination's budgets the guess falls
+/// under (`key`), and a `note` (the code's purpose and channel), without
+/// reading D1 first. Nothing in it identifies a person: the key is a keyed
+/// hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingCode {
+    pub id: String,
+    pub key: String,
+    pub note: String,
+    pub expires_ms: i64,
+}
+
+/// What an object recalls of a code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Remembered {
+    pub key: String,
+    pub note: String,
 }
 
 /// Prunes, then decides every rule: the wait of the slowest refusing rule.
@@ -271,6 +296,92 @@ pub fn release<L: EventLog>(log: &L, ids: &[i64]) -> Result<(), L::Error> {
     ids.iter().try_for_each(|id| log.remove(*id))
 }
 
+/// An OTP request's hit (`hit_with`): allowed, the object also keeps its
+/// `code`, which a verify then asks about by id (`guess_code`).
+pub fn hit_remembering<L: EventLog>(
+    log: &L,
+    rules: &[Rule],
+    breaker: Option<&Breaker>,
+    code: &PendingCode,
+    now_ms: i64,
+) -> Result<Outcome, L::Error> {
+    let outcome = hit_with(log, rules, breaker, now_ms)?;
+    if matches!(outcome, Outcome::Allowed { .. }) {
+        log.remember(code)?;
+    }
+    Ok(outcome)
+}
+
+/// How a destination's object judges a guess at one of its codes from one
+/// client network: the network's failure budget, the breaker over networks
+/// the destination does not know (lifted by a `passed` challenge), and how
+/// long a verified network stays known. Windows in seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuessPolicy {
+    pub network: String,
+    pub failures: (u64, u32),
+    pub breaker: (u64, u32),
+    pub known_seconds: u64,
+    pub passed: bool,
+}
+
+impl GuessPolicy {
+    /// The guess, under the buckets of the destination with `key`.
+    pub fn guess(&self, key: &str, failed: bool) -> Guess {
+        let at = DestinationLimits::of_key(key);
+        let (window, count) = self.failures;
+        let (breaker_window, breaker_count) = self.breaker;
+        Guess {
+            rule: Rule::new(&at.network_bucket(Limit::VerifyFailures, &self.network), window, count),
+            breaker: Some(Breaker {
+                rule: Rule::new(&at.bucket(Limit::VerifyFailuresAll), breaker_window, breaker_count),
+                known: self.known(key),
+                exempt: self.passed,
+            }),
+            failed,
+        }
+    }
+
+    /// The bucket that says the network verified one of the destination's codes.
+    pub fn known(&self, key: &str) -> Rule {
+        Rule::new(&DestinationLimits::of_key(key).known_bucket(&self.network), self.known_seconds, 1)
+    }
+}
+
+/// A guess at code `id`, judged before the code is compared (`guess`), as
+/// a failure: allowed, it holds a slot under the budget and the breaker
+/// until `settle` gives it back (the guess was right, or the code refused
+/// it unjudged), so parallel guesses can never spend more than the budget.
+/// `None`: the object does not know the code (no such request, or past
+/// its end).
+pub fn guess_code<L: EventLog>(
+    log: &L,
+    id: &str,
+    policy: &GuessPolicy,
+    now_ms: i64,
+) -> Result<Option<Judged>, L::Error> {
+    let Some(code) = log.recall(id, now_ms)? else { return Ok(None) };
+    let outcome = guess(log, &policy.guess(&code.key, true), now_ms)?;
+    Ok(Some(Judged { code, outcome }))
+}
+
+/// A judged guess: the code as the object recalls it, and the outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Judged {
+    pub code: Remembered,
+    pub outcome: Outcome,
+}
+
+/// Settles a guess `guess_code` allowed: its slots given back (`ids`) and,
+/// when it was right, the network made `known`.
+pub fn settle<L: EventLog>(log: &L, ids: &[i64], known: Option<&Rule>, now_ms: i64) -> Result<(), L::Error> {
+    release(log, ids)?;
+    if let Some(rule) = known {
+        record(log, std::slice::from_ref(rule), now_ms)?;
+    }
+    Ok(())
+}
+
 /// Start of the window at `now`: events at or before it no longer count.
 pub fn window_floor(rule: &Rule, now_ms: i64) -> i64 {
     now_ms - rule.window_ms
@@ -319,16 +430,57 @@ pub fn ip48_key(ip: &str) -> Option<String> {
 /// an account (a timing oracle, OWASP ASVS 5 V6.3 / V2).
 pub const DESTINATION_SHARDS: u16 = 64;
 
+/// Bits of an OTP id that carry its destination's shard (`code_id`).
+const SHARD_BITS: u8 = 0x3f;
+const _: () = assert!(DESTINATION_SHARDS == SHARD_BITS as u16 + 1);
+
+fn shard_object(shard: u8) -> String {
+    format!("dest-shard:{shard}")
+}
+
+/// The mask hiding the shard in an id, from the id's other bits.
+fn shard_mask(pepper: &str, bytes: &[u8; 16]) -> u8 {
+    let mut rest = *bytes;
+    rest[15] &= !SHARD_BITS;
+    hmac_sha256(pepper.as_bytes(), &[b"otp-id-shard", &rest])[0] & SHARD_BITS
+}
+
+/// An OTP id from 16 random bytes (a version 4 UUID) that also says which
+/// object holds its destination's limits, so a verify can ask that object
+/// before it reads anything else. The shard is masked by a keyed hash of
+/// the id's random bits: ids of one destination share no visible bits.
+pub fn code_id(pepper: &str, at: &DestinationLimits, random: [u8; 16]) -> uuid::Uuid {
+    let mut bytes = *uuid::Builder::from_random_bytes(random).as_uuid().as_bytes();
+    let mask = shard_mask(pepper, &bytes);
+    bytes[15] = (bytes[15] & !SHARD_BITS) | ((at.shard ^ mask) & SHARD_BITS);
+    uuid::Uuid::from_bytes(bytes)
+}
+
+/// The object that holds the limits of code `id`'s destination: any id
+/// names one, and an object that does not know the code says so.
+pub fn code_object(pepper: &str, id: &uuid::Uuid) -> String {
+    let bytes = id.as_bytes();
+    shard_object((bytes[15] ^ shard_mask(pepper, bytes)) & SHARD_BITS)
+}
+
 /// Where a destination's limits live: the object, and the key its buckets
 /// carry inside it. Both come from a keyed hash, so no email, phone or IP
 /// appears in object names, storage or platform logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestinationLimits {
     pub object: String,
+    /// Which of the `DESTINATION_SHARDS` objects `object` is.
+    pub shard: u8,
     key: String,
 }
 
 impl DestinationLimits {
+    /// The buckets of the destination with `key`, inside its object
+    /// (which `object` then does not name).
+    pub fn of_key(key: &str) -> DestinationLimits {
+        DestinationLimits { object: String::new(), shard: 0, key: key.to_string() }
+    }
+
     /// The destination's own part of its bucket names.
     pub fn key(&self) -> &str {
         &self.key
@@ -361,8 +513,8 @@ pub fn network_id(pepper: &str, ip: &str) -> String {
 
 pub fn destination_limits(pepper: &str, destination: &Destination) -> DestinationLimits {
     let digest = hmac_sha256(pepper.as_bytes(), &[b"rate-limit-destination", destination.limit_key().as_bytes()]);
-    let shard = u16::from_be_bytes([digest[0], digest[1]]) % DESTINATION_SHARDS;
-    DestinationLimits { object: format!("dest-shard:{shard}"), key: hex(&digest[2..18]) }
+    let shard = (u16::from_be_bytes([digest[0], digest[1]]) % DESTINATION_SHARDS) as u8;
+    DestinationLimits { object: shard_object(shard), shard, key: hex(&digest[2..18]) }
 }
 
 pub fn ip_object(pepper: &str, ip_key: &str) -> String {
@@ -378,8 +530,8 @@ pub const SMS_CAP_OBJECT: &str = "sms-cap";
 pub fn sms_prefix_limits(pepper: &str, digits: &str, prefix_digits: usize) -> DestinationLimits {
     let prefix = &digits[..digits.len().min(prefix_digits)];
     let digest = hmac_sha256(pepper.as_bytes(), &[b"rate-limit-sms-prefix", prefix.as_bytes()]);
-    let shard = u16::from_be_bytes([digest[0], digest[1]]) % DESTINATION_SHARDS;
-    DestinationLimits { object: format!("sms-prefix-shard:{shard}"), key: hex(&digest[2..18]) }
+    let shard = (u16::from_be_bytes([digest[0], digest[1]]) % DESTINATION_SHARDS) as u8;
+    DestinationLimits { object: format!("sms-prefix-shard:{shard}"), shard, key: hex(&digest[2..18]) }
 }
 
 #[cfg(test)]
@@ -481,7 +633,7 @@ mod tests {
 
     /// The smallest event log: a list, newest last.
     #[derive(Default)]
-    struct Log(std::cell::RefCell<Vec<(i64, String, i64, i64)>>);
+    struct Log(std::cell::RefCell<Vec<(i64, String, i64, i64)>>, std::cell::RefCell<Vec<PendingCode>>);
 
     impl EventLog for Log {
         type Error = ();
@@ -505,6 +657,15 @@ mod tests {
         fn remove(&self, id: i64) -> Result<(), ()> {
             self.0.borrow_mut().retain(|e| e.0 != id);
             Ok(())
+        }
+        fn remember(&self, code: &PendingCode) -> Result<(), ()> {
+            self.1.borrow_mut().push(code.clone());
+            Ok(())
+        }
+        fn recall(&self, id: &str, now_ms: i64) -> Result<Option<Remembered>, ()> {
+            let codes = self.1.borrow();
+            let code = codes.iter().find(|c| c.id == id && c.expires_ms > now_ms);
+            Ok(code.map(|c| Remembered { key: c.key.clone(), note: c.note.clone() }))
         }
     }
 
@@ -644,5 +805,85 @@ mod tests {
         assert_eq!(network_id("p", "::ffff:203.0.113.7"), network_id("p", "203.0.113.7"));
         assert_ne!(network_id("p", "203.0.113.7"), network_id("q", "203.0.113.7"));
         assert!(!network_id("p", "203.0.113.7").contains("203"));
+    }
+
+    #[test]
+    fn a_code_id_names_its_destinations_object_and_hides_it() {
+        let pepper = "pepper-0123456789abcdefghijklmnopqrstuvwxyz";
+        let mut seen_low_bits = std::collections::HashSet::new();
+        let mut same_under_another_pepper = 0;
+        for i in 0..200u32 {
+            let destination = Destination::parse(&format!("user{i}@example.com")).unwrap();
+            let at = destination_limits(pepper, &destination);
+            let mut random = [0u8; 16];
+            random[..4].copy_from_slice(&i.to_be_bytes());
+            random[15] = 0x5a;
+            let id = code_id(pepper, &at, random);
+            assert_eq!(id.get_version_num(), 4, "still a version 4 UUID");
+            assert_eq!(code_object(pepper, &id), at.object);
+            same_under_another_pepper +=
+                (code_object("another-pepper-0123456789abcdefghijklmnop", &id) == at.object) as u32;
+            seen_low_bits.insert(id.as_bytes()[15] & SHARD_BITS);
+        }
+        // Keyed: another pepper reads a random shard (1 in 64 the same).
+        assert!(same_under_another_pepper < 20, "{same_under_another_pepper} of 200");
+        // One destination's ids share no visible shard bits.
+        let at = destination_limits(pepper, &Destination::parse("one@example.com").unwrap());
+        let bits: std::collections::HashSet<u8> =
+            (0..64u8).map(|i| code_id(pepper, &at, [i; 16]).as_bytes()[15] & SHARD_BITS).collect();
+        assert!(bits.len() > 20, "masked: {} distinct", bits.len());
+        assert!(seen_low_bits.len() > 20);
+    }
+
+    fn policy(net: &str, passed: bool) -> GuessPolicy {
+        GuessPolicy {
+            network: net.into(),
+            failures: (86_400, 2),
+            breaker: (864_000, 3),
+            known_seconds: 90 * 86_400,
+            passed,
+        }
+    }
+
+    #[test]
+    fn a_guess_at_a_code_holds_a_failure_until_it_is_settled() {
+        let log = Log::default();
+        let t = DAY;
+        let code =
+            PendingCode { id: "c1".into(), key: "d".into(), note: "login:email".into(), expires_ms: t + 600_000 };
+        let rules = [hourly(5)];
+        assert!(matches!(hit_remembering(&log, &rules, None, &code, t), Ok(Outcome::Allowed { .. })));
+        assert_eq!(guess_code(&log, "c2", &policy("a", false), t), Ok(None), "an unknown code");
+        // Two guesses in flight hold both of network a's failures: a third is refused at once.
+        let Ok(Some(first)) = guess_code(&log, "c1", &policy("a", false), t + 1) else { panic!("not judged") };
+        assert_eq!(first.code, Remembered { key: "d".into(), note: "login:email".into() });
+        let Outcome::Allowed { ids } = first.outcome else { panic!("refused") };
+        assert_eq!(ids.len(), 2, "under the budget and the breaker");
+        assert!(matches!(
+            guess_code(&log, "c1", &policy("a", false), t + 2),
+            Ok(Some(Judged { outcome: Outcome::Allowed { .. }, .. }))
+        ));
+        assert!(matches!(
+            guess_code(&log, "c1", &policy("a", false), t + 3),
+            Ok(Some(Judged { outcome: Outcome::Refused { .. }, .. }))
+        ));
+        // The first was right: its failure is given back, and network a is known.
+        let known = policy("a", false).known("d");
+        settle(&log, &ids, Some(&known), t + 4).unwrap();
+        assert_eq!(log.newest(&known.bucket, 0, 5).unwrap(), vec![t + 4]);
+        assert!(matches!(
+            guess_code(&log, "c1", &policy("a", false), t + 5),
+            Ok(Some(Judged { outcome: Outcome::Allowed { .. }, .. }))
+        ));
+        // The code expires: the object forgets it.
+        assert_eq!(guess_code(&log, "c1", &policy("a", false), t + 600_000), Ok(None));
+        // A refused request is not remembered.
+        let refused = PendingCode { id: "c3".into(), ..code };
+        for i in 0..6 {
+            let _ =
+                hit_remembering(&log, &rules, None, &PendingCode { id: format!("x{i}"), ..refused.clone() }, t + 10);
+        }
+        assert!(matches!(hit_remembering(&log, &rules, None, &refused, t + 11), Ok(Outcome::Refused { .. })));
+        assert_eq!(guess_code(&log, "c3", &policy("b", false), t + 12), Ok(None));
     }
 }

@@ -3,8 +3,7 @@
 
 use std::fmt;
 
-use super::crypto::{ct_eq, hex, hmac_sha256, random_bytes_from, Csprng, Entropy};
-use super::destination::Destination;
+use super::crypto::{hex, hmac_sha256, random_bytes_from, Csprng, Entropy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Purpose {
@@ -83,32 +82,16 @@ impl OtpCode {
 }
 
 /// What is stored instead of a code: HMAC-SHA256 keyed by `OTP_PEPPER` over
-/// the OTP id, purpose, destination and code, so a leaked table yields no
-/// codes and a hash cannot be replayed onto another row (ASVS 2.7.x, NIST SP
-/// 800-63B 5.1.3.2 and 5.2.7 on protecting stored verifiers).
-pub fn code_hash(pepper: &str, otp_id: &str, purpose: Purpose, destination: &Destination, code: &OtpCode) -> String {
+/// the OTP id, purpose and code, so a leaked table yields no codes and a
+/// hash cannot be replayed onto another row: the id is unique, and the row
+/// holds the destination (ASVS 2.7.x, NIST SP 800-63B 5.1.3.2 and 5.2.7 on
+/// protecting stored verifiers). A verify computes it from the guess before
+/// it has read the row, and D1 compares (`Db::attempt_code`).
+pub fn code_hash(pepper: &str, otp_id: &str, purpose: Purpose, code: &OtpCode) -> String {
     hex(&hmac_sha256(
         pepper.as_bytes(),
-        &[
-            b"otp-v1",
-            otp_id.as_bytes(),
-            purpose.as_str().as_bytes(),
-            destination.as_str().as_bytes(),
-            code.0.as_bytes(),
-        ],
+        &[b"otp-v2", otp_id.as_bytes(), purpose.as_str().as_bytes(), code.0.as_bytes()],
     ))
-}
-
-/// Compares a submitted code against the stored hash in constant time.
-pub fn code_matches(
-    pepper: &str,
-    otp_id: &str,
-    purpose: Purpose,
-    destination: &Destination,
-    code: &OtpCode,
-    stored: &str,
-) -> bool {
-    ct_eq(code_hash(pepper, otp_id, purpose, destination, code).as_bytes(), stored.as_bytes())
 }
 
 /// Why a verification failed, with the reference's messages.
@@ -171,10 +154,6 @@ pub fn refusal_reason(row: Option<&RowState>, now_ms: i64) -> VerifyFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn dest() -> Destination {
-        Destination::parse("user@example.com").unwrap()
-    }
 
     #[test]
     fn codes_have_the_configured_length_and_only_digits() {
@@ -254,25 +233,21 @@ mod tests {
     }
 
     #[test]
-    fn hash_binds_id_purpose_destination_and_code() {
+    fn hash_binds_id_purpose_and_code() {
         let code = OtpCode::parse("123456", 6).unwrap();
-        let base = code_hash("pepper", "id-1", Purpose::Login, &dest(), &code);
+        let base = code_hash("pepper", "id-1", Purpose::Login, &code);
         assert_eq!(base.len(), 64);
         assert!(!base.contains("123456"));
-        assert_eq!(base, code_hash("pepper", "id-1", Purpose::Login, &dest(), &code));
-        let other = Destination::parse("other@example.com").unwrap();
+        assert_eq!(base, code_hash("pepper", "id-1", Purpose::Login, &code));
         let code2 = OtpCode::parse("123457", 6).unwrap();
         for changed in [
-            code_hash("pepper2", "id-1", Purpose::Login, &dest(), &code),
-            code_hash("pepper", "id-2", Purpose::Login, &dest(), &code),
-            code_hash("pepper", "id-1", Purpose::Reset, &dest(), &code),
-            code_hash("pepper", "id-1", Purpose::Login, &other, &code),
-            code_hash("pepper", "id-1", Purpose::Login, &dest(), &code2),
+            code_hash("pepper2", "id-1", Purpose::Login, &code),
+            code_hash("pepper", "id-2", Purpose::Login, &code),
+            code_hash("pepper", "id-1", Purpose::Reset, &code),
+            code_hash("pepper", "id-1", Purpose::Login, &code2),
         ] {
             assert_ne!(base, changed);
         }
-        assert!(code_matches("pepper", "id-1", Purpose::Login, &dest(), &code, &base));
-        assert!(!code_matches("pepper", "id-1", Purpose::Reset, &dest(), &code, &base));
     }
 
     #[test]

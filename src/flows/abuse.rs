@@ -16,9 +16,10 @@ use crate::audit::Event;
 use crate::config::{Config, TurnstileScope};
 use crate::domain::crypto::uuid_from;
 use crate::domain::destination::{Channel, Destination, Phone};
-use crate::domain::limits::{self, Breaker, Guess, Limit, Outcome, Rule};
+use crate::domain::limits::{self, Breaker, GuessPolicy, Judged, Limit, Outcome, PendingCode, Rule};
+use crate::domain::otp::Purpose;
 use crate::domain::turnstile::{self, Verdict};
-use crate::ports::{join_all, Limiter, StoreError};
+use crate::ports::{join, join_all, Limiter, StoreError};
 
 /// A refusal by a limit, before it is reported.
 pub struct Refused {
@@ -67,15 +68,17 @@ struct Check {
     rules: Vec<Rule>,
     take: bool,
     breaker: Option<(Limit, Breaker)>,
+    /// The code the object keeps if it allows (an OTP request's destination).
+    code: Option<PendingCode>,
 }
 
 impl Check {
     fn take(object: impl Into<String>, limit: Limit, rules: Vec<Rule>) -> Check {
-        Check { object: object.into(), limit, rules, take: true, breaker: None }
+        Check { object: object.into(), limit, rules, take: true, breaker: None, code: None }
     }
 
     fn peek(object: impl Into<String>, limit: Limit, rules: Vec<Rule>) -> Check {
-        Check { object: object.into(), limit, rules, take: false, breaker: None }
+        Check { object: object.into(), limit, rules, take: false, breaker: None, code: None }
     }
 }
 
@@ -89,7 +92,7 @@ async fn run(limiter: &dyn Limiter, checks: Vec<Check>) -> Result<Result<Vec<Tak
         let breaker = c.breaker.as_ref().map(|(_, b)| b.clone());
         async move {
             let outcome = if c.take {
-                limiter.hit(&c.object, rules, breaker).await
+                limiter.hit(&c.object, rules, breaker, c.code.clone()).await
             } else {
                 limiter.peek(&c.object, rules).await
             };
@@ -249,8 +252,15 @@ fn breaker(
 /// networks it does not know, which a `passed` challenge lifts) and, for
 /// SMS, whether the pumping caps have room. A refusal leaves no row and
 /// sends nothing. A stranger's requests spend its own network's budget for
-/// the destination, not its owner's.
-pub async fn admit_request(app: &App, destination: &Destination, passed: bool) -> Result<(), Error> {
+/// the destination, not its owner's. Allowed, the destination's object
+/// keeps the `code` (`code_id`, `code_note`): a verify of it asks that
+/// object first.
+pub async fn admit_request(
+    app: &App,
+    destination: &Destination,
+    passed: bool,
+    code: (&str, String, i64),
+) -> Result<(), Error> {
     let l = &app.config.limits;
     if let Destination::Phone(phone) = destination {
         // Before anything is counted: a number the policy refuses costs nothing.
@@ -275,6 +285,8 @@ pub async fn admit_request(app: &App, destination: &Destination, passed: bool) -
     let mut checks = network_checks(app, (Limit::IpRequests, l.ip_requests), (Limit::Ip48Requests, l.ip48_requests));
     let mut check = Check::take(at.object.clone(), dest, rules);
     check.breaker = Some((all, breaker));
+    let (id, note, expires_ms) = code;
+    check.code = Some(PendingCode { id: id.to_string(), key: at.key().to_string(), note, expires_ms });
     checks.push(check);
     if let Destination::Phone(phone) = destination {
         checks.extend(sms_cap_checks(app.config, phone, false));
@@ -308,62 +320,136 @@ pub async fn release_all(limiter: &dyn Limiter, taken: &[Taken]) {
     join_all(taken.iter().map(|t| release(limiter, t)).collect()).await;
 }
 
-/// The client network's slots taken by a verify, given back if the guess is refused.
-pub struct VerifySlot(Vec<Taken>);
+/// An id for a new code of `destination`, which names the object that
+/// holds the destination's limits (`limits::code_id`).
+pub fn code_id(app: &App, destination: &Destination) -> String {
+    let at = limits::destination_limits(pepper(app.config), destination);
+    let random = crate::domain::crypto::random_bytes_from::<16>(&*app.ports.entropy);
+    limits::code_id(pepper(app.config), &at, random).hyphenated().to_string()
+}
 
-/// Before a verify does anything: the client's network.
-pub async fn admit_verify(app: &App) -> Result<VerifySlot, Error> {
-    let l = &app.config.limits;
-    let checks = network_checks(app, (Limit::IpVerifies, l.ip_verifies), (Limit::Ip48Verifies, l.ip48_verifies));
-    match run(&*app.ports.limiter, checks).await? {
-        Ok(taken) => Ok(VerifySlot(taken)),
-        Err(refused) => Err(report(app, None, refused)),
+/// What the destination's object keeps of a code besides its key: its
+/// purpose and channel, which the verify's D1 batch needs before it has
+/// read the row.
+pub fn code_note(purpose: Purpose, channel: Channel) -> String {
+    format!("{}:{}", purpose.as_str(), channel.as_str())
+}
+
+fn parse_note(note: &str) -> Option<(Purpose, Channel)> {
+    let (purpose, channel) = note.split_once(':')?;
+    Some((Purpose::parse(purpose)?, Channel::parse(channel)?))
+}
+
+/// A guess at a code, held by the limits until it is compared: a failure
+/// under the destination's budgets (`limits::guess_code`) and a slot of
+/// the client network's verify budget.
+pub struct HeldGuess {
+    pub purpose: Purpose,
+    pub channel: Channel,
+    object: String,
+    key: String,
+    ids: Vec<i64>,
+    policy: GuessPolicy,
+}
+
+/// How a held guess ended.
+pub enum Compared {
+    /// Right: its failure is given back, and its network is known to the destination.
+    Right,
+    /// Wrong: its failure stays.
+    Wrong,
+    /// The code refused it before comparing (used, expired, out of attempts): not judged.
+    NotJudged,
+}
+
+impl HeldGuess {
+    /// Settles the guess after the answer: nothing waits on it, and until
+    /// it runs the failure only over-counts (fails safe).
+    pub fn settle(self, app: &App, compared: Compared) {
+        let known = match compared {
+            Compared::Wrong => return,
+            Compared::Right => Some(self.policy.known(&self.key)),
+            Compared::NotJudged => None,
+        };
+        let limiter = app.ports.limiter.clone();
+        app.ports.background.spawn(Box::pin(async move {
+            if let Err(e) = limiter.settle(&self.object, self.ids, known).await {
+                crate::log::error("rate_limit_release_failed", &e.to_string());
+            }
+        }));
     }
 }
 
-/// Judges a verification guess against the destination's failed
-/// verifications, across all its codes, in one call to its object: refused
-/// (429) while `VERIFY_FAILURES_PER_DAY` failures from the client's network
-/// are in the window, and stopped while the destination's breaker
+/// Before a verify compares anything, in one round trip: the client
+/// network's verify budget, and the judgement of the destination's object
+/// (named by the code's id) over the guess: refused (429) while the
+/// network's `VERIFY_FAILURES_PER_DAY` failures for the destination are in
+/// the window; stopped while the destination's breaker
 /// (`VERIFY_FAILURES_BREAKER` failures from all networks) is open for a
 /// network it does not know and no challenge was `passed`, even for the
-/// right code; otherwise allowed, and counted if it `failed`. The object
-/// judges parallel guesses one at a time, so the limits are exact. A
-/// refused guess gives its network `slot` back: it was not judged.
-pub async fn judge_guess(
-    app: &App,
-    destination: &Destination,
-    failed: bool,
-    slot: VerifySlot,
-    passed: bool,
-) -> Result<(), Error> {
+/// right code; otherwise held as a failure until `HeldGuess::settle`. The
+/// object judges parallel guesses one at a time, and a held guess counts
+/// as a failure until it is settled, so the limits are exact. A refusal
+/// gives back what the other side took. `None`: no object knows the code.
+pub async fn hold_guess(app: &App, otp_id: &uuid::Uuid, passed: bool) -> Result<Option<HeldGuess>, Error> {
     let l = &app.config.limits;
-    let limit = Limit::VerifyFailures;
-    let at = limits::destination_limits(pepper(app.config), destination);
-    let all = Limit::VerifyFailuresAll;
-    let guess = Guess {
-        rule: Rule::new(
-            &at.network_bucket(limit, app.network()),
-            l.verify_failure_window_seconds,
-            l.verify_failures_per_destination,
-        ),
-        breaker: Some(breaker(
-            app,
-            &at,
-            all,
-            l.verify_failure_breaker_window_seconds,
-            l.verify_failure_breaker,
-            passed,
-        )),
-        failed,
+    let limiter = &*app.ports.limiter;
+    let object = limits::code_object(pepper(app.config), otp_id);
+    let policy = GuessPolicy {
+        network: app.network().to_string(),
+        failures: (l.verify_failure_window_seconds, l.verify_failures_per_destination),
+        breaker: (l.verify_failure_breaker_window_seconds, l.verify_failure_breaker),
+        known_seconds: l.known_network_seconds,
+        passed,
     };
-    let refused = match app.ports.limiter.guess(&at.object, guess).await.map_err(unavailable)? {
-        Outcome::Allowed { .. } => return Ok(()),
-        Outcome::Refused { retry_after_ms } => Refused { limit, retry_after_ms, challenge: false },
-        Outcome::Challenge { retry_after_ms } => Refused { limit: all, retry_after_ms, challenge: true },
+    let id = otp_id.hyphenated().to_string();
+    let checks = network_checks(app, (Limit::IpVerifies, l.ip_verifies), (Limit::Ip48Verifies, l.ip48_verifies));
+    let (network, judged) = join(run(limiter, checks), limiter.guess_code(&object, &id, policy.clone())).await;
+    let held = |j: &Result<Option<Judged>, StoreError>| match j {
+        Ok(Some(Judged { outcome: Outcome::Allowed { ids }, .. })) => ids.clone(),
+        _ => Vec::new(),
     };
-    release_all(&*app.ports.limiter, &slot.0).await;
-    Err(report(app, Some(destination), refused))
+    let network = match network {
+        Ok(Ok(taken)) => Ok(taken),
+        Ok(Err(refused)) => Err(report(app, None, refused)),
+        Err(down) => Err(down),
+    };
+    let network = match network {
+        Ok(taken) => taken,
+        Err(e) => {
+            // Refused by the network's budget (or its object is down): the
+            // destination's held failure is given back.
+            let ids = held(&judged);
+            if !ids.is_empty() {
+                release(limiter, &Taken { object, ids }).await;
+            }
+            return Err(e);
+        }
+    };
+    let refused = match judged {
+        Err(e) => {
+            release_all(limiter, &network).await;
+            return Err(unavailable(e));
+        }
+        Ok(None) => return Ok(None),
+        Ok(Some(Judged { code, outcome })) => match outcome {
+            Outcome::Allowed { ids } => {
+                let Some((purpose, channel)) = parse_note(&code.note) else {
+                    return Err(Error::internal(format!("rate limiter kept an unreadable note for code {id}")));
+                };
+                return Ok(Some(HeldGuess { purpose, channel, object, key: code.key, ids, policy }));
+            }
+            Outcome::Refused { retry_after_ms } => {
+                Refused { limit: Limit::VerifyFailures, retry_after_ms, challenge: false }
+            }
+            Outcome::Challenge { retry_after_ms } => {
+                Refused { limit: Limit::VerifyFailuresAll, retry_after_ms, challenge: true }
+            }
+        },
+    };
+    // Refused: the guess was not judged, so the network's slot is given back.
+    release_all(limiter, &network).await;
+    Err(report(app, None, refused))
 }
 
 /// Gives back slots; a failure only over-counts (fails safe), so it is logged.

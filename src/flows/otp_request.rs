@@ -6,7 +6,6 @@ use super::delivery::{self, Courier, Sending};
 use super::error::{db_down, Error};
 use super::App;
 use crate::audit::Event;
-use crate::domain::crypto::uuid_from;
 use crate::domain::delivery::DeliveryJob;
 use crate::domain::destination::Channel;
 use crate::domain::destination::Destination;
@@ -55,7 +54,16 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
     // Before anything is counted: the bot check, then the limits.
     let required = super::abuse::turnstile_required(config, channel);
     let passed = super::abuse::check_turnstile(app, turnstile_token.as_deref(), required).await?;
-    super::abuse::admit_request(app, &destination, passed).await?;
+    let ttl_seconds = match channel {
+        Channel::Phone => config.otp.ttl_phone_seconds,
+        Channel::Email => config.otp.ttl_email_seconds,
+    };
+    let expires_at_ms = app.now_ms + (ttl_seconds as i64) * 1000;
+    // The id names the object that keeps the destination's limits, which
+    // learns the code when it allows the request: a verify asks it first.
+    let otp_id = super::abuse::code_id(app, &destination);
+    let note = super::abuse::code_note(purpose, channel);
+    super::abuse::admit_request(app, &destination, passed, (&otp_id, note, expires_at_ms)).await?;
 
     // Without enumeration protection, a login says at once whether there is
     // an active account.
@@ -73,13 +81,7 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
         Some(t) => t.code.clone(),
         None => OtpCode::generate_from(config.otp.length, &*app.ports.entropy),
     };
-    let otp_id = uuid_from(&*app.ports.entropy).hyphenated().to_string();
-    let otp_hash = otp::code_hash(config.otp_pepper.expose(), &otp_id, purpose, &destination, &code);
-    let ttl_seconds = match channel {
-        Channel::Phone => config.otp.ttl_phone_seconds,
-        Channel::Email => config.otp.ttl_email_seconds,
-    };
-    let expires_at_ms = app.now_ms + (ttl_seconds as i64) * 1000;
+    let otp_hash = otp::code_hash(config.otp_pepper.expose(), &otp_id, purpose, &code);
     let row = NewOtp {
         id: otp_id.clone(),
         link_user: purpose == Purpose::Login,

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::abuse::{self, Compared};
 use super::error::{db_down, Error};
 use super::App;
 use crate::audit::Event;
@@ -9,7 +10,8 @@ use crate::domain::account::Device;
 use crate::domain::crypto::{hex, random_bytes_from, sha256};
 use crate::domain::destination::Destination;
 use crate::domain::otp::{self, OtpCode, Purpose, VerifyFailure};
-use crate::store::otp::{stored_destination, LoginOutcome};
+use crate::store::otp::{Attempt, CodeAttempt, Completion};
+use crate::store::sessions::SessionUser;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 
@@ -49,7 +51,8 @@ pub async fn verify_otp(app: &App, input: OtpVerifyInput) -> Result<Verified, Er
         Err(e) => Event::new("otp_failed", e.audit_outcome()),
     };
     let event = match &concerns {
-        Some((destination, user_id)) => event.destination(destination).user(user_id.as_deref()),
+        Some((Some(destination), user_id)) => event.destination(destination).user(user_id.as_deref()),
+        Some((None, user_id)) => event.user(user_id.as_deref()),
         None => event,
     };
     app.audit(event.otp(&otp_id));
@@ -59,92 +62,69 @@ pub async fn verify_otp(app: &App, input: OtpVerifyInput) -> Result<Verified, Er
     result
 }
 
-/// The verification itself; `concerns` learns the code's destination and
-/// account as soon as they are read, for the audit trail.
+/// The verification itself, in two sequential round trips: the limits
+/// (the client network's budget and the destination's object, side by
+/// side), then one D1 transaction that takes an attempt, compares and
+/// completes. `concerns` learns the code's destination and account from
+/// that transaction, for the audit trail.
 async fn verify(
     app: &App,
     otp_id: &str,
     input: OtpVerifyInput,
-    concerns: &mut Option<(Destination, Option<String>)>,
+    concerns: &mut Option<(Option<Destination>, Option<String>)>,
 ) -> Result<Verified, Error> {
-    let otp_id = otp_id.to_string();
     let db = &app.db;
-    let passed = super::abuse::check_turnstile(app, input.turnstile_token.as_deref(), false).await?;
-    let slot = super::abuse::admit_verify(app).await?;
-
-    // One attempt, taken atomically before the code is even looked at.
-    let Some(row) = db.consume_attempt(&otp_id, app.now_ms).await.map_err(db_down)? else {
-        let state = db.otp_state(&otp_id).await.map_err(db_down)?;
+    let passed = abuse::check_turnstile(app, input.turnstile_token.as_deref(), false).await?;
+    // The guess is judged by the destination's object before the code is
+    // even looked at (refused while locked out), and held as a failure.
+    let Some(held) = abuse::hold_guess(app, &input.otp_id, passed).await? else {
+        // No object knows the code: say why, as the row does.
+        let state = db.otp_state(otp_id).await.map_err(db_down)?;
         return Err(invalid(otp::refusal_reason(state.as_ref(), app.now_ms)));
     };
-    let (Some(purpose), Some(destination)) =
-        (Purpose::parse(&row.purpose), stored_destination(&row.otp_type, &row.destination))
-    else {
-        return Err(Error::internal(format!("otp row {otp_id} holds an unreadable purpose or destination")));
+    let (purpose, channel) = (held.purpose, held.channel);
+    let guess_hash = otp::code_hash(app.config.otp_pepper.expose(), otp_id, purpose, &input.code);
+    // Made before the transaction, so that it can store them: the session a
+    // login opens, or the single-use token other purposes issue (256 random
+    // bits, base64url; only its SHA-256 is stored).
+    let session = super::session::Opening::new(app, SessionUser::OfCode(otp_id), &input.device);
+    let token = Base64UrlUnpadded::encode_string(&random_bytes_from::<32>(&*app.ports.entropy));
+    let token_hash = verification_token_hash(&token);
+    let row = session.row();
+    let completion = match purpose {
+        Purpose::Login => Completion::Login(row),
+        Purpose::Register | Purpose::Verify | Purpose::Reset => Completion::Token {
+            hash: &token_hash,
+            expires_at_ms: app.now_ms + app.config.otp.verification_token_ttl_seconds as i64 * 1000,
+        },
     };
-    *concerns = Some((destination.clone(), row.user_id.clone()));
-    // The guess is compared here, but judged by the destination's object
-    // (refused while locked out; counted if wrong) before anything acts on it.
-    let pepper = app.config.otp_pepper.expose();
-    // A login code requested for no active account (enumeration protection)
-    // was never sent and never verifies.
-    let decoy = purpose == Purpose::Login && row.user_id.is_none();
-    let matches = !decoy && otp::code_matches(pepper, &otp_id, purpose, &destination, &input.code, &row.otp_hash);
-    if let Err(refusal) = super::abuse::judge_guess(app, &destination, !matches, slot, passed).await {
-        // Refused: the guess was not judged, so its attempt is given back.
-        db.refund_attempt(&otp_id).await.map_err(db_down)?;
-        return Err(refusal);
-    }
-    if !matches {
-        return Err(invalid(VerifyFailure::WrongCode));
-    }
-    complete(app, &otp_id, purpose, &destination, row.user_id.as_deref(), &input.device).await
-}
-
-/// Marks the code used and does what its purpose asks, in one D1
-/// transaction; exactly one of many parallel correct verifies gets here
-/// with an effect, the others get "OTP already used".
-async fn complete(
-    app: &App,
-    otp_id: &str,
-    purpose: Purpose,
-    destination: &Destination,
-    user_id: Option<&str>,
-    device: &Device,
-) -> Result<Verified, Error> {
-    let db = &app.db;
-    match (purpose, user_id) {
-        (Purpose::Login, Some(user_id)) => {
-            let session = super::session::Opening::new(app, user_id, device);
-            match db.complete_login(otp_id, destination, &session.row()).await.map_err(db_down)? {
-                LoginOutcome::LoggedIn(user) => Ok(Verified::Login(session.logged_in(app, &user))),
-                LoginOutcome::AlreadyUsed => Err(invalid(VerifyFailure::AlreadyUsed)),
-                LoginOutcome::NoActiveUser => match db.user_by_id(user_id).await.map_err(db_down)? {
-                    Some(_) => Err(Error::AccountDisabled),
-                    None => Err(Error::UserNotFound),
-                },
-            }
+    let attempt = CodeAttempt { otp_id, purpose, channel, guess_hash: &guess_hash, now_ms: app.now_ms, completion };
+    let attempted = match db.attempt_code(&attempt).await {
+        Ok(attempted) => attempted,
+        Err(e) => {
+            held.settle(app, Compared::NotJudged);
+            return Err(db_down(e));
         }
-        (Purpose::Login, None) => Err(invalid(VerifyFailure::WrongCode)),
-        (Purpose::Register | Purpose::Verify | Purpose::Reset, _) => {
-            // A single-use token proving control of the destination for this
-            // purpose: 256 random bits, base64url; only its SHA-256 is stored.
-            let token = Base64UrlUnpadded::encode_string(&random_bytes_from::<32>(&*app.ports.entropy));
-            let ttl_ms = app.config.otp.verification_token_ttl_seconds as i64 * 1000;
-            let done = db
-                .complete_verification(
-                    otp_id,
-                    purpose,
-                    destination,
-                    &verification_token_hash(&token),
-                    app.now_ms,
-                    app.now_ms + ttl_ms,
-                )
-                .await
-                .map_err(db_down)?;
-            if !done {
-                return Err(invalid(VerifyFailure::AlreadyUsed));
-            }
+    };
+    *concerns = Some((attempted.destination.clone(), attempted.user_id.clone()));
+    let compared = match &attempted.attempt {
+        Attempt::Refused(_) => Compared::NotJudged,
+        Attempt::Wrong => Compared::Wrong,
+        Attempt::LoggedIn(_) | Attempt::NoActiveUser | Attempt::Verified => Compared::Right,
+    };
+    held.settle(app, compared);
+    match attempted.attempt {
+        Attempt::Refused(state) => Err(invalid(otp::refusal_reason(state.as_ref(), app.now_ms))),
+        Attempt::Wrong => Err(invalid(VerifyFailure::WrongCode)),
+        Attempt::LoggedIn(user) => Ok(Verified::Login(session.logged_in(app, &user))),
+        Attempt::NoActiveUser => match attempted.user_id {
+            Some(user_id) if db.user_by_id(&user_id).await.map_err(db_down)?.is_some() => Err(Error::AccountDisabled),
+            _ => Err(Error::UserNotFound),
+        },
+        Attempt::Verified => {
+            let Some(destination) = attempted.destination else {
+                return Err(Error::internal(format!("otp row {otp_id} holds an unreadable destination")));
+            };
             Ok(match purpose {
                 Purpose::Register => Verified::Register {
                     message: "OTP verified",

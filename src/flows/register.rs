@@ -7,6 +7,7 @@ use super::App;
 use crate::domain::account::{Device, Username};
 use crate::domain::crypto::uuid_from;
 use crate::flows::otp_verify::verification_token_hash;
+use crate::store::sessions::SessionUser;
 use crate::store::users::CreateUserError;
 
 /// Failed tries (a taken username, or an account already at the
@@ -24,11 +25,12 @@ pub struct RegisterInput {
 
 pub async fn register(app: &App, input: RegisterInput) -> Result<LoggedIn, Error> {
     let user_id = uuid_from(&*app.ports.entropy).hyphenated().to_string();
-    let session = Opening::new(app, &user_id, &input.device);
+    let session = Opening::new(app, SessionUser::Id(&user_id), &input.device);
     let created = app
         .db
         .create_user(
             &verification_token_hash(&input.verification_token),
+            &user_id,
             input.username.as_str(),
             &session.row(),
             FAILURES_PER_TOKEN,

@@ -13,7 +13,7 @@ pub fn created(logged_in: &LoggedIn) -> Event {
 use crate::domain::account::Device;
 use crate::domain::crypto::uuid_from;
 use crate::domain::tokens;
-use crate::store::sessions::{Liveness, NewSession};
+use crate::store::sessions::{Liveness, NewSession, SessionUser};
 use crate::store::UserRow;
 
 /// The user, as login answers and `me` show it.
@@ -99,13 +99,13 @@ pub struct Opening<'a> {
     device_id: String,
     refresh: String,
     refresh_hash: String,
-    user_id: &'a str,
+    user: SessionUser<'a>,
     device: &'a Device,
     app: &'a App,
 }
 
 impl<'a> Opening<'a> {
-    pub fn new(app: &'a App, user_id: &'a str, device: &'a Device) -> Opening<'a> {
+    pub fn new(app: &'a App, user: SessionUser<'a>, device: &'a Device) -> Opening<'a> {
         let entropy = &*app.ports.entropy;
         let refresh = tokens::new_refresh_token_from(entropy);
         Opening {
@@ -113,7 +113,7 @@ impl<'a> Opening<'a> {
             device_id: uuid_from(entropy).hyphenated().to_string(),
             refresh_hash: tokens::refresh_token_hash(&refresh),
             refresh,
-            user_id,
+            user,
             device,
             app,
         }
@@ -126,7 +126,7 @@ impl<'a> Opening<'a> {
         NewSession {
             id: &self.id,
             device_id: &self.device_id,
-            user_id: self.user_id,
+            user: self.user,
             install_id: self.device.install_id.as_deref(),
             platform: self.device.platform.as_deref().unwrap_or("web"),
             app_version: self.device.app_version.as_deref(),

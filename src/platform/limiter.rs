@@ -11,7 +11,7 @@ use std::cell::Cell;
 use serde::{Deserialize, Serialize};
 use worker::*;
 
-use crate::domain::limits::{self, Breaker, EventLog, Guess, Outcome, Rule};
+use crate::domain::limits::{self, Breaker, EventLog, GuessPolicy, Judged, Outcome, PendingCode, Remembered, Rule};
 use crate::ports::{self, Fut, StoreError};
 
 /// Binding name of the Durable Object namespace in wrangler.toml.
@@ -19,12 +19,13 @@ pub const BINDING: &str = "RATE_LIMITER";
 
 /// The request a Worker sends to one object.
 #[derive(Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Command {
     Ping,
-    Hit { rules: Vec<Rule>, breaker: Option<Breaker> },
+    Hit { rules: Vec<Rule>, breaker: Option<Breaker>, code: Option<PendingCode> },
     Peek { rules: Vec<Rule> },
-    Guess { guess: Guess },
+    GuessCode { id: String, policy: GuessPolicy },
+    Settle { ids: Vec<i64>, known: Option<Rule> },
     Release { ids: Vec<i64> },
 }
 
@@ -34,14 +35,6 @@ pub struct RateLimiter {
     /// Whether `events` exists; `delete_all` drops it.
     schema_ready: Cell<bool>,
 }
-
-const SCHEMA: [&str; 3] = [
-    "CREATE TABLE IF NOT EXISTS events (\
-     id INTEGER PRIMARY KEY, bucket TEXT NOT NULL, at INTEGER NOT NULL, expires INTEGER NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS events_bucket_at ON events (bucket, at)",
-    // Pruning on use: an object holds the events of many destinations.
-    "CREATE INDEX IF NOT EXISTS events_expires ON events (expires)",
-];
 
 #[derive(Deserialize)]
 struct At {
@@ -58,6 +51,13 @@ struct Expires {
     expires: Option<i64>,
 }
 
+/// An outcome as the wire carries it, and whether it took slots (which
+/// the cleanup alarm must outlive).
+fn answer(outcome: &Outcome) -> (String, bool) {
+    let took = matches!(outcome, Outcome::Allowed { ids } if !ids.is_empty());
+    (serde_json::to_string(outcome).unwrap_or_default(), took)
+}
+
 /// The object's storage as the algorithm's event log.
 struct Events(SqlStorage);
 
@@ -66,6 +66,7 @@ impl EventLog for Events {
 
     fn prune(&self, now_ms: i64) -> Result<()> {
         self.0.exec("DELETE FROM events WHERE expires <= ?", vec![now_ms.into()])?;
+        self.0.exec("DELETE FROM codes WHERE expires <= ?", vec![now_ms.into()])?;
         Ok(())
     }
 
@@ -92,13 +93,27 @@ impl EventLog for Events {
         self.0.exec("DELETE FROM events WHERE id = ?", vec![id.into()])?;
         Ok(())
     }
+
+    fn remember(&self, code: &PendingCode) -> Result<()> {
+        self.0.exec(
+            "INSERT OR REPLACE INTO codes (id, key, note, expires) VALUES (?, ?, ?, ?)",
+            vec![code.id.as_str().into(), code.key.as_str().into(), code.note.as_str().into(), code.expires_ms.into()],
+        )?;
+        Ok(())
+    }
+
+    fn recall(&self, id: &str, now_ms: i64) -> Result<Option<Remembered>> {
+        let rows =
+            self.0.exec("SELECT key, note FROM codes WHERE id = ? AND expires > ?", vec![id.into(), now_ms.into()])?;
+        Ok(rows.to_array::<Remembered>()?.into_iter().next())
+    }
 }
 
 impl RateLimiter {
     fn events(&self) -> Result<Events> {
         let sql = self.state.storage().sql();
         if !self.schema_ready.get() {
-            for statement in SCHEMA {
+            for statement in ports::EVENT_LOG_SCHEMA {
                 sql.exec(statement, None)?;
             }
             self.schema_ready.set(true);
@@ -107,7 +122,14 @@ impl RateLimiter {
     }
 
     fn latest_expiry(&self) -> Result<Option<i64>> {
-        let latest: Expires = self.events()?.0.exec("SELECT MAX(expires) AS expires FROM events", None)?.one()?;
+        let latest: Expires = self
+            .events()?
+            .0
+            .exec(
+                "SELECT MAX(expires) AS expires FROM (SELECT expires FROM events UNION ALL SELECT expires FROM codes)",
+                None,
+            )?
+            .one()?;
         Ok(latest.expires)
     }
 
@@ -134,24 +156,38 @@ impl DurableObject for RateLimiter {
         let command: Command = req.json().await?;
         let now_ms = Date::now().as_millis() as i64;
         let log = self.events()?;
-        let outcome = match command {
+        let none = || Outcome::Allowed { ids: Vec::new() };
+        let (body, took) = match command {
             Command::Ping => {
                 // A real read of this object's SQLite storage.
                 log.newest("ping", 0, 1)?;
-                Outcome::Allowed { ids: Vec::new() }
+                answer(&none())
             }
-            Command::Hit { rules, breaker } => limits::hit_with(&log, &rules, breaker.as_ref(), now_ms)?,
-            Command::Peek { rules } => limits::peek(&log, &rules, now_ms)?,
-            Command::Guess { guess } => limits::guess(&log, &guess, now_ms)?,
+            Command::Hit { rules, breaker, code: None } => {
+                answer(&limits::hit_with(&log, &rules, breaker.as_ref(), now_ms)?)
+            }
+            Command::Hit { rules, breaker, code: Some(code) } => {
+                answer(&limits::hit_remembering(&log, &rules, breaker.as_ref(), &code, now_ms)?)
+            }
+            Command::Peek { rules } => answer(&limits::peek(&log, &rules, now_ms)?),
+            Command::GuessCode { id, policy } => {
+                let judged = limits::guess_code(&log, &id, &policy, now_ms)?;
+                let took = matches!(&judged, Some(Judged { outcome: Outcome::Allowed { ids }, .. }) if !ids.is_empty());
+                (serde_json::to_string(&judged)?, took)
+            }
+            Command::Settle { ids, known } => {
+                limits::settle(&log, &ids, known.as_ref(), now_ms)?;
+                answer(&none())
+            }
             Command::Release { ids } => {
                 limits::release(&log, &ids)?;
-                Outcome::Allowed { ids: Vec::new() }
+                answer(&none())
             }
         };
-        if matches!(&outcome, Outcome::Allowed { ids } if !ids.is_empty()) {
+        if took {
             self.schedule_cleanup().await?;
         }
-        Response::from_json(&outcome)
+        Response::ok(body)
     }
 
     async fn alarm(&self) -> Result<Response> {
@@ -180,7 +216,17 @@ impl DurableLimiter {
         DurableLimiter { namespace: env.durable_object(BINDING).map_err(|e| e.to_string()) }
     }
 
-    async fn call(&self, object: &str, command: &Command) -> std::result::Result<Outcome, StoreError> {
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        object: &str,
+        command: &Command,
+    ) -> std::result::Result<T, StoreError> {
+        let body = self.call_raw(object, command).await?;
+        serde_json::from_str(&body).map_err(|e| StoreError(e.to_string()))
+    }
+
+    /// One command to `object`; the answer's body.
+    async fn call_raw(&self, object: &str, command: &Command) -> std::result::Result<String, StoreError> {
         let store = |e: Error| StoreError(e.to_string());
         let namespace = self.namespace.as_ref().map_err(|e| StoreError(e.clone()))?;
         let stub = namespace.get_by_name(object).map_err(store)?;
@@ -192,7 +238,7 @@ impl DurableLimiter {
         if resp.status_code() != 200 {
             return Err(StoreError(format!("rate limiter answered HTTP {}", resp.status_code())));
         }
-        resp.json().await.map_err(store)
+        resp.text().await.map_err(store)
     }
 }
 
@@ -202,9 +248,10 @@ impl ports::Limiter for DurableLimiter {
         object: &str,
         rules: Vec<Rule>,
         breaker: Option<Breaker>,
+        code: Option<PendingCode>,
     ) -> Fut<'_, std::result::Result<Outcome, StoreError>> {
         let object = object.to_string();
-        Box::pin(async move { self.call(&object, &Command::Hit { rules, breaker }).await })
+        Box::pin(async move { self.call(&object, &Command::Hit { rules, breaker, code }).await })
     }
 
     fn peek(&self, object: &str, rules: Vec<Rule>) -> Fut<'_, std::result::Result<Outcome, StoreError>> {
@@ -212,18 +259,30 @@ impl ports::Limiter for DurableLimiter {
         Box::pin(async move { self.call(&object, &Command::Peek { rules }).await })
     }
 
-    fn guess(&self, object: &str, guess: Guess) -> Fut<'_, std::result::Result<Outcome, StoreError>> {
+    fn guess_code(
+        &self,
+        object: &str,
+        id: &str,
+        policy: GuessPolicy,
+    ) -> Fut<'_, std::result::Result<Option<Judged>, StoreError>> {
+        let (object, id) = (object.to_string(), id.to_string());
+        Box::pin(async move { self.call(&object, &Command::GuessCode { id, policy }).await })
+    }
+
+    fn settle(&self, object: &str, ids: Vec<i64>, known: Option<Rule>) -> Fut<'_, std::result::Result<(), StoreError>> {
         let object = object.to_string();
-        Box::pin(async move { self.call(&object, &Command::Guess { guess }).await })
+        Box::pin(async move { self.call::<Outcome>(&object, &Command::Settle { ids, known }).await.map(|_| ()) })
     }
 
     fn release(&self, object: &str, ids: Vec<i64>) -> Fut<'_, std::result::Result<(), StoreError>> {
         let object = object.to_string();
-        Box::pin(async move { self.call(&object, &Command::Release { ids }).await.map(|_| ()) })
+        Box::pin(async move { self.call::<Outcome>(&object, &Command::Release { ids }).await.map(|_| ()) })
     }
 
     fn ping(&self, object: &str) -> Fut<'_, std::result::Result<bool, StoreError>> {
         let object = object.to_string();
-        Box::pin(async move { Ok(matches!(self.call(&object, &Command::Ping).await?, Outcome::Allowed { .. })) })
+        Box::pin(
+            async move { Ok(matches!(self.call::<Outcome>(&object, &Command::Ping).await?, Outcome::Allowed { .. })) },
+        )
     }
 }

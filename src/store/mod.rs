@@ -69,14 +69,20 @@ const USER_COLUMNS: &str = "id, username, email, phone_e164, status, email_verif
 
 /// The users column that holds this kind of destination.
 fn user_column(destination: &Destination) -> &'static str {
-    match destination.channel() {
+    channel_column(destination.channel())
+}
+
+/// The users column holding a destination of `channel`.
+fn channel_column(channel: Channel) -> &'static str {
+    match channel {
         Channel::Email => "email",
         Channel::Phone => "phone_e164",
     }
 }
 
-fn verified_column(destination: &Destination) -> &'static str {
-    match destination.channel() {
+/// The users column saying a destination of `channel` was verified.
+fn channel_verified_column(channel: Channel) -> &'static str {
+    match channel {
         Channel::Email => "email_verified",
         Channel::Phone => "phone_verified",
     }

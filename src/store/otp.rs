@@ -1,10 +1,10 @@
-//! Codes: storing one (superseding older ones), delivery claims, attempts,
-//! and the two transactions that complete a matched code.
+//! Codes: storing one (superseding older ones), delivery claims, and the
+//! one transaction that takes a guess at a code and completes a match.
 
 use serde::Deserialize;
 
 use super::sessions::{session_statements, NewSession};
-use super::{user_column, verified_column, Db, Id, UserRow, USER_COLUMNS};
+use super::{channel_column, channel_verified_column, user_column, Db, Id, UserRow, USER_COLUMNS};
 use crate::domain::destination::{Channel, Destination};
 use crate::domain::otp::{Purpose, RowState};
 use crate::ports::{first, first_of, Arg, Stmt, StoreError};
@@ -28,13 +28,56 @@ pub struct NewOtp {
     pub user_agent: String,
 }
 
-/// What an accepted verification attempt needs to check the code.
-#[derive(Debug, Deserialize)]
-pub struct AttemptRow {
-    pub otp_hash: String,
-    pub purpose: String,
-    pub otp_type: String,
-    pub destination: String,
+/// A guess at a code (`Db::attempt_code`). Its purpose and channel come
+/// from the destination's rate-limit object, which judged the guess first.
+pub struct CodeAttempt<'a> {
+    pub otp_id: &'a str,
+    pub purpose: Purpose,
+    pub channel: Channel,
+    /// The keyed hash of the guessed code (`otp::code_hash`).
+    pub guess_hash: &'a str,
+    pub now_ms: i64,
+    pub completion: Completion<'a>,
+}
+
+/// What a right guess does.
+pub enum Completion<'a> {
+    /// A login opens this session for the code's account.
+    Login(NewSession<'a>),
+    /// Register, verify and reset issue a verification token (its hash).
+    Token { hash: &'a str, expires_at_ms: i64 },
+}
+
+impl Completion<'_> {
+    /// What marks this attempt's take on the row (`verified_by`): the new
+    /// session's id, or the token's hash, both fresh for every request.
+    fn by(&self) -> &str {
+        match self {
+            Completion::Login(session) => session.id,
+            Completion::Token { hash, .. } => hash,
+        }
+    }
+}
+
+/// How a guess ended.
+pub enum Attempt {
+    /// No attempt was taken (used, superseded, expired, out of attempts,
+    /// or no such row): the row's state says why.
+    Refused(Option<RowState>),
+    /// An attempt was taken, and the guess was wrong (or the code was a
+    /// login code linked to no account, which never verifies).
+    Wrong,
+    LoggedIn(UserRow),
+    /// The code is used up, but its account is gone or disabled.
+    NoActiveUser,
+    /// A register, verify or reset code: the token is issued.
+    Verified,
+}
+
+/// A guess's end, and whose code it was (for the audit trail).
+pub struct Attempted {
+    pub attempt: Attempt,
+    pub destination: Option<Destination>,
     pub user_id: Option<String>,
 }
 
@@ -68,16 +111,6 @@ fn verified_by(otp_id: &str, by: &str, n: usize) -> (String, Vec<Arg>) {
     (
         format!("EXISTS (SELECT 1 FROM otp_requests WHERE id = ?{n} AND verified_by = ?{} AND is_verified = 1)", n + 1),
         vec![otp_id.into(), by.into()],
-    )
-}
-
-/// Marks a code used by `by`, atomically: of many parallel correct
-/// verifies, exactly one statement changes the row.
-fn mark_verified(otp_id: &str, by: &str, now_ms: i64) -> Stmt {
-    Stmt::new(
-        "UPDATE otp_requests SET is_verified = 1, verified_at = ?2, verified_by = ?3 \
-         WHERE id = ?1 AND is_verified = 0 AND invalidated_at IS NULL AND expires_at > ?2 RETURNING id",
-        vec![otp_id.into(), now_ms.into(), by.into()],
     )
 }
 
@@ -203,34 +236,6 @@ impl Db {
         })
     }
 
-    /// Takes one attempt, atomically: only a live code with attempts left
-    /// gives a row, so parallel verifies can never exceed the limit.
-    pub async fn consume_attempt(&self, id: &str, now_ms: i64) -> Result<Option<AttemptRow>, StoreError> {
-        first(
-            self.db
-                .all(Stmt::new(
-                    "UPDATE otp_requests SET attempts = attempts + 1 \
-                     WHERE id = ?1 AND is_verified = 0 AND invalidated_at IS NULL AND expires_at > ?2 \
-                     AND attempts < max_attempts \
-                     RETURNING otp_hash, purpose, otp_type, destination, user_id",
-                    vec![id.into(), now_ms.into()],
-                ))
-                .await?,
-        )
-    }
-
-    /// Gives back an attempt that was refused before its code was compared
-    /// (the destination is locked out), so the lockout costs the code nothing.
-    pub async fn refund_attempt(&self, id: &str) -> Result<(), StoreError> {
-        self.db
-            .all(Stmt::new(
-                "UPDATE otp_requests SET attempts = attempts - 1 WHERE id = ?1 AND attempts > 0",
-                vec![id.into()],
-            ))
-            .await?;
-        Ok(())
-    }
-
     /// Why a row refused an attempt (or `None`: no such row).
     pub async fn otp_state(&self, id: &str) -> Result<Option<RowState>, StoreError> {
         #[derive(Deserialize)]
@@ -259,81 +264,114 @@ impl Db {
         }))
     }
 
-    /// Completes a login whose code matched, in one transaction: marks the
-    /// code used, marks the destination verified on the account, upserts the
-    /// device and opens the session. Everything after the first statement
-    /// happens only if that statement changed the row (`verified_by`).
-    pub async fn complete_login(
-        &self,
-        otp_id: &str,
-        destination: &Destination,
-        session: &NewSession<'_>,
-    ) -> Result<LoginOutcome, StoreError> {
-        let column = verified_column(destination);
-        let (marker, marker_args) = verified_by(otp_id, session.id, 3);
-        let mut user_args: Vec<Arg> = vec![session.user_id.into(), session.now_ms.into()];
-        user_args.extend(marker_args);
-        let mut statements = vec![
-            mark_verified(otp_id, session.id, session.now_ms),
-            Stmt::new(
-                format!(
-                    "UPDATE users SET {column} = 1, updated_at = ?2 WHERE id = ?1 AND status = 'active' AND {marker} \
-                     RETURNING {USER_COLUMNS}"
-                ),
-                user_args,
-            ),
-        ];
-        statements.extend(session_statements(session, &|n| verified_by(otp_id, session.id, n)));
-        let mut results = self.db.batch(statements).await?;
-        if first_of::<Id>(&mut results, 0)?.is_none() {
-            return Ok(LoginOutcome::AlreadyUsed);
-        }
-        Ok(match first_of::<UserRow>(&mut results, 1)? {
-            Some(user) => LoginOutcome::LoggedIn(user),
-            None => LoginOutcome::NoActiveUser,
-        })
-    }
-
-    /// Completes a register, verify or reset code that matched, in one
-    /// transaction: marks it used and issues the verification token; for
-    /// `verify`, also marks the destination verified on its account.
-    /// `false`: a parallel verify of the same code won.
-    pub async fn complete_verification(
-        &self,
-        otp_id: &str,
-        purpose: Purpose,
-        destination: &Destination,
-        token_hash: &str,
-        now_ms: i64,
-        expires_at_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let marker = "EXISTS (SELECT 1 FROM otp_requests WHERE id = ?1 AND verified_by = ?2 AND is_verified = 1)";
-        let mut statements = vec![
-            mark_verified(otp_id, token_hash, now_ms),
-            Stmt::new(
-                format!(
+    /// A guess at a code, in one transaction: takes one attempt (only from
+    /// a live code with attempts left, so parallel guesses never exceed its
+    /// limit), compares the guess with the stored keyed hash, and, if it
+    /// matches, marks the code used and does what its purpose asks: a login
+    /// marks the destination verified on the account, upserts the device and
+    /// opens the session; register, verify and reset issue the verification
+    /// token (verify also marks the destination verified). Of many parallel
+    /// right guesses exactly one marks the code used; every later statement
+    /// requires that mark, made by this attempt (`verified_by`). The last
+    /// statement reads the row back, so the caller learns in the same round
+    /// trip why no attempt was taken, or whose code it was.
+    ///
+    /// The comparison is SQL equality of two keyed hashes (HMAC-SHA256 under
+    /// `OTP_PEPPER`): without the pepper, timing the comparison tells nothing
+    /// about a code.
+    pub async fn attempt_code(&self, a: &CodeAttempt<'_>) -> Result<Attempted, StoreError> {
+        let by = a.completion.by();
+        let take = Stmt::new(
+            "UPDATE otp_requests SET attempts = attempts + 1, verified_by = ?3 \
+             WHERE id = ?1 AND purpose = ?4 AND is_verified = 0 AND invalidated_at IS NULL AND expires_at > ?2 \
+             AND attempts < max_attempts",
+            vec![a.otp_id.into(), a.now_ms.into(), by.into(), a.purpose.as_str().into()],
+        );
+        // A login code linked to no account (the decoy of an unknown one, or
+        // a withdrawn code) never matches.
+        let matched = Stmt::new(
+            "UPDATE otp_requests SET is_verified = 1, verified_at = ?2 \
+             WHERE id = ?1 AND verified_by = ?3 AND is_verified = 0 AND otp_hash = ?4 \
+             AND (purpose <> 'login' OR user_id IS NOT NULL)",
+            vec![a.otp_id.into(), a.now_ms.into(), by.into(), a.guess_hash.into()],
+        );
+        let mut statements = vec![take, matched];
+        let (marker, marker_args) = verified_by(a.otp_id, by, 3);
+        let code_column = |column: &str| format!("(SELECT {column} FROM otp_requests WHERE id = ?1)");
+        match &a.completion {
+            Completion::Login(session) => {
+                let verified = channel_verified_column(a.channel);
+                let mut args: Vec<Arg> = vec![a.otp_id.into(), a.now_ms.into()];
+                args.extend(marker_args);
+                statements.push(Stmt::new(
+                    format!(
+                        "UPDATE users SET {verified} = 1, updated_at = ?2 WHERE id = {} AND status = 'active' \
+                         AND {marker} RETURNING {USER_COLUMNS}",
+                        code_column("user_id")
+                    ),
+                    args,
+                ));
+                statements.extend(session_statements(session, &|n| verified_by(a.otp_id, by, n)));
+            }
+            Completion::Token { hash, expires_at_ms } => {
+                statements.push(Stmt::new(
                     "INSERT INTO verification_tokens (token_hash, otp_request_id, purpose, otp_type, destination, \
-                     created_at, expires_at) SELECT ?2, ?1, ?3, ?4, ?5, ?6, ?7 WHERE {marker}"
-                ),
-                vec![
-                    otp_id.into(),
-                    token_hash.into(),
-                    purpose.as_str().into(),
-                    destination.channel().as_str().into(),
-                    destination.as_str().into(),
-                    now_ms.into(),
-                    expires_at_ms.into(),
-                ],
-            ),
-        ];
-        if purpose == Purpose::Verify {
-            let (column, verified) = (user_column(destination), verified_column(destination));
-            statements.push(Stmt::new(
-                format!("UPDATE users SET {verified} = 1, updated_at = ?4 WHERE {column} = ?3 AND {marker}"),
-                vec![otp_id.into(), token_hash.into(), destination.as_str().into(), now_ms.into()],
-            ));
+                     created_at, expires_at) SELECT ?2, id, purpose, otp_type, destination, ?3, ?4 \
+                     FROM otp_requests WHERE id = ?1 AND verified_by = ?2 AND is_verified = 1",
+                    vec![a.otp_id.into(), (*hash).into(), a.now_ms.into(), (*expires_at_ms).into()],
+                ));
+                if a.purpose == Purpose::Verify {
+                    let (column, verified) = (channel_column(a.channel), channel_verified_column(a.channel));
+                    let mut args: Vec<Arg> = vec![a.otp_id.into(), a.now_ms.into()];
+                    args.extend(marker_args);
+                    statements.push(Stmt::new(
+                        format!(
+                            "UPDATE users SET {verified} = 1, updated_at = ?2 WHERE {column} = {} AND {marker}",
+                            code_column("destination")
+                        ),
+                        args,
+                    ));
+                }
+            }
         }
+        let read_back = statements.len();
+        statements.push(Stmt::new(
+            "SELECT otp_type, destination, user_id, is_verified, invalidated_at, expires_at, attempts, max_attempts, \
+             verified_by IS ?2 AS attempted FROM otp_requests WHERE id = ?1",
+            vec![a.otp_id.into(), by.into()],
+        ));
         let mut results = self.db.batch(statements).await?;
-        Ok(first_of::<Id>(&mut results, 0)?.is_some())
+        #[derive(Deserialize)]
+        struct Row {
+            otp_type: String,
+            destination: String,
+            user_id: Option<String>,
+            is_verified: i64,
+            invalidated_at: Option<i64>,
+            expires_at: i64,
+            attempts: i64,
+            max_attempts: i64,
+            attempted: i64,
+        }
+        let Some(row) = first_of::<Row>(&mut results, read_back)? else {
+            return Ok(Attempted { attempt: Attempt::Refused(None), destination: None, user_id: None });
+        };
+        let attempt = match (row.attempted != 0, row.is_verified != 0, &a.completion) {
+            (false, ..) => Attempt::Refused(Some(RowState {
+                is_verified: row.is_verified != 0,
+                invalidated: row.invalidated_at.is_some(),
+                expires_at_ms: row.expires_at,
+                attempts: row.attempts,
+                max_attempts: row.max_attempts,
+            })),
+            (true, false, _) => Attempt::Wrong,
+            (true, true, Completion::Login(_)) => match first_of::<UserRow>(&mut results, 2)? {
+                Some(user) => Attempt::LoggedIn(user),
+                None => Attempt::NoActiveUser,
+            },
+            (true, true, Completion::Token { .. }) => Attempt::Verified,
+        };
+        let destination = stored_destination(&row.otp_type, &row.destination);
+        Ok(Attempted { attempt, destination, user_id: row.user_id })
     }
 }

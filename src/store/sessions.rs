@@ -110,12 +110,32 @@ pub struct SessionRow {
     pub app_version: Option<String>,
 }
 
+/// Whose session it is: an account by id, or the account a login code
+/// was linked to (known to D1 only, in the batch that verifies the code).
+#[derive(Debug, Clone, Copy)]
+pub enum SessionUser<'a> {
+    Id(&'a str),
+    OfCode(&'a str),
+}
+
+impl SessionUser<'_> {
+    /// The account's id as SQL, from parameter `?n`, and what `?n` binds.
+    fn sql(self, n: usize) -> (String, Arg) {
+        match self {
+            SessionUser::Id(id) => (format!("?{n}"), id.into()),
+            SessionUser::OfCode(otp_id) => {
+                (format!("(SELECT user_id FROM otp_requests WHERE id = ?{n})"), otp_id.into())
+            }
+        }
+    }
+}
+
 /// A new session and, when the client names its install, its device.
 pub struct NewSession<'a> {
     pub id: &'a str,
     /// The id a new device row gets (an existing one keeps its own).
     pub device_id: &'a str,
-    pub user_id: &'a str,
+    pub user: SessionUser<'a>,
     pub install_id: Option<&'a str>,
     pub platform: &'a str,
     pub app_version: Option<&'a str>,
@@ -142,26 +162,32 @@ pub(super) fn session_statements(s: &NewSession<'_>, condition: Condition) -> Ve
     };
     let mut statements = Vec::new();
     if let Some(install_id) = s.install_id {
+        let (user, user_arg) = s.user.sql(6);
         statements.push(with(
-            "INSERT INTO devices (id, user_id, install_id, platform, app_version, created_at, last_seen_at) \
-             SELECT ?1, u.id, ?2, ?3, ?4, ?5, ?5 FROM users u WHERE u.id = ?6 AND u.status = 'active' AND {condition} \
-             ON CONFLICT (user_id, install_id) DO UPDATE SET platform = excluded.platform, \
-             app_version = excluded.app_version, last_seen_at = excluded.last_seen_at",
+            &format!(
+                "INSERT INTO devices (id, user_id, install_id, platform, app_version, created_at, last_seen_at) \
+                 SELECT ?1, u.id, ?2, ?3, ?4, ?5, ?5 FROM users u WHERE u.id = {user} AND u.status = 'active' \
+                 AND {{condition}} ON CONFLICT (user_id, install_id) DO UPDATE SET platform = excluded.platform, \
+                 app_version = excluded.app_version, last_seen_at = excluded.last_seen_at"
+            ),
             vec![
                 s.device_id.into(),
                 install_id.into(),
                 s.platform.into(),
                 s.app_version.into(),
                 s.now_ms.into(),
-                s.user_id.into(),
+                user_arg,
             ],
         ));
     }
+    let (user, user_arg) = s.user.sql(8);
     statements.push(with(
-        "INSERT INTO sessions (id, user_id, device_id, refresh_token_hash, ip_address, user_agent, \
-         created_at, last_used_at, expires_at, platform) \
-         SELECT ?1, u.id, (SELECT d.id FROM devices d WHERE d.user_id = u.id AND d.install_id = ?2), \
-         ?3, ?4, ?5, ?6, ?6, ?7, ?9 FROM users u WHERE u.id = ?8 AND u.status = 'active' AND {condition}",
+        &format!(
+            "INSERT INTO sessions (id, user_id, device_id, refresh_token_hash, ip_address, user_agent, \
+             created_at, last_used_at, expires_at, platform) \
+             SELECT ?1, u.id, (SELECT d.id FROM devices d WHERE d.user_id = u.id AND d.install_id = ?2), \
+             ?3, ?4, ?5, ?6, ?6, ?7, ?9 FROM users u WHERE u.id = {user} AND u.status = 'active' AND {{condition}}"
+        ),
         vec![
             s.id.into(),
             s.install_id.into(),
@@ -170,7 +196,7 @@ pub(super) fn session_statements(s: &NewSession<'_>, condition: Condition) -> Ve
             s.user_agent.into(),
             s.now_ms.into(),
             s.expires_at_ms.into(),
-            s.user_id.into(),
+            user_arg,
             s.platform.into(),
         ],
     ));

@@ -43,6 +43,7 @@ impl Db {
     pub async fn create_user(
         &self,
         token_hash: &str,
+        user_id: &str,
         username: &str,
         session: &NewSession<'_>,
         max_failures: u32,
@@ -58,7 +59,7 @@ impl Db {
         let consume = Stmt::new(
             "UPDATE verification_tokens SET consumed_at = ?2, consumed_by = ?3 \
              WHERE token_hash = ?1 AND purpose = 'register' AND consumed_at IS NULL AND expires_at > ?2",
-            vec![token_hash.into(), now_ms.into(), session.user_id.into()],
+            vec![token_hash.into(), now_ms.into(), user_id.into()],
         );
         let insert = Stmt::new(
             format!(
@@ -73,7 +74,7 @@ impl Db {
                  AND NOT EXISTS (SELECT 1 FROM users u WHERE u.phone_e164 = t.destination) \
                  RETURNING {USER_COLUMNS}"
             ),
-            vec![session.user_id.into(), username.into(), token_hash.into(), now_ms.into()],
+            vec![user_id.into(), username.into(), token_hash.into(), now_ms.into()],
         );
         // Claimed by this request but no user made: one more failure, and
         // the token back unless that was the last one allowed.
@@ -84,7 +85,7 @@ impl Db {
              WHERE token_hash = ?1 AND consumed_by = ?2 AND NOT EXISTS (SELECT 1 FROM users WHERE id = ?2) \
              RETURNING EXISTS (SELECT 1 FROM users u WHERE u.email = verification_tokens.destination \
              OR u.phone_e164 = verification_tokens.destination) AS account_exists",
-            vec![token_hash.into(), session.user_id.into(), max_failures.into()],
+            vec![token_hash.into(), user_id.into(), max_failures.into()],
         );
         let mut statements = vec![consume, insert, refuse];
         statements.extend(session_statements(session, &|_| ("1 = 1".to_string(), Vec::new())));
