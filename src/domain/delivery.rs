@@ -203,6 +203,12 @@ pub struct DeliveryJob {
     pub request_id: String,
     pub ip_hash: String,
     pub requested_at_ms: i64,
+    /// The request's own audit events (`audit::AuditEvent`, masked: no
+    /// code, no token), stored by the consumer in the same D1 write as the
+    /// delivery's: a login request then costs no write of its own for its
+    /// trail. Only a job's first try carries them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trail: Vec<serde_json::Value>,
 }
 
 pub const JOB_VERSION: u8 = 1;
@@ -372,6 +378,7 @@ mod tests {
             request_id: "r".into(),
             ip_hash: "h".into(),
             requested_at_ms: 1,
+            trail: vec![serde_json::json!({ "event": "otp_requested" })],
         };
         let text = serde_json::to_string(&job).unwrap();
         assert_eq!(serde_json::from_str::<DeliveryJob>(&text).unwrap(), job);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::abuse;
 use super::error::Error;
-use crate::audit::{Event, Trail};
+use crate::audit::{AuditEvent, Event, Trail};
 use crate::config::{Config, MailProvider, SmsProvider};
 use crate::domain::delivery::{self, DeliveryJob, Failure, FailureKind, JOB_VERSION};
 use crate::domain::destination::{Channel, Destination};
@@ -242,7 +242,19 @@ pub fn job(config: &Config, ports: &Ports, trail: &Trail, s: &Sending<'_>) -> De
         request_id,
         ip_hash,
         requested_at_ms,
+        trail: Vec::new(),
     }
+}
+
+/// The audit events a job carries from its request (`DeliveryJob::trail`),
+/// taken out of it, so that a retry of the job does not carry them again.
+pub fn carried(job: &mut DeliveryJob) -> Vec<AuditEvent> {
+    std::mem::take(&mut job.trail).iter().filter_map(AuditEvent::from_json).collect()
+}
+
+/// Events as a job carries them.
+pub fn to_carry(events: &[AuditEvent]) -> Vec<serde_json::Value> {
+    events.iter().filter_map(|e| serde_json::to_value(e).ok()).collect()
 }
 
 /// What became of one queued job.
@@ -354,21 +366,23 @@ pub fn send_after_response(config: &'static Config, ports: &Ports, trail: &Trail
 /// consumer drops it); without a queue, or if the queue refuses the job, a
 /// real code is delivered directly, once (the outcome is on the row,
 /// withdrawn on failure, and in the trail), and a decoy is dropped.
-pub async fn queue_login(config: &'static Config, ports: &Ports, trail: &Trail, job: &DeliveryJob) {
+/// `true` when the job is queued (its carried events with it).
+pub async fn queue_login(config: &'static Config, ports: &Ports, trail: &Trail, job: &DeliveryJob) -> bool {
     if let Some(queue) = &ports.queue {
         match queue.enqueue(job, config.login_delivery_delay_seconds).await {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err(e) => crate::log::error("delivery_queue_unavailable", &e.to_string()),
         }
     }
     if job.decoy {
-        return;
+        return false;
     }
     let c = Courier::new(config, ports);
     // Without a queue there is no later try.
     if let Ok(Processed::RetryIn(_)) = run_job(&c, job, trail).await {
         give_up(&c, job, trail).await;
     }
+    false
 }
 
 /// The decoy of `send_after_response`: the same job, sealed the same way,
@@ -379,7 +393,9 @@ pub fn queue_decoy(config: &'static Config, ports: &Ports, trail: &Trail, s: &Se
     let job = DeliveryJob { decoy: true, ..job(config, ports, trail, s) };
     let (ports, trail) = (ports.clone(), trail.follow_up());
     let background = ports.background.clone();
-    background.spawn(Box::pin(async move { queue_login(config, &ports, &trail, &job).await }));
+    background.spawn(Box::pin(async move {
+        queue_login(config, &ports, &trail, &job).await;
+    }));
 }
 
 /// A job that reached the dead-letter queue: its tries failed without a

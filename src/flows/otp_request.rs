@@ -171,11 +171,23 @@ fn store_after_response(app: &App, row: NewOtp, job: DeliveryJob) {
                     requested(&row, linked_user.is_none(), false, linked_user.as_deref()),
                     ports.clock.now_ms(),
                 );
-                let job = DeliveryJob { decoy: linked_user.is_none(), user_id: linked_user, ..job };
-                delivery::queue_login(config, &ports, &trail, &job).await;
+                // The request's events ride in the job, stored with the
+                // delivery's: no D1 write of their own (real and decoy alike).
+                let own = trail.take();
+                let job = DeliveryJob {
+                    decoy: linked_user.is_none(),
+                    user_id: linked_user,
+                    trail: delivery::to_carry(&own),
+                    ..job
+                };
+                if !delivery::queue_login(config, &ports, &trail, &job).await {
+                    db.keep_audit(&[own, trail.take()].concat(), &*ports.clock).await;
+                }
             }
-            Err(e) => crate::log::error("otp_store_failed", &format!("{}: {e}", row.id)),
+            Err(e) => {
+                crate::log::error("otp_store_failed", &format!("{}: {e}", row.id));
+                db.keep_audit(&trail.take(), &*ports.clock).await;
+            }
         }
-        db.keep_audit(&trail.take(), &*ports.clock).await;
     }));
 }

@@ -32,17 +32,24 @@ pub async fn consume(batch: MessageBatch<String>, env: Env, ctx: Context) {
     let ports = runtime::ports(&env, ctx);
     let courier = Courier::new(config, &ports);
     let (ports, c) = (&ports, &courier);
+    // Every message's events, stored in one D1 write for the whole batch.
     let handled = batch.iter().map(|message| async move {
         let message = match message {
             Ok(m) => m,
             // Not a string: not ours. Left unacknowledged, it ends in the dead-letter queue.
-            Err(e) => return crate::log::error("delivery_job_unreadable", &e.to_string()),
+            Err(e) => {
+                crate::log::error("delivery_job_unreadable", &e.to_string());
+                return Vec::new();
+            }
         };
         let job = serde_json::from_str::<DeliveryJob>(message.body()).ok().filter(|j| j.v == JOB_VERSION);
-        let Some(job) = job else {
+        let Some(mut job) = job else {
             crate::log::emit("error", "delivery_job_unreadable", serde_json::json!({ "queue_message": message.id() }));
-            return message.ack();
+            message.ack();
+            return Vec::new();
         };
+        // The request's own events, stored once the message is done with.
+        let carried = delivery::carried(&mut job);
         let (request_id, ip_hash) = (job.request_id.clone(), job.ip_hash.clone());
         let trail = Trail::new(request_id, ip_hash, job.requested_at_ms);
         if dead_letters {
@@ -70,10 +77,13 @@ pub async fn consume(batch: MessageBatch<String>, env: Env, ctx: Context) {
                     message.retry_with_options(
                         &QueueRetryOptionsBuilder::new().with_delay_seconds(UNDECIDED_RETRY_SECONDS).build(),
                     );
+                    // The message comes again, with its carried events.
+                    return trail.take();
                 }
             }
         }
-        c.db.keep_audit(&trail.take(), &*ports.clock).await;
+        [carried, trail.take()].concat()
     });
-    join_all(handled.collect()).await;
+    let events = join_all(handled.collect()).await.concat();
+    c.db.keep_audit(&events, &*ports.clock).await;
 }

@@ -20,7 +20,7 @@ impl Db {
                     vec![
                         e.at_ms.into(),
                         e.request_id.as_str().into(),
-                        e.event.into(),
+                        e.event.as_ref().into(),
                         e.outcome.as_str().into(),
                         e.latency_ms.into(),
                         e.ip_hash.as_str().into(),

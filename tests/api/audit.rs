@@ -14,7 +14,7 @@ async fn events_of_user(app: &TestApp, email: &str, want: usize) -> Vec<Value> {
     let sql = format!(
         "SELECT datetime(a.at / 1000, 'unixepoch') AS at, a.event, a.outcome, a.destination, a.ip_hash, a.request_id, \
          a.otp_id, a.session_id, a.latency_ms FROM audit_events a JOIN users u ON u.id = a.user_id \
-         WHERE u.email = {} ORDER BY a.id",
+         WHERE u.email = {} ORDER BY a.at, a.id",
         sql_str(email)
     );
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -40,8 +40,9 @@ async fn a_login_leaves_a_trail_an_operator_can_query() {
     let session_id = body["session_id"].as_str().unwrap();
 
     let rows = events_of_user(&app, &email, 5).await;
-    // The delivery is recorded after the answer, so it may land after the
-    // failed guess; every other event is in the order the user caused it.
+    // In the order the events happened (`at`): a login request's own events
+    // are written later, with its delivery's, by the queue consumer. The
+    // delivery itself may happen after the failed guess.
     let names: Vec<&str> = rows.iter().map(|r| r["event"].as_str().unwrap()).collect();
     let mut without_delivery = names.clone();
     without_delivery.retain(|n| *n != "otp_delivered");

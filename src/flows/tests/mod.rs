@@ -175,7 +175,8 @@ impl World {
         loop {
             self.fakes.run_later().await;
             let next = self.fakes.queue.queued.borrow_mut().pop_front();
-            let Some((job, delay)) = next else { return };
+            let Some((mut job, delay)) = next else { return };
+            let carried = super::delivery::carried(&mut job);
             // A retry's wait passes on the clock; a first try's short
             // LOGIN_DELIVERY_DELAY_SECONDS does not, so tests can state the
             // times of what a login leads to from T0 (the otp_request tests
@@ -194,7 +195,7 @@ impl World {
                     self.fakes.queue.queued.borrow_mut().push_back((next, seconds));
                 }
             }
-            courier.db.insert_audit(&trail.take()).await.unwrap();
+            courier.db.insert_audit(&[carried, trail.take()].concat()).await.unwrap();
         }
     }
 

@@ -6,7 +6,6 @@
 use serde_json::Value;
 
 use super::{refusal, run, wrong, World, PEPPER, T0};
-use crate::domain::destination::Destination;
 use crate::domain::otp::{self, OtpCode, Purpose};
 use crate::flows::otp_verify::Verified;
 use crate::native::answer;
@@ -325,7 +324,6 @@ fn the_stored_row_holds_a_keyed_hash_never_the_code() {
         let (otp_id, code) = w.code_for(IP, "+15551234567", Purpose::Login).await;
 
         let row = otp_row(&w, &otp_id);
-        let destination = Destination::parse("+15551234567").unwrap();
         let code = OtpCode::parse(&code, 6).unwrap();
         let expected = otp::code_hash(PEPPER, &otp_id, Purpose::Login, &code);
         assert_eq!(row["otp_hash"], expected.as_str());
@@ -511,5 +509,31 @@ fn a_queued_sms_to_a_number_that_opted_out_is_tried_once_and_withdrawn() {
             [event("otp_delivery_failed", "opted_out", 1, Some("twilio:21610"))]
         );
         assert_withdrawn_like_a_decoy(&w, &otp.otp_id, "+15559990000").await;
+    })
+}
+
+/// A login request's own audit events ride in its delivery job and are
+/// stored with the delivery's, in the consumer's one write: after its
+/// answer the request writes only its row (one D1 batch), a decoy the same.
+#[test]
+fn a_login_requests_events_are_stored_with_its_delivery_not_on_their_own() {
+    run(async {
+        let w = World::new();
+        w.seed_user("carried@example.com", "active");
+        for (destination, outcome) in [("carried@example.com", "ok"), ("nobody@example.com", "no_active_account")] {
+            let otp = w.request_answer(IP, destination, Purpose::Login).await.unwrap();
+            w.fakes.trips.reset();
+            w.fakes.run_later().await;
+            assert_eq!(w.fakes.trips.figures().0, 1, "after the answer: the row's batch, no audit batch");
+            let requested =
+                format!("SELECT outcome FROM audit_events WHERE event = 'otp_requested' AND otp_id = '{}'", otp.otp_id);
+            assert!(w.rows(&requested).is_empty(), "not stored before the delivery");
+            let queued = w.fakes.queue.queued.borrow().back().map(|(job, _)| job.clone()).unwrap();
+            assert_eq!(queued.trail.len(), 1, "the job carries the request's event");
+            let carried = serde_json::to_string(&queued.trail).unwrap();
+            assert!(!carried.contains(destination), "masked: {carried}");
+            w.deliver_queued().await;
+            assert_eq!(w.rows(&requested), vec![serde_json::json!({ "outcome": outcome })]);
+        }
     })
 }
