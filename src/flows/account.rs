@@ -113,3 +113,26 @@ pub async fn logout(app: &App, who: &Principal) -> Result<Done, Error> {
     app.audit(Event::new("session_revoked", "logout").session(&who.session_id).user(Some(&who.user_id)));
     Ok(Done { message: "Logged out" })
 }
+
+/// What signing out everywhere did.
+#[derive(Serialize)]
+#[cfg_attr(test, derive(Debug))]
+pub struct SignedOut {
+    /// Live sessions revoked (the caller's own included when asked).
+    pub revoked: usize,
+    pub include_current: bool,
+}
+
+/// Revokes every other live session of the caller, and with
+/// `include_current` the caller's own too: one statement.
+pub async fn sign_out_everywhere(app: &App, who: &Principal, include_current: bool) -> Result<SignedOut, Error> {
+    let keep = (!include_current).then_some(who.session_id.as_str());
+    let revoked = app
+        .db
+        .revoke_user_sessions(&who.user_id, keep, "signed_out_everywhere", session::liveness(app))
+        .await
+        .map_err(db_down)?;
+    let outcome = if include_current { "everywhere" } else { "others" };
+    app.audit(Event::new("sessions_revoked", outcome).session(&who.session_id).user(Some(&who.user_id)));
+    Ok(SignedOut { revoked, include_current })
+}

@@ -152,6 +152,16 @@ pub fn refresh(bytes: &[u8]) -> Result<String, ApiError> {
     }
 }
 
+/// `?include_current=true|false` of signing out everywhere (absent: false).
+pub fn include_current(query: Option<&str>) -> Result<bool, ApiError> {
+    let value = form_urlencoded::parse(query.unwrap_or_default().as_bytes()).find(|(k, _)| k == "include_current");
+    match value.as_ref().map(|(_, v)| v.as_ref()) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(ApiError::validation("include_current must be true or false")),
+    }
+}
+
 /// Only the canonical hyphenated form (what `otp_id` answers carry).
 pub fn parse_uuid(s: &str) -> Option<Uuid> {
     (s.len() == 36).then(|| Uuid::try_parse(s).ok()).flatten()
@@ -288,6 +298,17 @@ mod tests {
         assert_eq!(refresh(br#"{"refresh":"abc"}"#).unwrap(), "abc");
         assert_eq!(refresh(br#"{"refresh":5}"#).unwrap_err().code, "VALIDATION_ERROR");
         assert_eq!(refresh(b"{}").unwrap_err().code, "VALIDATION_ERROR");
+    }
+
+    #[test]
+    fn include_current_is_true_or_false() {
+        assert_eq!(include_current(None).unwrap(), false);
+        assert_eq!(include_current(Some("")).unwrap(), false);
+        assert_eq!(include_current(Some("include_current=true")).unwrap(), true);
+        assert_eq!(include_current(Some("x=1&include_current=false")).unwrap(), false);
+        for bad in ["include_current=1", "include_current=", "include_current=TRUE", "include_current"] {
+            assert_eq!(include_current(Some(bad)).unwrap_err().code, "VALIDATION_ERROR", "{bad}");
+        }
     }
 
     #[test]

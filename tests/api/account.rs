@@ -1,0 +1,155 @@
+//! The signed-in user's account, black-box: signing out everywhere,
+//! changing the username, adding, changing and removing an email or phone,
+//! and deleting the account; with the races a UNIQUE constraint or one
+//! statement decides, run for real against the Worker's D1.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, json_of, random_email, random_hex, spawn_app, sql_str, TestApp};
+
+/// A signed-in session of a user.
+#[derive(Debug, Clone)]
+struct Session {
+    access: String,
+    refresh: String,
+    user_id: String,
+}
+
+impl Session {
+    fn from_answer(body: &Value) -> Session {
+        let text = |v: &Value| v.as_str().unwrap_or_else(|| panic!("not a string in {body}")).to_string();
+        Session { access: text(&body["access"]), refresh: text(&body["refresh"]), user_id: text(&body["user"]["id"]) }
+    }
+}
+
+/// The verification token of a verified `purpose` code for `destination`.
+async fn token(app: &TestApp, destination: &str, purpose: &str) -> String {
+    let otp = app.otp_for(destination, purpose).await;
+    let (status, body) = json_of(app.verify_otp(&otp.id, &otp.code).await).await;
+    assert_eq!(status, 200, "verifying a {purpose} code: {body}");
+    body["verification_token"].as_str().unwrap_or_else(|| panic!("no verification_token: {body}")).to_string()
+}
+
+fn unique_username() -> String {
+    format!("user_{}", random_hex(12))
+}
+
+/// A new user registered with `destination`, signed in.
+async fn new_user_with(app: &TestApp, destination: &str) -> Session {
+    let token = token(app, destination, "register").await;
+    let body = json!({ "verification_token": token, "username": unique_username() });
+    let (status, body) = json_of(app.post_json("/api/auth/register/", &body).await).await;
+    assert_eq!(status, 201, "{body}");
+    Session::from_answer(&body)
+}
+
+/// A new user registered with a fresh email, signed in.
+async fn new_user(app: &TestApp) -> (Session, String) {
+    let email = random_email();
+    (new_user_with(app, &email).await, email)
+}
+
+/// Another session of the user of `destination`.
+async fn sign_in(app: &TestApp, destination: &str) -> Session {
+    let otp = app.otp_for(destination, "login").await;
+    let (status, body) = json_of(app.verify_otp(&otp.id, &otp.code).await).await;
+    assert_eq!(status, 200, "signing in {destination}: {body}");
+    Session::from_answer(&body)
+}
+
+async fn call(app: &TestApp, method: Method, path: &str, access: &str, body: Option<Value>) -> reqwest::Response {
+    let mut request = app.client.request(method, app.url(path)).bearer_auth(access);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    app.send(request).await
+}
+
+async fn me(app: &TestApp, access: &str) -> reqwest::Response {
+    call(app, Method::GET, "/api/auth/me/", access, None).await
+}
+
+/// Whether the access token still opens `GET /api/auth/me/` (else 401 SESSION_REVOKED).
+async fn accepted(app: &TestApp, access: &str) -> bool {
+    let resp = me(app, access).await;
+    if resp.status() == 200 {
+        return true;
+    }
+    assert_error(resp, 401, "SESSION_REVOKED").await;
+    false
+}
+
+async fn audit_events(app: &TestApp, event: &str, user_id: &str) -> Vec<Value> {
+    app.d1(&format!(
+        "SELECT outcome, destination, session_id FROM audit_events WHERE event = {} AND user_id = {} ORDER BY id",
+        sql_str(event),
+        sql_str(user_id)
+    ))
+    .await
+}
+
+/// The audit trail is written after the answer: waits for `n` events.
+async fn wait_for_events(app: &TestApp, event: &str, user_id: &str, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let events = audit_events(app, event, user_id).await;
+        if events.len() >= n || std::time::Instant::now() > deadline {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Sign out everywhere
+
+#[tokio::test]
+async fn signing_out_everywhere_ends_every_other_session_and_says_how_many() {
+    let app = spawn_app().await;
+    let (mine, email) = new_user(&app).await;
+    let others = [sign_in(&app, &email).await, sign_in(&app, &email).await];
+    let (stranger, _) = new_user(&app).await;
+
+    let (status, body) = json_of(call(&app, Method::DELETE, "/api/auth/sessions/", &mine.access, None).await).await;
+
+    assert_eq!((status, &body), (200, &json!({ "revoked": 2, "include_current": false })));
+    assert!(accepted(&app, &mine.access).await, "the caller's own session lives on");
+    for other in &others {
+        assert!(!accepted(&app, &other.access).await);
+        let refresh = app.post_json("/api/auth/token/refresh/", &json!({ "refresh": other.refresh })).await;
+        assert_error(refresh, 401, "SESSION_REVOKED").await;
+    }
+    assert!(accepted(&app, &stranger.access).await, "another user's session is untouched");
+    let events = wait_for_events(&app, "sessions_revoked", &mine.user_id, 1).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["outcome"], "others");
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_with_include_current_ends_my_session_too() {
+    let app = spawn_app().await;
+    let (mine, email) = new_user(&app).await;
+    let other = sign_in(&app, &email).await;
+
+    let path = "/api/auth/sessions/?include_current=true";
+    let (status, body) = json_of(call(&app, Method::DELETE, path, &mine.access, None).await).await;
+
+    assert_eq!((status, &body), (200, &json!({ "revoked": 2, "include_current": true })));
+    assert!(!accepted(&app, &mine.access).await && !accepted(&app, &other.access).await);
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_refuses_an_include_current_that_is_not_true_or_false() {
+    let app = spawn_app().await;
+    let (mine, email) = new_user(&app).await;
+    let other = sign_in(&app, &email).await;
+
+    for query in ["include_current=yes", "include_current=1", "include_current="] {
+        let path = format!("/api/auth/sessions/?{query}");
+        assert_error(call(&app, Method::DELETE, &path, &mine.access, None).await, 400, "VALIDATION_ERROR").await;
+    }
+    assert!(accepted(&app, &other.access).await, "a refused request revokes nothing");
+    let unauthenticated = app.send(app.client.delete(app.url("/api/auth/sessions/"))).await;
+    assert_error(unauthenticated, 401, "NOT_AUTHENTICATED").await;
+}
