@@ -8,7 +8,9 @@ use super::error::{db_down, AuthFailure, Error};
 use super::session::{self, UserView};
 use super::App;
 use crate::audit::Event;
+use crate::domain::account::Username;
 use crate::domain::time::rfc3339_millis;
+use crate::store::users::Refused;
 use crate::store::UserRow;
 
 /// The caller behind a valid access token of a live session.
@@ -135,4 +137,22 @@ pub async fn sign_out_everywhere(app: &App, who: &Principal, include_current: bo
     let outcome = if include_current { "everywhere" } else { "others" };
     app.audit(Event::new("sessions_revoked", outcome).session(&who.session_id).user(Some(&who.user_id)));
     Ok(SignedOut { revoked, include_current })
+}
+
+/// An account change the store refused, in the flows' terms.
+fn refused(r: Refused) -> Error {
+    match r {
+        Refused::UsernameTaken => Error::UsernameTaken,
+        // Deleted or disabled since this request was authenticated.
+        Refused::Gone => Error::Auth(AuthFailure::SessionEnded),
+    }
+}
+
+/// Changes the caller's username (register's rules, already parsed into
+/// `Username`); the updated user, as `me` shows it.
+pub async fn rename(app: &App, who: &Principal, username: &Username) -> Result<UserView, Error> {
+    let user =
+        app.db.set_username(&who.user_id, username.as_str(), app.now_ms).await.map_err(db_down)?.map_err(refused)?;
+    app.audit(Event::new("username_changed", "ok").session(&who.session_id).user(Some(&who.user_id)));
+    Ok(UserView::from(&user))
 }

@@ -142,6 +142,14 @@ pub fn register(bytes: &[u8]) -> Result<RegisterInput, ApiError> {
     Ok(RegisterInput { verification_token, username: username(name)?, device: device(&body)? })
 }
 
+/// `{username}` of a username change: register's rules.
+pub fn rename(bytes: &[u8]) -> Result<Username, ApiError> {
+    match Body::parse(bytes)?.optional_str("username")? {
+        Some(name) => username(name),
+        None => Err(ApiError::validation("username required")),
+    }
+}
+
 /// `{refresh}`: the opaque refresh token. Any string is looked up (an
 /// unknown one is a 401); only a missing or non-string value is a 400.
 pub fn refresh(bytes: &[u8]) -> Result<String, ApiError> {
@@ -294,6 +302,10 @@ mod tests {
             br#"{"verification_token":1,"username":"bob"}"#,
         ] {
             assert_eq!(register(bad).unwrap_err().code, "VALIDATION_ERROR");
+        }
+        assert_eq!(rename(br#"{"username":" Zoe.K "}"#).unwrap().as_str(), "zoe.k");
+        for bad in [&b"{}"[..], br#"{"username":null}"#, br#"{"username":5}"#, br#"{"username":"a"}"#, b"[]"] {
+            assert_eq!(rename(bad).unwrap_err().code, "VALIDATION_ERROR", "{}", String::from_utf8_lossy(bad));
         }
         assert_eq!(refresh(br#"{"refresh":"abc"}"#).unwrap(), "abc");
         assert_eq!(refresh(br#"{"refresh":5}"#).unwrap_err().code, "VALIDATION_ERROR");

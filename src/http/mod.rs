@@ -53,7 +53,7 @@ fn route_of(path: &str) -> Result<(Route, &'static str), ApiError> {
         "/api/auth/otp/verify" => (Route::OtpVerify, "POST"),
         "/api/auth/register" => (Route::Register, "POST"),
         "/api/auth/token/refresh" => (Route::Refresh, "POST"),
-        "/api/auth/me" => (Route::Me, "GET"),
+        "/api/auth/me" => (Route::Me, "GET, PATCH"),
         "/api/auth/sessions" => (Route::Sessions, "GET, DELETE"),
         "/api/auth/logout" => (Route::Logout, "POST"),
         "/api/webhooks/twilio/status" => (Route::TwilioStatus, "POST"),
@@ -155,6 +155,11 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
         Route::Refresh => {
             let presented = input::refresh(&json_body(&mut req).await?)?;
             json(200, &flows::refresh::refresh(app, &presented).await?)
+        }
+        Route::Me if method == "PATCH" => {
+            let who = authenticate().await?;
+            let username = input::rename(&json_body(&mut req).await?)?;
+            json(200, &flows::account::rename(app, &who, &username).await?)
         }
         Route::Me => {
             let who = authenticate().await?;

@@ -108,3 +108,36 @@ impl Db {
         }
     }
 }
+
+/// Why an account change was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Another account has this username (the UNIQUE constraint said so).
+    UsernameTaken,
+    /// The account is gone (deleted, or disabled, since the request was authenticated).
+    Gone,
+}
+
+impl Db {
+    /// Renames an active account; the UNIQUE constraint on `users.username`
+    /// decides between two accounts asking for one name at once.
+    pub async fn set_username(
+        &self,
+        user_id: &str,
+        username: &str,
+        now_ms: i64,
+    ) -> Result<Result<UserRow, Refused>, StoreError> {
+        let rename = Stmt::new(
+            format!(
+                "UPDATE users SET username = ?2, updated_at = ?3 WHERE id = ?1 AND status = 'active' \
+                 RETURNING {USER_COLUMNS}"
+            ),
+            vec![user_id.into(), username.into(), now_ms.into()],
+        );
+        match self.db.all(rename).await {
+            Ok(rows) => Ok(first(rows)?.ok_or(Refused::Gone)),
+            Err(e) if e.is_unique_violation("users.username") => Ok(Err(Refused::UsernameTaken)),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -153,3 +153,67 @@ async fn signing_out_everywhere_refuses_an_include_current_that_is_not_true_or_f
     let unauthenticated = app.send(app.client.delete(app.url("/api/auth/sessions/"))).await;
     assert_error(unauthenticated, 401, "NOT_AUTHENTICATED").await;
 }
+
+// ---------------------------------------------------------------------------
+// Change the username
+
+async fn rename(app: &TestApp, access: &str, body: Value) -> reqwest::Response {
+    call(app, Method::PATCH, "/api/auth/me/", access, Some(body)).await
+}
+
+#[tokio::test]
+async fn changing_the_username_answers_the_user_as_me_shows_it() {
+    let app = spawn_app().await;
+    let (mine, _) = new_user(&app).await;
+    let wanted = unique_username();
+
+    let (status, body) = json_of(rename(&app, &mine.access, json!({ "username": wanted.to_uppercase() })).await).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["id"].as_str(), body["username"].as_str()), (Some(&*mine.user_id), Some(wanted.as_str())));
+    let (_, shown) = json_of(me(&app, &mine.access).await).await;
+    assert_eq!(shown, body, "the answer is the user as GET /api/auth/me/ shapes it");
+    assert_eq!(wait_for_events(&app, "username_changed", &mine.user_id, 1).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_username_another_account_has_is_409_username_taken() {
+    let app = spawn_app().await;
+    let (first, _) = new_user(&app).await;
+    let (second, _) = new_user(&app).await;
+    let wanted = unique_username();
+    assert_eq!(rename(&app, &first.access, json!({ "username": wanted })).await.status(), 200);
+
+    assert_error(rename(&app, &second.access, json!({ "username": wanted.to_uppercase() })).await, 409, "USERNAME_TAKEN")
+        .await;
+    let (_, body) = json_of(me(&app, &second.access).await).await;
+    assert_ne!(body["username"], wanted.as_str(), "the refused rename changed nothing");
+}
+
+#[tokio::test]
+async fn two_accounts_renaming_to_one_username_at_once_leave_exactly_one_winner() {
+    let app = spawn_app().await;
+    let (a, b) = (new_user(&app).await.0, new_user(&app).await.0);
+    let wanted = unique_username();
+    let body = json!({ "username": wanted });
+
+    let (x, y) = tokio::join!(rename(&app, &a.access, body.clone()), rename(&app, &b.access, body.clone()));
+
+    let mut statuses = [x.status().as_u16(), y.status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409]);
+    let holders = app.d1(&format!("SELECT id FROM users WHERE username = {}", sql_str(&wanted))).await;
+    assert_eq!(holders.len(), 1);
+}
+
+#[tokio::test]
+async fn a_username_change_without_a_valid_username_is_a_validation_error() {
+    let app = spawn_app().await;
+    let (mine, _) = new_user(&app).await;
+
+    for body in [json!({}), json!({ "username": null }), json!({ "username": 42 }), json!({ "username": "a" }), json!([])] {
+        assert_error(rename(&app, &mine.access, body).await, 400, "VALIDATION_ERROR").await;
+    }
+    let not_json = app.client.patch(app.url("/api/auth/me/")).bearer_auth(&mine.access).body("username=x");
+    assert_error(app.send(not_json).await, 415, "UNSUPPORTED_MEDIA_TYPE").await;
+}

@@ -114,3 +114,65 @@ fn signing_out_everywhere_alone_revokes_nothing_and_says_so() {
         assert!(accepted(&w, &mine.access).await);
     })
 }
+
+// ---------------------------------------------------------------------------
+// Change the username
+
+fn name(s: &str) -> Username {
+    Username::parse(s).expect("a valid username")
+}
+
+#[test]
+fn changing_the_username_answers_the_user_as_me_shows_it_and_is_audited() {
+    run(async {
+        let w = World::new();
+        let user = w.seed_user("sam@example.com", "active");
+        let mine = login(&w, "sam@example.com").await;
+        let me = who(&w, &mine.access).await;
+
+        let view = as_request(&w, async |app| account::rename(app, &me, &name(" Sam.Two ")).await).await.unwrap();
+
+        assert_eq!((view.id.as_str(), view.username.as_str()), (user.as_str(), "sam.two"));
+        let again = account::me(&who(&w, &mine.access).await);
+        assert_eq!(serde_json::to_value(&again).unwrap(), serde_json::to_value(&view).unwrap());
+        assert_eq!(w.rows("SELECT username FROM users")[0]["username"], "sam.two");
+        assert_eq!(w.events().last().unwrap(), &("username_changed".to_string(), "ok".to_string()));
+    })
+}
+
+#[test]
+fn a_username_another_account_has_is_taken_in_any_case_and_mine_stays() {
+    run(async {
+        let w = World::new();
+        w.seed_user("tia@example.com", "active");
+        w.seed_user("uma@example.com", "active");
+        let tia = who(&w, &login(&w, "tia@example.com").await.access).await;
+        let uma = who(&w, &login(&w, "uma@example.com").await.access).await;
+        account::rename(&w.app(IP), &tia, &name("tia")).await.unwrap();
+
+        assert_eq!(refusal(account::rename(&w.app(IP), &uma, &name("TIA")).await).1, "USERNAME_TAKEN");
+
+        let names = w.rows("SELECT username FROM users ORDER BY username");
+        assert_eq!(names[0]["username"], "tia");
+        assert_eq!(names[1]["username"], uma.user.username.as_str(), "the refused rename changed nothing");
+        assert!(account::rename(&w.app(IP), &tia, &name("tia")).await.is_ok(), "my own name is not taken from me");
+    })
+}
+
+#[test]
+fn two_accounts_asking_for_one_username_at_once_leave_one_winner() {
+    run(async {
+        let w = World::new();
+        w.seed_user("vic@example.com", "active");
+        w.seed_user("wen@example.com", "active");
+        let vic = who(&w, &login(&w, "vic@example.com").await.access).await;
+        let wen = who(&w, &login(&w, "wen@example.com").await.access).await;
+        let (a, b) = (w.app(IP), w.app(IP));
+
+        let (x, y) = join(account::rename(&a, &vic, &name("prize")), account::rename(&b, &wen, &name("prize"))).await;
+
+        let taken = [&x, &y].iter().filter(|r| matches!(r, Err(super::Error::UsernameTaken))).count();
+        assert_eq!((x.is_ok() as u8 + y.is_ok() as u8, taken), (1, 1), "{x:?} {y:?}");
+        assert_eq!(w.rows("SELECT id FROM users WHERE username = 'prize'").len(), 1);
+    })
+}
