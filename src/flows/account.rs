@@ -9,6 +9,8 @@ use super::session::{self, UserView};
 use super::App;
 use crate::audit::Event;
 use crate::domain::account::Username;
+use crate::domain::crypto::uuid_from;
+use crate::domain::destination::{Channel, Destination};
 use crate::domain::time::rfc3339_millis;
 use crate::store::users::Refused;
 use crate::store::UserRow;
@@ -143,6 +145,10 @@ pub async fn sign_out_everywhere(app: &App, who: &Principal, include_current: bo
 fn refused(r: Refused) -> Error {
     match r {
         Refused::UsernameTaken => Error::UsernameTaken,
+        Refused::DestinationTaken => Error::DestinationTaken,
+        Refused::InvalidToken => Error::VerificationTokenInvalid,
+        Refused::LastDestination => Error::LastDestination,
+        Refused::NoSuchDestination => Error::DestinationNotFound,
         // Deleted or disabled since this request was authenticated.
         Refused::Gone => Error::Auth(AuthFailure::SessionEnded),
     }
@@ -154,5 +160,42 @@ pub async fn rename(app: &App, who: &Principal, username: &Username) -> Result<U
     let user =
         app.db.set_username(&who.user_id, username.as_str(), app.now_ms).await.map_err(db_down)?.map_err(refused)?;
     app.audit(Event::new("username_changed", "ok").session(&who.session_id).user(Some(&who.user_id)));
+    Ok(UserView::from(&user))
+}
+
+/// Attaches the email or phone a `verify` verification token proves to the
+/// caller's account, verified; it replaces the one of its kind the account
+/// had (an account has at most one email and one phone). The updated user.
+pub async fn attach_destination(app: &App, who: &Principal, verification_token: &str) -> Result<UserView, Error> {
+    let by = uuid_from(&*app.ports.entropy).hyphenated().to_string();
+    let token_hash = super::otp_verify::verification_token_hash(verification_token);
+    let (user, destination) = app
+        .db
+        .attach_destination(&who.user_id, &token_hash, &by, app.now_ms)
+        .await
+        .map_err(db_down)?
+        .map_err(refused)?;
+    app.audit(
+        Event::new("destination_added", destination.channel().as_str())
+            .destination(&destination)
+            .session(&who.session_id)
+            .user(Some(&who.user_id)),
+    );
+    Ok(UserView::from(&user))
+}
+
+/// Removes the caller's email or phone, unless it is the account's last
+/// destination. The updated user.
+pub async fn remove_destination(app: &App, who: &Principal, channel: Channel) -> Result<UserView, Error> {
+    let user = app.db.remove_destination(&who.user_id, channel, app.now_ms).await.map_err(db_down)?.map_err(refused)?;
+    let removed = match channel {
+        Channel::Email => who.user.email.as_deref(),
+        Channel::Phone => who.user.phone_e164.as_deref(),
+    };
+    let event = Event::new("destination_removed", channel.as_str()).session(&who.session_id).user(Some(&who.user_id));
+    app.audit(match removed.and_then(|value| Destination::from_stored(channel, value).ok()) {
+        Some(destination) => event.destination(&destination),
+        None => event,
+    });
     Ok(UserView::from(&user))
 }

@@ -142,6 +142,12 @@ pub fn register(bytes: &[u8]) -> Result<RegisterInput, ApiError> {
     Ok(RegisterInput { verification_token, username: username(name)?, device: device(&body)? })
 }
 
+/// `{verification_token}`: attaching a destination, deleting the account.
+pub fn verification_token(bytes: &[u8]) -> Result<String, ApiError> {
+    let token = Body::parse(bytes)?.optional_text("verification_token", 128)?;
+    token.ok_or_else(|| ApiError::validation("verification_token required"))
+}
+
 /// `{username}` of a username change: register's rules.
 pub fn rename(bytes: &[u8]) -> Result<Username, ApiError> {
     match Body::parse(bytes)?.optional_str("username")? {
@@ -306,6 +312,10 @@ mod tests {
         assert_eq!(rename(br#"{"username":" Zoe.K "}"#).unwrap().as_str(), "zoe.k");
         for bad in [&b"{}"[..], br#"{"username":null}"#, br#"{"username":5}"#, br#"{"username":"a"}"#, b"[]"] {
             assert_eq!(rename(bad).unwrap_err().code, "VALIDATION_ERROR", "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(verification_token(br#"{"verification_token":" t "}"#).unwrap(), "t");
+        for bad in [&b"{}"[..], br#"{"verification_token":""}"#, br#"{"verification_token":7}"#, b"null"] {
+            assert_eq!(verification_token(bad).unwrap_err().code, "VALIDATION_ERROR");
         }
         assert_eq!(refresh(br#"{"refresh":"abc"}"#).unwrap(), "abc");
         assert_eq!(refresh(br#"{"refresh":5}"#).unwrap_err().code, "VALIDATION_ERROR");

@@ -34,6 +34,9 @@ enum Route {
     Register,
     Refresh,
     Me,
+    Destinations,
+    /// `DELETE /api/auth/me/destinations/{kind}/`: the path's kind, unparsed.
+    Destination(String),
     Sessions,
     Session(String),
     Logout,
@@ -54,12 +57,16 @@ fn route_of(path: &str) -> Result<(Route, &'static str), ApiError> {
         "/api/auth/register" => (Route::Register, "POST"),
         "/api/auth/token/refresh" => (Route::Refresh, "POST"),
         "/api/auth/me" => (Route::Me, "GET, PATCH"),
+        "/api/auth/me/destinations" => (Route::Destinations, "POST"),
         "/api/auth/sessions" => (Route::Sessions, "GET, DELETE"),
         "/api/auth/logout" => (Route::Logout, "POST"),
         "/api/webhooks/twilio/status" => (Route::TwilioStatus, "POST"),
         _ => match path.strip_prefix("/api/auth/sessions/") {
             Some(id) if !id.contains('/') => (Route::Session(id.to_string()), "DELETE"),
-            _ => return Err(ApiError::not_found()),
+            _ => match path.strip_prefix("/api/auth/me/destinations/") {
+                Some(kind) if !kind.contains('/') => (Route::Destination(kind.to_string()), "DELETE"),
+                _ => return Err(ApiError::not_found()),
+            },
         },
     })
 }
@@ -164,6 +171,18 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
         Route::Me => {
             let who = authenticate().await?;
             json(200, &flows::account::me(&who))
+        }
+        Route::Destinations => {
+            let who = authenticate().await?;
+            let token = input::verification_token(&json_body(&mut req).await?)?;
+            json(200, &flows::account::attach_destination(app, &who, &token).await?)
+        }
+        Route::Destination(kind) => {
+            let who = authenticate().await?;
+            let Some(channel) = crate::domain::destination::Channel::parse(&kind) else {
+                return Err(flows::error::Error::DestinationNotFound.into());
+            };
+            json(200, &flows::account::remove_destination(app, &who, channel).await?)
         }
         Route::Sessions if method == "DELETE" => {
             let who = authenticate().await?;

@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use super::sessions::{session_statements, NewSession};
 use super::{user_column, Db, UserRow, USER_COLUMNS};
-use crate::domain::destination::Destination;
+use crate::domain::destination::{Channel, Destination};
 use crate::ports::{first, first_of, Stmt, StoreError};
 
 /// Why a new user could not be created.
@@ -114,6 +114,15 @@ impl Db {
 pub enum Refused {
     /// Another account has this username (the UNIQUE constraint said so).
     UsernameTaken,
+    /// Another account has this email or phone (the UNIQUE constraint said so).
+    DestinationTaken,
+    /// The verification token is unknown, used, expired, of another
+    /// purpose, or not for what it is asked to prove.
+    InvalidToken,
+    /// Removing it would leave the account with neither email nor phone.
+    LastDestination,
+    /// The account has no destination of that kind.
+    NoSuchDestination,
     /// The account is gone (deleted, or disabled, since the request was authenticated).
     Gone,
 }
@@ -139,5 +148,103 @@ impl Db {
             Err(e) if e.is_unique_violation("users.username") => Ok(Err(Refused::UsernameTaken)),
             Err(e) => Err(e),
         }
+    }
+
+    /// Spends a `verify` verification token and makes its destination the
+    /// account's email or phone, verified (replacing the one it had), in one
+    /// transaction. If another account holds it, the UNIQUE constraint fails
+    /// the transaction and it rolls back whole: nothing changes and the
+    /// token is not spent (it serves again, while it lives, once the
+    /// destination is free). `by` marks this request's consumption, since
+    /// two requests in one millisecond share `consumed_at`.
+    pub async fn attach_destination(
+        &self,
+        user_id: &str,
+        token_hash: &str,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<Result<(UserRow, Destination), Refused>, StoreError> {
+        let consume = Stmt::new(
+            "UPDATE verification_tokens SET consumed_at = ?2, consumed_by = ?3 \
+             WHERE token_hash = ?1 AND purpose = 'verify' AND consumed_at IS NULL AND expires_at > ?2 \
+             RETURNING otp_type, destination",
+            vec![token_hash.into(), now_ms.into(), by.into()],
+        );
+        let proved = |kind: &str| {
+            format!(
+                "(SELECT t.destination FROM verification_tokens t \
+                 WHERE t.token_hash = ?2 AND t.consumed_by = ?3 AND t.otp_type = '{kind}')"
+            )
+        };
+        let (email, phone) = (proved("email"), proved("phone"));
+        let attach = Stmt::new(
+            format!(
+                "UPDATE users SET email = COALESCE({email}, email), \
+                 email_verified = CASE WHEN {email} IS NULL THEN email_verified ELSE 1 END, \
+                 phone_e164 = COALESCE({phone}, phone_e164), \
+                 phone_verified = CASE WHEN {phone} IS NULL THEN phone_verified ELSE 1 END, updated_at = ?4 \
+                 WHERE id = ?1 AND status = 'active' \
+                 AND EXISTS (SELECT 1 FROM verification_tokens t WHERE t.token_hash = ?2 AND t.consumed_by = ?3) \
+                 RETURNING {USER_COLUMNS}"
+            ),
+            vec![user_id.into(), token_hash.into(), by.into(), now_ms.into()],
+        );
+        match self.db.batch(vec![consume, attach]).await {
+            Ok(mut results) => {
+                // Read by hand: a derived Deserialize costs the bundle more.
+                let text = |k: &str| results[0].first().and_then(|row| row.get(k)?.as_str().map(str::to_string));
+                let (Some(kind), Some(value)) = (text("otp_type"), text("destination")) else {
+                    return Ok(Err(Refused::InvalidToken));
+                };
+                let Some(user) = first_of::<UserRow>(&mut results, 1)? else {
+                    return Ok(Err(Refused::Gone));
+                };
+                let destination = super::otp::stored_destination(&kind, &value)
+                    .ok_or_else(|| StoreError("a verification token holds an unreadable destination".into()))?;
+                Ok(Ok((user, destination)))
+            }
+            Err(e) if e.is_unique_violation("users.email") || e.is_unique_violation("users.phone_e164") => {
+                Ok(Err(Refused::DestinationTaken))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the account's email or phone with one statement that requires
+    /// the other to stay, so an account never loses its last destination,
+    /// also when both are removed at once (the second statement finds the
+    /// first's work done). What is left is read in the same transaction, to
+    /// tell a last destination from one the account does not have.
+    pub async fn remove_destination(
+        &self,
+        user_id: &str,
+        channel: Channel,
+        now_ms: i64,
+    ) -> Result<Result<UserRow, Refused>, StoreError> {
+        let (column, verified, other) = match channel {
+            Channel::Email => ("email", "email_verified", "phone_e164"),
+            Channel::Phone => ("phone_e164", "phone_verified", "email"),
+        };
+        let remove = Stmt::new(
+            format!(
+                "UPDATE users SET {column} = NULL, {verified} = 0, updated_at = ?2 \
+                 WHERE id = ?1 AND status = 'active' AND {column} IS NOT NULL AND {other} IS NOT NULL \
+                 RETURNING {USER_COLUMNS}"
+            ),
+            vec![user_id.into(), now_ms.into()],
+        );
+        let left = Stmt::new(
+            format!("SELECT {column} IS NOT NULL AS has FROM users WHERE id = ?1 AND status = 'active'"),
+            vec![user_id.into()],
+        );
+        let mut results = self.db.batch(vec![remove, left]).await?;
+        if let Some(user) = first_of::<UserRow>(&mut results, 0)? {
+            return Ok(Ok(user));
+        }
+        Ok(Err(match results[1].first().map(|row| row.get("has").and_then(serde_json::Value::as_i64)) {
+            Some(Some(1)) => Refused::LastDestination,
+            Some(_) => Refused::NoSuchDestination,
+            None => Refused::Gone,
+        }))
     }
 }

@@ -6,7 +6,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, json_of, random_email, random_hex, spawn_app, sql_str, TestApp};
+use crate::helpers::{assert_error, json_of, random_email, random_hex, random_phone, spawn_app, sql_str, TestApp};
 
 /// A signed-in session of a user.
 #[derive(Debug, Clone)]
@@ -184,8 +184,12 @@ async fn a_username_another_account_has_is_409_username_taken() {
     let wanted = unique_username();
     assert_eq!(rename(&app, &first.access, json!({ "username": wanted })).await.status(), 200);
 
-    assert_error(rename(&app, &second.access, json!({ "username": wanted.to_uppercase() })).await, 409, "USERNAME_TAKEN")
-        .await;
+    assert_error(
+        rename(&app, &second.access, json!({ "username": wanted.to_uppercase() })).await,
+        409,
+        "USERNAME_TAKEN",
+    )
+    .await;
     let (_, body) = json_of(me(&app, &second.access).await).await;
     assert_ne!(body["username"], wanted.as_str(), "the refused rename changed nothing");
 }
@@ -211,9 +215,165 @@ async fn a_username_change_without_a_valid_username_is_a_validation_error() {
     let app = spawn_app().await;
     let (mine, _) = new_user(&app).await;
 
-    for body in [json!({}), json!({ "username": null }), json!({ "username": 42 }), json!({ "username": "a" }), json!([])] {
+    for body in
+        [json!({}), json!({ "username": null }), json!({ "username": 42 }), json!({ "username": "a" }), json!([])]
+    {
         assert_error(rename(&app, &mine.access, body).await, 400, "VALIDATION_ERROR").await;
     }
     let not_json = app.client.patch(app.url("/api/auth/me/")).bearer_auth(&mine.access).body("username=x");
     assert_error(app.send(not_json).await, 415, "UNSUPPORTED_MEDIA_TYPE").await;
+}
+
+// ---------------------------------------------------------------------------
+// Add, change and remove a destination
+
+async fn attach(app: &TestApp, access: &str, token: &str) -> reqwest::Response {
+    call(app, Method::POST, "/api/auth/me/destinations/", access, Some(json!({ "verification_token": token }))).await
+}
+
+async fn remove(app: &TestApp, access: &str, kind: &str) -> reqwest::Response {
+    call(app, Method::DELETE, &format!("/api/auth/me/destinations/{kind}/"), access, None).await
+}
+
+/// A new user with a fresh email and, attached through the API, a fresh phone.
+async fn new_user_with_phone(app: &TestApp) -> (Session, String, String) {
+    let (mine, email) = new_user(app).await;
+    let phone = random_phone();
+    let token = token(app, &phone, "verify").await;
+    let (status, body) = json_of(attach(app, &mine.access, &token).await).await;
+    assert_eq!(status, 200, "{body}");
+    (mine, email, phone)
+}
+
+async fn token_spent(app: &TestApp, destination: &str) -> Vec<bool> {
+    let rows = app
+        .d1(&format!(
+            "SELECT consumed_at FROM verification_tokens WHERE destination = {} AND purpose = 'verify' ORDER BY created_at",
+            sql_str(destination)
+        ))
+        .await;
+    rows.iter().map(|r| !r["consumed_at"].is_null()).collect()
+}
+
+#[tokio::test]
+async fn a_verify_token_adds_a_phone_to_an_email_account_as_verified() {
+    let app = spawn_app().await;
+    let (mine, email) = new_user(&app).await;
+    let phone = random_phone();
+    let token = token(&app, &phone, "verify").await;
+
+    let (status, body) = json_of(attach(&app, &mine.access, &token).await).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["email"].as_str(), body["phone"].as_str()), (Some(email.as_str()), Some(phone.as_str())));
+    assert_eq!((&body["email_verified"], &body["phone_verified"]), (&json!(true), &json!(true)));
+    assert_eq!(json_of(me(&app, &mine.access).await).await.1, body);
+    assert_eq!(sign_in(&app, &phone).await.user_id, mine.user_id, "the phone signs in to the account");
+    assert_error(attach(&app, &mine.access, &token).await, 400, "INVALID_VERIFICATION_TOKEN").await;
+    let events = wait_for_events(&app, "destination_added", &mine.user_id, 1).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let masked = events[0]["destination"].as_str().unwrap();
+    assert!(masked.contains('*') && !masked.contains(&phone[5..]), "{masked}");
+}
+
+#[tokio::test]
+async fn a_new_email_replaces_the_old_one_which_no_longer_signs_in() {
+    let app = spawn_app().await;
+    let (mine, old) = new_user(&app).await;
+    let new = random_email();
+    let token = token(&app, &new, "verify").await;
+
+    let (status, body) = json_of(attach(&app, &mine.access, &token).await).await;
+
+    assert_eq!((status, body["email"].as_str()), (200, Some(new.as_str())), "{body}");
+    let holders = app.d1(&format!("SELECT id FROM users WHERE email = {}", sql_str(&old))).await;
+    assert!(holders.is_empty(), "the old address is free again");
+    assert_eq!(sign_in(&app, &new).await.user_id, mine.user_id);
+}
+
+#[tokio::test]
+async fn only_a_verify_token_attaches_a_destination() {
+    let app = spawn_app().await;
+    let (mine, email) = new_user(&app).await;
+    let register = token(&app, &random_email(), "register").await;
+    let reset = token(&app, &email, "reset").await;
+
+    for token in [register.as_str(), reset.as_str(), "no-such-token"] {
+        assert_error(attach(&app, &mine.access, token).await, 400, "INVALID_VERIFICATION_TOKEN").await;
+    }
+    for body in [json!({}), json!({ "verification_token": 7 }), json!({ "verification_token": "" }), json!(null)] {
+        let resp = call(&app, Method::POST, "/api/auth/me/destinations/", &mine.access, Some(body)).await;
+        assert_error(resp, 400, "VALIDATION_ERROR").await;
+    }
+    assert_eq!(json_of(me(&app, &mine.access).await).await.1["email"], email.as_str());
+}
+
+#[tokio::test]
+async fn two_accounts_attaching_one_email_at_once_leave_exactly_one_holder_and_the_losers_token_unspent() {
+    let app = spawn_app().await;
+    let (a, b) = (new_user(&app).await.0, new_user(&app).await.0);
+    let shared = random_email();
+    let (ta, tb) = (token(&app, &shared, "verify").await, token(&app, &shared, "verify").await);
+
+    let (x, y) = tokio::join!(attach(&app, &a.access, &ta), attach(&app, &b.access, &tb));
+
+    let mut statuses = [x.status().as_u16(), y.status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409]);
+    let holders = app.d1(&format!("SELECT id FROM users WHERE email = {}", sql_str(&shared))).await;
+    assert_eq!(holders.len(), 1);
+    let mut spent = token_spent(&app, &shared).await;
+    spent.sort();
+    assert_eq!(spent, [false, true], "the loser's token is not spent");
+}
+
+#[tokio::test]
+async fn another_accounts_destination_is_409_destination_taken() {
+    let app = spawn_app().await;
+    let (_, taken) = new_user(&app).await;
+    let (mine, _) = new_user(&app).await;
+    let token = token(&app, &taken, "verify").await;
+
+    assert_error(attach(&app, &mine.access, &token).await, 409, "DESTINATION_TAKEN").await;
+    assert_eq!(token_spent(&app, &taken).await, [false]);
+}
+
+#[tokio::test]
+async fn removing_the_phone_keeps_the_email() {
+    let app = spawn_app().await;
+    let (mine, email, _) = new_user_with_phone(&app).await;
+
+    let (status, body) = json_of(remove(&app, &mine.access, "phone").await).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["email"].as_str(), &body["phone"], &body["phone_verified"]),
+        (Some(email.as_str()), &Value::Null, &json!(false))
+    );
+    assert_eq!(wait_for_events(&app, "destination_removed", &mine.user_id, 1).await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_last_destination_stays_and_other_kinds_are_not_found() {
+    let app = spawn_app().await;
+    let (mine, email) = new_user(&app).await;
+
+    assert_error(remove(&app, &mine.access, "email").await, 409, "LAST_DESTINATION").await;
+    assert_error(remove(&app, &mine.access, "phone").await, 404, "DESTINATION_NOT_FOUND").await;
+    assert_error(remove(&app, &mine.access, "fax").await, 404, "DESTINATION_NOT_FOUND").await;
+    assert_eq!(json_of(me(&app, &mine.access).await).await.1["email"], email.as_str());
+}
+
+#[tokio::test]
+async fn removing_both_destinations_at_once_leaves_one() {
+    let app = spawn_app().await;
+    let (mine, _, _) = new_user_with_phone(&app).await;
+
+    let (x, y) = tokio::join!(remove(&app, &mine.access, "email"), remove(&app, &mine.access, "phone"));
+
+    let mut statuses = [x.status().as_u16(), y.status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409]);
+    let row = &app.d1(&format!("SELECT email, phone_e164 FROM users WHERE id = {}", sql_str(&mine.user_id))).await[0];
+    assert!(row["email"].is_null() != row["phone_e164"].is_null(), "exactly one is left: {row}");
 }

@@ -286,13 +286,19 @@ fn router_routes() -> Vec<(String, Vec<String>)> {
             let methods = rest.split('"').nth(1).expect("a route without methods");
             routes.push((path.to_string(), methods.split(", ").map(str::to_string).collect()));
         }
-        // `_ => match path.strip_prefix("/api/auth/sessions/") {` then `(Route::Session(id...), "DELETE")`
+        // `match path.strip_prefix("/api/auth/sessions/") {` then
+        // `Some(id) if ... => (Route::Session(id...), "DELETE")`: the path
+        // template `/api/auth/sessions/{id}`, named by the binding.
         if let Some(prefix) = line.split("strip_prefix(\"").nth(1).and_then(|r| r.split('"').next()) {
-            routes.push((format!("{prefix}{{id}}"), Vec::new()));
+            routes.push((prefix.to_string(), Vec::new()));
         }
-        if line.contains("(Route::Session(") {
-            let methods = line.rsplit('"').nth(1).expect("the session route without methods");
-            routes.last_mut().unwrap().1 = methods.split(", ").map(str::to_string).collect();
+        if let Some(name) = line.strip_prefix("Some(").and_then(|l| l.split(')').next()) {
+            if line.contains("=> (Route::") {
+                let methods = line.rsplit('"').nth(1).expect("a prefix route without methods");
+                let route = routes.last_mut().unwrap();
+                route.0 = format!("{}{{{name}}}", route.0);
+                route.1 = methods.split(", ").map(str::to_string).collect();
+            }
         }
     }
     routes

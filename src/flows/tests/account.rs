@@ -7,6 +7,7 @@ use futures_util::future::join;
 
 use super::{refusal, run, World};
 use crate::domain::account::{Device as DeviceInput, Username};
+use crate::domain::destination::Channel;
 use crate::domain::otp::Purpose;
 use crate::flows::account::{self, Principal};
 use crate::flows::otp_verify::Verified;
@@ -76,7 +77,8 @@ fn signing_out_everywhere_revokes_every_other_live_session_and_keeps_mine() {
             reasons.iter().map(|r| r["revoked_reason"].as_str().unwrap()).collect::<Vec<_>>(),
             ["revoked_by_user", "signed_out_everywhere", "signed_out_everywhere"]
         );
-        let events = w.rows("SELECT event, outcome, user_id, session_id FROM audit_events WHERE event = 'sessions_revoked'");
+        let events =
+            w.rows("SELECT event, outcome, user_id, session_id FROM audit_events WHERE event = 'sessions_revoked'");
         assert_eq!(events.len(), 1);
         assert_eq!((&events[0]["outcome"], &events[0]["user_id"]), (&"others".into(), &user.as_str().into()));
         assert_eq!(events[0]["session_id"], mine.session_id.as_str());
@@ -174,5 +176,204 @@ fn two_accounts_asking_for_one_username_at_once_leave_one_winner() {
         let taken = [&x, &y].iter().filter(|r| matches!(r, Err(super::Error::UsernameTaken))).count();
         assert_eq!((x.is_ok() as u8 + y.is_ok() as u8, taken), (1, 1), "{x:?} {y:?}");
         assert_eq!(w.rows("SELECT id FROM users WHERE username = 'prize'").len(), 1);
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Add, change and remove a destination
+
+/// The verification token a verified `purpose` code for `destination` gives.
+async fn token_for(w: &World, destination: &str, purpose: Purpose) -> String {
+    let (otp_id, code) = w.code_for(IP, destination, purpose).await;
+    match w.verify(IP, &otp_id, &code).await {
+        Ok(Verified::Register { verification_token, .. }) | Ok(Verified::Other { verification_token, .. }) => {
+            verification_token
+        }
+        other => panic!("no verification token for {destination}: {other:?}"),
+    }
+}
+
+async fn attach(w: &World, who: &Principal, token: &str) -> Result<crate::flows::session::UserView, super::Error> {
+    as_request(w, async |app| account::attach_destination(app, who, token).await).await
+}
+
+fn user_row(w: &World, id: &str) -> serde_json::Value {
+    w.rows(&format!("SELECT email, phone_e164, email_verified, phone_verified FROM users WHERE id = '{id}'"))
+        .pop()
+        .unwrap_or_else(|| panic!("no user {id}"))
+}
+
+fn invalid_token() -> &'static str {
+    "INVALID_VERIFICATION_TOKEN"
+}
+
+#[test]
+fn a_verify_token_adds_a_phone_to_an_email_account_verified_and_is_spent() {
+    run(async {
+        let w = World::new();
+        let user = w.seed_user("xena@example.com", "active");
+        let me = who(&w, &login(&w, "xena@example.com").await.access).await;
+        let token = token_for(&w, "+15551230061", Purpose::Verify).await;
+
+        let view = attach(&w, &me, &token).await.expect("attached");
+
+        assert_eq!((view.email.as_deref(), view.phone.as_deref()), (Some("xena@example.com"), Some("+15551230061")));
+        assert!(view.phone_verified && view.email_verified);
+        let row = user_row(&w, &user);
+        assert_eq!((&row["phone_e164"], &row["phone_verified"]), (&"+15551230061".into(), &1.into()));
+        assert_eq!(refusal(attach(&w, &me, &token).await).1, invalid_token(), "single use");
+        let events = w.rows("SELECT outcome, destination, user_id FROM audit_events WHERE event = 'destination_added'");
+        assert_eq!(events.len(), 1);
+        assert_eq!((&events[0]["outcome"], &events[0]["user_id"]), (&"phone".into(), &user.as_str().into()));
+        let masked = events[0]["destination"].as_str().unwrap();
+        assert!(!masked.contains("1230061") && masked.starts_with("+1"), "{masked}");
+    })
+}
+
+#[test]
+fn a_new_email_replaces_the_old_one() {
+    run(async {
+        let w = World::new();
+        let user = w.seed_user("yves@example.com", "active");
+        let me = who(&w, &login(&w, "yves@example.com").await.access).await;
+        let token = token_for(&w, "yves.new@example.com", Purpose::Verify).await;
+
+        let view = attach(&w, &me, &token).await.expect("attached");
+
+        assert_eq!((view.email.as_deref(), view.phone.as_deref()), (Some("yves.new@example.com"), None));
+        assert_eq!(user_row(&w, &user)["email"], "yves.new@example.com");
+        assert!(w.rows("SELECT id FROM users WHERE email = 'yves@example.com'").is_empty());
+        // The new address signs in to the same account.
+        assert_eq!(login(&w, "yves.new@example.com").await.user.id, user);
+    })
+}
+
+#[test]
+fn only_an_unused_unexpired_verify_token_attaches() {
+    run(async {
+        let w = World::with(&[("VERIFICATION_TOKEN_TTL_SECONDS", "120")]);
+        let user = w.seed_user("zara@example.com", "active");
+        let me = who(&w, &login(&w, "zara@example.com").await.access).await;
+        let register = token_for(&w, "zara.r@example.com", Purpose::Register).await;
+        let reset = token_for(&w, "zara@example.com", Purpose::Reset).await;
+        let expired = token_for(&w, "zara.x@example.com", Purpose::Verify).await;
+        w.fakes.clock.advance(121_000);
+
+        for token in [register.as_str(), reset.as_str(), expired.as_str(), "not-a-token", ""] {
+            assert_eq!(refusal(attach(&w, &me, token).await).1, invalid_token(), "{token}");
+        }
+        assert_eq!(user_row(&w, &user)["email"], "zara@example.com");
+        let spent = w.rows("SELECT purpose FROM verification_tokens WHERE consumed_at IS NOT NULL");
+        assert!(spent.is_empty(), "no refused token was spent: {spent:?}");
+    })
+}
+
+#[test]
+fn a_destination_another_account_has_is_taken_and_the_token_is_not_spent() {
+    run(async {
+        let w = World::new();
+        let holder = w.seed_user("+15551230062", "active");
+        w.seed_user("abel@example.com", "active");
+        let me = who(&w, &login(&w, "abel@example.com").await.access).await;
+        let token = token_for(&w, "+15551230062", Purpose::Verify).await;
+
+        assert_eq!(refusal(attach(&w, &me, &token).await).1, "DESTINATION_TAKEN");
+        assert_eq!(user_row(&w, &me.user_id)["phone_e164"], serde_json::Value::Null);
+        let unspent = w.rows("SELECT consumed_at FROM verification_tokens WHERE purpose = 'verify'");
+        assert_eq!(unspent[0]["consumed_at"], serde_json::Value::Null, "the refused transaction rolled back whole");
+
+        // Once the holder lets the number go, the same token attaches it.
+        w.fakes.db.execute(&format!(
+            "UPDATE users SET phone_e164 = NULL, email = 'holder@example.com' WHERE id = '{holder}'"
+        ));
+        let view = attach(&w, &me, &token).await.expect("attached once free");
+        assert_eq!(view.phone.as_deref(), Some("+15551230062"));
+    })
+}
+
+#[test]
+fn two_accounts_attaching_one_destination_at_once_leave_exactly_one_holder() {
+    run(async {
+        let w = World::new();
+        w.seed_user("bo@example.com", "active");
+        w.seed_user("cy@example.com", "active");
+        let bo = who(&w, &login(&w, "bo@example.com").await.access).await;
+        let cy = who(&w, &login(&w, "cy@example.com").await.access).await;
+        let (t1, t2) = (
+            token_for(&w, "shared@example.org", Purpose::Verify).await,
+            token_for(&w, "shared@example.org", Purpose::Verify).await,
+        );
+        let (a, b) = (w.app(IP), w.app(IP));
+
+        let (x, y) = join(account::attach_destination(&a, &bo, &t1), account::attach_destination(&b, &cy, &t2)).await;
+
+        let taken = [&x, &y].iter().filter(|r| matches!(r, Err(super::Error::DestinationTaken))).count();
+        assert_eq!((x.is_ok() as u8 + y.is_ok() as u8, taken), (1, 1), "{x:?} {y:?}");
+        assert_eq!(w.rows("SELECT id FROM users WHERE email = 'shared@example.org'").len(), 1);
+    })
+}
+
+async fn remove(w: &World, who: &Principal, channel: Channel) -> Result<crate::flows::session::UserView, super::Error> {
+    as_request(w, async |app| account::remove_destination(app, who, channel).await).await
+}
+
+/// A user with an email and a phone, signed in.
+async fn with_both(w: &World, email: &str, phone: &str) -> Principal {
+    let user = w.seed_user(email, "active");
+    w.fakes.db.execute(&format!("UPDATE users SET phone_e164 = '{phone}', phone_verified = 1 WHERE id = '{user}'"));
+    who(w, &login(w, email).await.access).await
+}
+
+#[test]
+fn removing_the_phone_keeps_the_email_and_is_audited_masked() {
+    run(async {
+        let w = World::new();
+        let me = with_both(&w, "dee@example.com", "+15551230063").await;
+
+        let view = remove(&w, &me, Channel::Phone).await.expect("removed");
+
+        assert_eq!(
+            (view.email.as_deref(), view.phone.as_deref(), view.phone_verified),
+            (Some("dee@example.com"), None, false)
+        );
+        let events = w.rows("SELECT outcome, destination FROM audit_events WHERE event = 'destination_removed'");
+        assert_eq!(events[0]["outcome"], "phone");
+        assert!(!events[0]["destination"].as_str().unwrap().contains("1230063"), "{events:?}");
+    })
+}
+
+#[test]
+fn the_last_destination_cannot_be_removed_and_one_the_account_lacks_is_not_found() {
+    run(async {
+        let w = World::new();
+        let user = w.seed_user("eve@example.com", "active");
+        let me = who(&w, &login(&w, "eve@example.com").await.access).await;
+
+        assert_eq!(refusal(remove(&w, &me, Channel::Email).await).1, "LAST_DESTINATION");
+        assert_eq!(
+            refusal(remove(&w, &me, Channel::Phone).await),
+            (404, "DESTINATION_NOT_FOUND", "The account has no such destination (email or phone)".to_string())
+        );
+        assert_eq!(user_row(&w, &user)["email"], "eve@example.com");
+    })
+}
+
+#[test]
+fn removing_both_destinations_at_once_leaves_one() {
+    run(async {
+        let w = World::new();
+        let me = with_both(&w, "fox@example.com", "+15551230064").await;
+        let (a, b) = (w.app(IP), w.app(IP));
+
+        let (x, y) = join(
+            account::remove_destination(&a, &me, Channel::Email),
+            account::remove_destination(&b, &me, Channel::Phone),
+        )
+        .await;
+
+        let last = [&x, &y].iter().filter(|r| matches!(r, Err(super::Error::LastDestination))).count();
+        assert_eq!((x.is_ok() as u8 + y.is_ok() as u8, last), (1, 1), "{x:?} {y:?}");
+        let row = user_row(&w, &me.user_id);
+        assert!(row["email"].is_null() != row["phone_e164"].is_null(), "exactly one is left: {row}");
     })
 }
