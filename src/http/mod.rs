@@ -56,7 +56,7 @@ fn route_of(path: &str) -> Result<(Route, &'static str), ApiError> {
         "/api/auth/otp/verify" => (Route::OtpVerify, "POST"),
         "/api/auth/register" => (Route::Register, "POST"),
         "/api/auth/token/refresh" => (Route::Refresh, "POST"),
-        "/api/auth/me" => (Route::Me, "GET, PATCH"),
+        "/api/auth/me" => (Route::Me, "GET, DELETE, PATCH"),
         "/api/auth/me/destinations" => (Route::Destinations, "POST"),
         "/api/auth/sessions" => (Route::Sessions, "GET, DELETE"),
         "/api/auth/logout" => (Route::Logout, "POST"),
@@ -167,6 +167,11 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
             let who = authenticate().await?;
             let username = input::rename(&json_body(&mut req).await?)?;
             json(200, &flows::account::rename(app, &who, &username).await?)
+        }
+        Route::Me if method == "DELETE" => {
+            let who = authenticate().await?;
+            let token = input::verification_token(&json_body(&mut req).await?)?;
+            json(200, &flows::account::delete_account(app, &who, &token).await?)
         }
         Route::Me => {
             let who = authenticate().await?;

@@ -377,3 +377,77 @@ async fn removing_both_destinations_at_once_leaves_one() {
     let row = &app.d1(&format!("SELECT email, phone_e164 FROM users WHERE id = {}", sql_str(&mine.user_id))).await[0];
     assert!(row["email"].is_null() != row["phone_e164"].is_null(), "exactly one is left: {row}");
 }
+
+// ---------------------------------------------------------------------------
+// Delete the account
+
+async fn delete_account(app: &TestApp, access: &str, body: Value) -> reqwest::Response {
+    call(app, Method::DELETE, "/api/auth/me/", access, Some(body)).await
+}
+
+#[tokio::test]
+async fn deleting_the_account_ends_every_token_at_once_and_leaves_no_link_to_the_person() {
+    let app = spawn_app().await;
+    let (mine, email, phone) = new_user_with_phone(&app).await;
+    let other = sign_in(&app, &phone).await;
+    let proof = token(&app, &email, "verify").await;
+
+    let (status, body) =
+        json_of(delete_account(&app, &mine.access, json!({ "verification_token": proof })).await).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["message"], "Account deleted");
+    assert_eq!(body["deleted"], json!({ "users": 1, "sessions": 2, "devices": 0 }));
+    // The register and verify codes to the email, the verify and login codes to the phone.
+    assert_eq!(body["anonymised"]["otp_requests"], 4, "{body}");
+    assert_eq!(body["anonymised"]["verification_tokens"], 3, "{body}");
+    for session in [&mine, &other] {
+        assert!(!accepted(&app, &session.access).await);
+        let refresh = app.post_json("/api/auth/token/refresh/", &json!({ "refresh": session.refresh })).await;
+        assert_error(refresh, 401, "REFRESH_TOKEN_INVALID").await;
+    }
+    let id = sql_str(&mine.user_id);
+    for table in ["users WHERE id", "sessions WHERE user_id", "devices WHERE user_id", "otp_requests WHERE user_id"] {
+        assert!(app.d1(&format!("SELECT 1 FROM {table} = {id}")).await.is_empty(), "{table} still links the user");
+    }
+    for destination in [&email, &phone] {
+        let d = sql_str(destination);
+        let left = app.d1(&format!("SELECT 1 FROM otp_requests WHERE destination = {d} UNION ALL SELECT 1 FROM verification_tokens WHERE destination = {d}")).await;
+        assert!(left.is_empty(), "{destination} is still stored in clear");
+    }
+    // The trail is written after the answer: the deletion's own event, with no user.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.d1("SELECT 1 FROM audit_events WHERE event = 'account_deleted'").await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no account_deleted event");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(app.d1(&format!("SELECT 1 FROM audit_events WHERE user_id = {id}")).await.is_empty());
+    // The address is free for a new account.
+    new_user_with(&app, &email).await;
+}
+
+#[tokio::test]
+async fn deleting_needs_a_fresh_verify_token_for_one_of_the_accounts_destinations() {
+    let app = spawn_app().await;
+    let (mine, email) = new_user(&app).await;
+    let (_, stranger) = new_user(&app).await;
+    let stale = token(&app, &email, "verify").await;
+    // Issued six minutes ago: older than the step-up window.
+    app.d1(&format!(
+        "UPDATE verification_tokens SET created_at = created_at - 360000 WHERE destination = {} AND purpose = 'verify'",
+        sql_str(&email)
+    ))
+    .await;
+    let foreign = token(&app, &stranger, "verify").await;
+    let elsewhere = token(&app, &random_email(), "verify").await;
+    let reset = token(&app, &email, "reset").await;
+
+    for proof in [&stale, &foreign, &elsewhere, &reset] {
+        let resp = delete_account(&app, &mine.access, json!({ "verification_token": proof })).await;
+        assert_error(resp, 400, "INVALID_VERIFICATION_TOKEN").await;
+    }
+    for body in [json!({}), json!({ "verification_token": false })] {
+        assert_error(delete_account(&app, &mine.access, body).await, 400, "VALIDATION_ERROR").await;
+    }
+    assert!(accepted(&app, &mine.access).await, "the account is still there");
+}

@@ -377,3 +377,95 @@ fn removing_both_destinations_at_once_leaves_one() {
         assert!(row["email"].is_null() != row["phone_e164"].is_null(), "exactly one is left: {row}");
     })
 }
+
+// ---------------------------------------------------------------------------
+// Delete the account
+
+async fn delete(w: &World, who: &Principal, token: &str) -> Result<account::AccountDeleted, super::Error> {
+    as_request(w, async |app| account::delete_account(app, who, token).await).await
+}
+
+#[test]
+fn deleting_the_account_removes_it_and_leaves_no_link_to_the_person() {
+    run(async {
+        let w = World::new();
+        let user = w.seed_user("gia@example.com", "active");
+        w.fakes.db.execute(&format!("UPDATE users SET phone_e164 = '+15551230065' WHERE id = '{user}'"));
+        let device = DeviceInput { install_id: Some("gia-phone".into()), ..DeviceInput::default() };
+        let (otp_id, code) = w.code_for(IP, "gia@example.com", Purpose::Login).await;
+        let Ok(Verified::Login(mine)) = w.verify_from(IP, &otp_id, &code, device).await else { panic!("no login") };
+        let other = login(&w, "gia@example.com").await;
+        let refreshed = crate::flows::refresh::refresh(&w.app(IP), &other.refresh).await.expect("a rotation");
+        let me = who(&w, &mine.access).await;
+        // A code still pending for the phone: it must not verify afterwards.
+        let (pending, pending_code) = w.code_for(IP, "+15551230065", Purpose::Login).await;
+        let token = token_for(&w, "+15551230065", Purpose::Verify).await;
+        let before = w.rows(&format!("SELECT invalidated_at FROM otp_requests WHERE id = '{pending}'"));
+        assert!(before[0]["invalidated_at"].is_null(), "the login code is still pending");
+
+        let out = delete(&w, &me, &token).await.expect("deleted");
+
+        let answer = serde_json::to_value(&out).unwrap();
+        assert_eq!(answer["deleted"], serde_json::json!({ "users": 1, "sessions": 2, "devices": 1 }));
+        assert_eq!(answer["anonymised"]["verification_tokens"], 1);
+        let codes = answer["anonymised"]["otp_requests"].as_i64().unwrap();
+        assert_eq!(codes, 4, "two login codes to the email, one login and one verify code to the phone");
+        for table in ["users", "sessions", "devices", "retired_refresh_tokens"] {
+            assert!(w.rows(&format!("SELECT * FROM {table}")).is_empty(), "{table} keeps rows");
+        }
+        assert!(!accepted(&w, &mine.access).await);
+        for refresh in [&mine.refresh, &other.refresh, &refreshed.refresh] {
+            assert!(crate::flows::refresh::refresh(&w.app(IP), refresh).await.is_err());
+        }
+        let rows = w.rows("SELECT user_id, destination, invalidated_at, is_verified FROM otp_requests");
+        assert_eq!(rows.len() as i64, codes, "the codes stay, for the counts");
+        for row in &rows {
+            assert!(row["user_id"].is_null(), "{row}");
+            let kept = row["destination"].as_str().unwrap();
+            assert!(kept.starts_with("hmac:") && !kept.contains("gia") && !kept.contains("1230065"), "{row}");
+        }
+        let phone_hash = crate::audit::destination_hash(super::PEPPER, "+15551230065");
+        assert_eq!(rows.iter().filter(|r| r["destination"] == phone_hash.as_str()).count(), 2);
+        assert!(rows.iter().all(|r| r["invalidated_at"].is_number() || r["is_verified"] == 1), "{rows:?}");
+        let tokens = w.rows("SELECT destination FROM verification_tokens");
+        assert_eq!(tokens[0]["destination"], phone_hash.as_str());
+        w.fakes.run_later().await;
+        let linked = w.rows(&format!(
+            "SELECT event FROM audit_events WHERE user_id = '{user}' OR destination LIKE '%gia%' \
+             OR destination LIKE '%1230065%'"
+        ));
+        assert!(linked.is_empty(), "{linked:?}");
+        assert_eq!(w.events().last().unwrap(), &("account_deleted".to_string(), "ok".to_string()));
+        // The pending code answers as an expired one, not a fault.
+        let refused = w.verify(IP, &pending, &pending_code).await;
+        assert_eq!(refusal(refused), (400, "INVALID_OTP", "OTP expired".to_string()));
+        // And the address can make a new account.
+        let again = token_for(&w, "gia@example.com", Purpose::Register).await;
+        assert!(w.register(IP, &again, "gia").await.is_ok());
+    })
+}
+
+#[test]
+fn deleting_needs_a_verify_token_for_one_of_the_accounts_destinations_from_the_last_five_minutes() {
+    run(async {
+        let w = World::new();
+        let user = w.seed_user("hal@example.com", "active");
+        w.seed_user("ivy@example.com", "active");
+        let stale = token_for(&w, "hal@example.com", Purpose::Verify).await;
+        w.fakes.clock.advance(account::STEP_UP_MS + 1);
+        let me = who(&w, &login(&w, "hal@example.com").await.access).await;
+        let foreign = token_for(&w, "ivy@example.com", Purpose::Verify).await;
+        let unattached = token_for(&w, "hal.other@example.com", Purpose::Verify).await;
+        let reset = token_for(&w, "hal@example.com", Purpose::Reset).await;
+
+        for token in [stale.as_str(), foreign.as_str(), unattached.as_str(), reset.as_str(), "nope"] {
+            assert_eq!(refusal(delete(&w, &me, token).await).1, invalid_token(), "{token}");
+        }
+        assert_eq!(w.rows(&format!("SELECT id FROM users WHERE id = '{user}'")).len(), 1);
+        assert!(w.rows("SELECT 1 FROM verification_tokens WHERE consumed_at IS NOT NULL").is_empty());
+
+        let fresh = token_for(&w, "hal@example.com", Purpose::Verify).await;
+        delete(&w, &me, &fresh).await.expect("a fresh proof deletes");
+        assert_eq!(refusal(delete(&w, &me, &fresh).await).1, invalid_token(), "and is spent");
+    })
+}
