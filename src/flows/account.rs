@@ -1,6 +1,8 @@
 //! The signed-in user's own endpoints: `me`, the sessions list, revoking a
-//! session, and logout. All are authenticated with the access token, and a
-//! revoked session's token is refused at once (checked against D1).
+//! session, signing out everywhere, logout, changing the username, adding,
+//! changing and removing an email or phone, and deleting the account. All
+//! are authenticated with the access token, and a revoked session's token
+//! is refused at once (checked against D1).
 
 use serde::Serialize;
 
