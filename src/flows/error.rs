@@ -32,6 +32,12 @@ pub enum Error {
     VerificationTokenInvalid,
     UsernameTaken,
     AccountExists,
+    /// Another account has this email or phone.
+    DestinationTaken,
+    /// The account's only destination cannot be removed.
+    LastDestination,
+    /// The account has no such destination (or the path names no kind of one).
+    DestinationNotFound,
     /// The request's access token does not stand for a live session.
     Auth(AuthFailure),
     RefreshTokenInvalid,

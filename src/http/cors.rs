@@ -4,7 +4,7 @@
 //! Pure: unit-tested natively.
 
 /// Methods and request headers a browser may use cross-origin.
-pub const ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+pub const ALLOW_METHODS: &str = "GET, POST, PATCH, DELETE, OPTIONS";
 pub const ALLOW_HEADERS: &str = "authorization, content-type, accept-language";
 /// Response headers a browser app may read (the 429 countdown needs it).
 pub const EXPOSE_HEADERS: &str = "retry-after";

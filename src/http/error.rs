@@ -49,10 +49,13 @@ pub enum ErrorCode {
     EmailUndeliverable,
     SignatureInvalid,
     CaptchaFailed,
+    DestinationTaken,
+    LastDestination,
+    DestinationNotFound,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 35] = [
         ErrorCode::ValidationError,
         ErrorCode::InvalidOtp,
         ErrorCode::InvalidVerificationToken,
@@ -85,6 +88,9 @@ impl ErrorCode {
         ErrorCode::EmailUndeliverable,
         ErrorCode::SignatureInvalid,
         ErrorCode::CaptchaFailed,
+        ErrorCode::DestinationTaken,
+        ErrorCode::LastDestination,
+        ErrorCode::DestinationNotFound,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -121,6 +127,9 @@ impl ErrorCode {
             ErrorCode::EmailUndeliverable => "EMAIL_UNDELIVERABLE",
             ErrorCode::SignatureInvalid => "SIGNATURE_INVALID",
             ErrorCode::CaptchaFailed => "CAPTCHA_FAILED",
+            ErrorCode::DestinationTaken => "DESTINATION_TAKEN",
+            ErrorCode::LastDestination => "LAST_DESTINATION",
+            ErrorCode::DestinationNotFound => "DESTINATION_NOT_FOUND",
         }
     }
 
@@ -282,6 +291,15 @@ impl From<Error> for ApiError {
             Error::AccountExists => {
                 ApiError::new(409, C::AccountExists, "An account with this email/phone already exists")
             }
+            Error::DestinationTaken => ApiError::new(409, C::DestinationTaken, "Another account has this email/phone"),
+            Error::LastDestination => ApiError::new(
+                409,
+                C::LastDestination,
+                "This is the account's only email/phone; add another before removing it",
+            ),
+            Error::DestinationNotFound => {
+                ApiError::new(404, C::DestinationNotFound, "The account has no such destination (email or phone)")
+            }
             Error::Auth(failure) => match failure {
                 AuthFailure::Missing => {
                     ApiError::unauthorized(C::NotAuthenticated, "Authorization: Bearer <access token> is required")
@@ -355,7 +373,10 @@ mod tests {
 
     #[test]
     fn flow_errors_map_to_their_status_and_code() {
-        let cases: [(Error, u16, &str); 7] = [
+        let cases: [(Error, u16, &str); 10] = [
+            (Error::DestinationTaken, 409, "DESTINATION_TAKEN"),
+            (Error::LastDestination, 409, "LAST_DESTINATION"),
+            (Error::DestinationNotFound, 404, "DESTINATION_NOT_FOUND"),
             (Error::Otp(crate::domain::otp::VerifyFailure::Expired), 400, "INVALID_OTP"),
             (Error::Limited { limit: Limit::SmsCap, retry_after_seconds: 7 }, 429, "SMS_CAP_REACHED"),
             (Error::Limited { limit: Limit::SessionRefreshes, retry_after_seconds: 7 }, 429, "RATE_LIMIT"),

@@ -142,6 +142,20 @@ pub fn register(bytes: &[u8]) -> Result<RegisterInput, ApiError> {
     Ok(RegisterInput { verification_token, username: username(name)?, device: device(&body)? })
 }
 
+/// `{verification_token}`: attaching a destination, deleting the account.
+pub fn verification_token(bytes: &[u8]) -> Result<String, ApiError> {
+    let token = Body::parse(bytes)?.optional_text("verification_token", 128)?;
+    token.ok_or_else(|| ApiError::validation("verification_token required"))
+}
+
+/// `{username}` of a username change: register's rules.
+pub fn rename(bytes: &[u8]) -> Result<Username, ApiError> {
+    match Body::parse(bytes)?.optional_str("username")? {
+        Some(name) => username(name),
+        None => Err(ApiError::validation("username required")),
+    }
+}
+
 /// `{refresh}`: the opaque refresh token. Any string is looked up (an
 /// unknown one is a 401); only a missing or non-string value is a 400.
 pub fn refresh(bytes: &[u8]) -> Result<String, ApiError> {
@@ -149,6 +163,16 @@ pub fn refresh(bytes: &[u8]) -> Result<String, ApiError> {
     match body.optional_str("refresh")?.map(str::trim) {
         Some(token) if !token.is_empty() => Ok(token.to_string()),
         _ => Err(ApiError::validation("refresh required")),
+    }
+}
+
+/// `?include_current=true|false` of signing out everywhere (absent: false).
+pub fn include_current(query: Option<&str>) -> Result<bool, ApiError> {
+    let value = form_urlencoded::parse(query.unwrap_or_default().as_bytes()).find(|(k, _)| k == "include_current");
+    match value.as_ref().map(|(_, v)| v.as_ref()) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(ApiError::validation("include_current must be true or false")),
     }
 }
 
@@ -285,9 +309,28 @@ mod tests {
         ] {
             assert_eq!(register(bad).unwrap_err().code, "VALIDATION_ERROR");
         }
+        assert_eq!(rename(br#"{"username":" Zoe.K "}"#).unwrap().as_str(), "zoe.k");
+        for bad in [&b"{}"[..], br#"{"username":null}"#, br#"{"username":5}"#, br#"{"username":"a"}"#, b"[]"] {
+            assert_eq!(rename(bad).unwrap_err().code, "VALIDATION_ERROR", "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(verification_token(br#"{"verification_token":" t "}"#).unwrap(), "t");
+        for bad in [&b"{}"[..], br#"{"verification_token":""}"#, br#"{"verification_token":7}"#, b"null"] {
+            assert_eq!(verification_token(bad).unwrap_err().code, "VALIDATION_ERROR");
+        }
         assert_eq!(refresh(br#"{"refresh":"abc"}"#).unwrap(), "abc");
         assert_eq!(refresh(br#"{"refresh":5}"#).unwrap_err().code, "VALIDATION_ERROR");
         assert_eq!(refresh(b"{}").unwrap_err().code, "VALIDATION_ERROR");
+    }
+
+    #[test]
+    fn include_current_is_true_or_false() {
+        assert_eq!(include_current(None).unwrap(), false);
+        assert_eq!(include_current(Some("")).unwrap(), false);
+        assert_eq!(include_current(Some("include_current=true")).unwrap(), true);
+        assert_eq!(include_current(Some("x=1&include_current=false")).unwrap(), false);
+        for bad in ["include_current=1", "include_current=", "include_current=TRUE", "include_current"] {
+            assert_eq!(include_current(Some(bad)).unwrap_err().code, "VALIDATION_ERROR", "{bad}");
+        }
     }
 
     #[test]

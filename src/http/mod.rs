@@ -34,6 +34,9 @@ enum Route {
     Register,
     Refresh,
     Me,
+    Destinations,
+    /// `DELETE /api/auth/me/destinations/{kind}/`: the path's kind, unparsed.
+    Destination(String),
     Sessions,
     Session(String),
     Logout,
@@ -53,13 +56,17 @@ fn route_of(path: &str) -> Result<(Route, &'static str), ApiError> {
         "/api/auth/otp/verify" => (Route::OtpVerify, "POST"),
         "/api/auth/register" => (Route::Register, "POST"),
         "/api/auth/token/refresh" => (Route::Refresh, "POST"),
-        "/api/auth/me" => (Route::Me, "GET"),
-        "/api/auth/sessions" => (Route::Sessions, "GET"),
+        "/api/auth/me" => (Route::Me, "GET, DELETE, PATCH"),
+        "/api/auth/me/destinations" => (Route::Destinations, "POST"),
+        "/api/auth/sessions" => (Route::Sessions, "GET, DELETE"),
         "/api/auth/logout" => (Route::Logout, "POST"),
         "/api/webhooks/twilio/status" => (Route::TwilioStatus, "POST"),
         _ => match path.strip_prefix("/api/auth/sessions/") {
             Some(id) if !id.contains('/') => (Route::Session(id.to_string()), "DELETE"),
-            _ => return Err(ApiError::not_found()),
+            _ => match path.strip_prefix("/api/auth/me/destinations/") {
+                Some(kind) if !kind.contains('/') => (Route::Destination(kind.to_string()), "DELETE"),
+                _ => return Err(ApiError::not_found()),
+            },
         },
     })
 }
@@ -128,6 +135,8 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
 
 async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response, ApiError> {
     let authorization = header(&req, "authorization");
+    // HEAD reaches a GET route as HEAD: only the other methods are told apart.
+    let method = req.inner().method();
     let authenticate = || flows::account::authenticate(app, authorization.as_deref());
     match route {
         Route::Healthz => unreachable!("answered without an App"),
@@ -154,9 +163,36 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
             let presented = input::refresh(&json_body(&mut req).await?)?;
             json(200, &flows::refresh::refresh(app, &presented).await?)
         }
+        Route::Me if method == "PATCH" => {
+            let who = authenticate().await?;
+            let username = input::rename(&json_body(&mut req).await?)?;
+            json(200, &flows::account::rename(app, &who, &username).await?)
+        }
+        Route::Me if method == "DELETE" => {
+            let who = authenticate().await?;
+            let token = input::verification_token(&json_body(&mut req).await?)?;
+            json(200, &flows::account::delete_account(app, &who, &token).await?)
+        }
         Route::Me => {
             let who = authenticate().await?;
             json(200, &flows::account::me(&who))
+        }
+        Route::Destinations => {
+            let who = authenticate().await?;
+            let token = input::verification_token(&json_body(&mut req).await?)?;
+            json(200, &flows::account::attach_destination(app, &who, &token).await?)
+        }
+        Route::Destination(kind) => {
+            let who = authenticate().await?;
+            let Some(channel) = crate::domain::destination::Channel::parse(&kind) else {
+                return Err(flows::error::Error::DestinationNotFound.into());
+            };
+            json(200, &flows::account::remove_destination(app, &who, channel).await?)
+        }
+        Route::Sessions if method == "DELETE" => {
+            let who = authenticate().await?;
+            let include_current = input::include_current(query(&req).as_deref())?;
+            json(200, &flows::account::sign_out_everywhere(app, &who, include_current).await?)
         }
         Route::Sessions => {
             let who = authenticate().await?;
@@ -175,10 +211,7 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
         }
         Route::TwilioStatus => {
             let signature = header(&req, "x-twilio-signature");
-            // The raw URL's query, as Twilio signed it (`req.url()` would
-            // re-serialize it, and pull the `url` crate's IDNA tables in).
-            let raw_url = req.inner().url();
-            let query = raw_url.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or(q).to_string());
+            let query = query(&req);
             let form = body(&mut req).await?;
             flows::delivery_status::twilio(app, query.as_deref(), &form, signature.as_deref()).await?;
             let mut resp = Response::empty().map_err(ApiError::internal)?.with_status(204);
@@ -186,6 +219,13 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
             Ok(resp)
         }
     }
+}
+
+/// The raw URL's query, as the client sent it (and Twilio signed it):
+/// `req.url()` would re-serialize it, and pull the `url` crate's IDNA tables in.
+fn query(req: &Request) -> Option<String> {
+    let raw_url = req.inner().url();
+    raw_url.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or(q).to_string())
 }
 
 /// The static files: the demo page (with Cloudflare's Turnstile widget when

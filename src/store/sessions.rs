@@ -303,6 +303,29 @@ impl Db {
         Ok(!rows.is_empty())
     }
 
+    /// Revokes every live session (`live`) of the user, but `keep` when
+    /// given (the caller's own), in one statement; how many it revoked.
+    pub async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+        reason: &str,
+        at: Liveness,
+    ) -> Result<usize, StoreError> {
+        let rows = self
+            .db
+            .all(Stmt::new(
+                format!(
+                    "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?5 \
+                     WHERE user_id = ?1 AND (?4 IS NULL OR id <> ?4) AND {} RETURNING id",
+                    live("sessions", "?2", "?3")
+                ),
+                vec![user_id.into(), at.now_ms.into(), at.created_after_ms.into(), keep.into(), reason.into()],
+            ))
+            .await?;
+        Ok(rows.len())
+    }
+
     pub async fn live_sessions(&self, user_id: &str, at: Liveness) -> Result<Vec<SessionRow>, StoreError> {
         typed(
             self.db

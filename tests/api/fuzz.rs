@@ -101,15 +101,29 @@ async fn schemathesis_finds_no_server_error_and_no_contract_violation() {
     std::fs::create_dir_all(&work_dir).unwrap();
 
     // Revoking a session (the stateful phase follows the link from the
-    // sessions list to DELETE, and may pick the caller's own) and logging
-    // out end the session of the token: each run is a user of its own, so
+    // sessions list to DELETE, and may pick the caller's own), logging out
+    // and signing out everywhere end the session of the token: each run is a user of its own, so
     // that one run ending sessions cannot end another's, and the three run
     // side by side (one after another they were the suite's longest test).
     let runs: [&[&str]; 3] = [
-        &["--exclude-operation-id", "revokeSession", "--exclude-operation-id", "logout"],
+        &[
+            "--exclude-operation-id",
+            "revokeSession",
+            "--exclude-operation-id",
+            "logout",
+            "--exclude-operation-id",
+            "signOutEverywhere",
+        ],
         &["--include-operation-id", "listSessions", "--include-operation-id", "revokeSession"],
         // Alone, it has no links to follow: no stateful phase.
-        &["--include-operation-id", "logout", "--phases", "examples,coverage,fuzzing"],
+        &[
+            "--include-operation-id",
+            "logout",
+            "--include-operation-id",
+            "signOutEverywhere",
+            "--phases",
+            "examples,coverage,fuzzing",
+        ],
     ];
     let started = Instant::now();
     let mut running = Vec::new();

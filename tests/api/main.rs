@@ -1,6 +1,7 @@
 //! Black-box tests: the real Worker under `wrangler dev`, spoken to over HTTP.
 //! One file per endpoint or flow; `helpers` starts everything.
 
+mod account;
 mod audit;
 mod bad_input;
 mod browser;

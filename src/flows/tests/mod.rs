@@ -3,6 +3,7 @@
 //! rate-limit objects running the real algorithm, a provider fake, a clock
 //! the test moves. A `World` is one deployment; `world.app(ip)` one request.
 
+mod account;
 mod cleanup;
 mod disabled;
 mod limits;
