@@ -71,9 +71,7 @@ fn hot_path(c: &mut Criterion) {
 
     c.bench_function("login_flow_pure_work", |b| b.iter(|| login_flow(&keys, &settings)));
     c.bench_function("code_generate", |b| b.iter(|| OtpCode::generate(black_box(6))));
-    c.bench_function("code_hmac", |b| {
-        b.iter(|| otp::code_hash(PEPPER, black_box("id"), Purpose::Login, &code))
-    });
+    c.bench_function("code_hmac", |b| b.iter(|| otp::code_hash(PEPPER, black_box("id"), Purpose::Login, &code)));
     c.bench_function("constant_time_compare", |b| {
         b.iter(|| ct_eq(black_box(stored.as_bytes()), black_box(stored.as_bytes())))
     });
