@@ -5,7 +5,8 @@
 //! stdout (JSON lines); the test reads the code the fake provider received.
 //!
 //! It signs in by email with another session open, revokes that one,
-//! refreshes, logs out; creates an account by phone and revokes the current
+//! refreshes, adds a phone to the account, signs out everywhere else (of a
+//! session opened meanwhile), logs out; creates an account by phone and revokes the current
 //! session; and requests codes for one address until the 429, whose
 //! countdown must run with the send buttons off. Screenshots go to
 //! `test-artifacts/` (git-ignored).
@@ -48,6 +49,7 @@ async fn the_demo_page_signs_in_registers_and_counts_down_in_a_real_browser() {
         let _ = std::fs::remove_file(project_root().join("test-artifacts").join(stale));
     }
     let phone = random_phone();
+    let added_phone = random_phone();
     let username = format!("demo_{}", random_hex(10));
     let mut run = BrowserRun::start(json!({
         "base_url": app.address,
@@ -55,7 +57,7 @@ async fn the_demo_page_signs_in_registers_and_counts_down_in_a_real_browser() {
         "chromium": CHROMIUM,
         "artifacts_dir": project_root().join("test-artifacts"),
         "timeout_ms": (BROWSER_TIMEOUT - Duration::from_secs(10)).as_millis() as u64,
-        "login": { "destination": email, "user_id": user_id, "other_session_id": other_session },
+        "login": { "destination": email, "user_id": user_id, "other_session_id": other_session, "phone": added_phone },
         "register": { "destination": phone, "username": username },
         // RATE_LIMIT_PER_HOUR is 5: the sixth request is refused.
         "rate_limit": { "destination": random_email(), "max_requests": 8 },
@@ -92,6 +94,15 @@ async fn the_demo_page_signs_in_registers_and_counts_down_in_a_real_browser() {
     );
     let registered_row = (rows[2]["username"].as_str(), rows[2]["phone_e164"].as_str());
     assert_eq!(registered_row, (Some(username.as_str()), Some(phone.as_str())));
+
+    // The phone the page added to the email account, and the session that
+    // signing out everywhere else ended.
+    let user =
+        app.d1(&format!("SELECT email, phone_e164, phone_verified FROM users WHERE id = {}", sql_str(&user_id))).await;
+    assert_eq!(user, [json!({ "email": email, "phone_e164": added_phone, "phone_verified": 1 })]);
+    let late = result["late_session_id"].as_str().unwrap();
+    let late_row = app.d1(&format!("SELECT revoked_reason FROM sessions WHERE id = {}", sql_str(late))).await;
+    assert_eq!(late_row, [json!({ "revoked_reason": "signed_out_everywhere" })]);
 
     let saved = std::fs::metadata(&screenshot).is_ok_and(|m| m.len() > 1000);
     assert!(saved, "no screenshot at {}", screenshot.display());
@@ -212,16 +223,22 @@ impl BrowserRun {
                 println!("browser: {line}");
                 continue;
             };
-            if let Some(destination) = message["need_code"].as_str() {
-                let code = app.code_sent_to(destination).await;
-                let stdin = self.stdin.as_mut().expect("stdin is open");
-                let answer = json!({ "code": code });
-                writeln!(stdin, "{answer}").and_then(|_| stdin.flush()).expect("writing to the script");
+            let answer = if let Some(destination) = message["need_code"].as_str() {
+                json!({ "code": app.code_sent_to(destination).await })
+            } else if let Some(destination) = message["need_session"].as_str() {
+                // A login elsewhere, through the API.
+                let otp = app.otp_for(destination, "login").await;
+                let (status, body) = json_of(app.verify_otp(&otp.id, &otp.code).await).await;
+                assert_eq!(status, 200, "{body}");
+                json!({ "session_id": body["session_id"] })
             } else if message.get("ok").is_some() {
                 return message;
             } else {
                 println!("browser: {message}");
-            }
+                continue;
+            };
+            let stdin = self.stdin.as_mut().expect("stdin is open");
+            writeln!(stdin, "{answer}").and_then(|_| stdin.flush()).expect("writing to the script");
         }
         panic!("the browser script ended without a result; its log:\n{}", self.log())
     }

@@ -4,7 +4,8 @@
 //   node demo_login.mjs '<config JSON>'
 //
 // Talks to the Rust test in JSON lines: prints {"need_code": destination} and
-// reads back {"code": "123456"}; prints {"step": ...} as it goes and
+// reads back {"code": "123456"}, or {"need_session": destination} (a login
+// elsewhere, through the API) and reads back {"session_id": ...}; prints {"step": ...} as it goes and
 // {"ok": true, ...} at the end, or {"ok": false, "error": ...}. Logs go to
 // stderr. Exits when stdin closes (the test is gone), closing the browser.
 import { mkdirSync } from "node:fs";
@@ -38,11 +39,13 @@ const queued = [];
 lines.on("line", (line) => (waiting.length ? waiting.shift()(line) : queued.push(line)));
 lines.on("close", () => finish({ ok: false, error: "stdin closed: the test went away" }, 2));
 
-async function askCode(destination) {
-  send({ need_code: destination });
+async function ask(question) {
+  send(question);
   const line = queued.length ? queued.shift() : await new Promise((resolve) => waiting.push(resolve));
-  return JSON.parse(line).code;
+  return JSON.parse(line);
 }
+
+const askCode = async (destination) => (await ask({ need_code: destination })).code;
 
 function check(condition, message) {
   if (!condition) throw new Error(message);
@@ -159,6 +162,29 @@ async function main() {
   check((await page.locator("#sessions li").count()) === 1, "sessions changed after refresh");
   check((await current.getAttribute("data-session-id")) === currentSession, "refresh changed the session");
 
+  // Add a phone to this email account: a verify code to it, then attach it.
+  await page.fill("#new-destination", login.phone);
+  await act("#add-send");
+  await visible("#add-verify-form");
+  check(!(await text("#add-sent-to")).includes(login.phone.slice(-4)), "the new phone is not masked");
+  await page.fill("#add-code", await askCode(login.phone));
+  await act("#add-verify");
+  await waitText("#status", "Added to your account.");
+  await waitText("#user-phone", `${login.phone} (verified)`);
+  await waitText("#user-email", `${login.destination} (verified)`);
+  check(await page.locator("#add-verify-form").isHidden(), "the code form stays open");
+  await noError("phone added");
+  send({ step: "phone added" });
+
+  // A session signed in elsewhere since: sign out everywhere else.
+  const late = (await ask({ need_session: login.destination })).session_id;
+  check(typeof late === "string" && late.length > 0, "no session was opened elsewhere");
+  await act("#signout-others");
+  await waitText("#status", "Signed out 1 other session.");
+  await page.waitForFunction(() => document.querySelectorAll("#sessions li").length === 1);
+  check((await current.getAttribute("data-session-id")) === currentSession, "signed out of this browser too");
+  await noError("signed out everywhere else");
+
   // Log out.
   await act("#logout");
   await visible("#step-request");
@@ -232,7 +258,12 @@ async function main() {
   send({ step: "rate limited", requests, countdown: first });
 
   check(pageErrors.length === 0, pageErrors.join("\n"));
-  return { login_session_id: currentSession, registered_user_id: registeredUser, requests_until_429: requests };
+  return {
+    login_session_id: currentSession,
+    late_session_id: late,
+    registered_user_id: registeredUser,
+    requests_until_429: requests,
+  };
 }
 
 main().then(

@@ -15,6 +15,8 @@
     access: null,
     refresh: null,
     sessionId: null,
+    /** A code on its way to an email or phone being added to the account. */
+    addOtpId: null,
   };
 
   /** This page load, as a device of the user's (shown in the sessions list). */
@@ -68,13 +70,13 @@
   }
 
   /** A bearer call; an expired access token is refreshed once and the call retried. */
-  async function authed(method, path) {
+  async function authed(method, path, body) {
     try {
-      return await api(method, path, undefined, true);
+      return await api(method, path, body, true);
     } catch (e) {
       if (e instanceof ApiError && e.code === "TOKEN_EXPIRED" && state.refresh) {
         await refreshTokens();
-        return api(method, path, undefined, true);
+        return api(method, path, body, true);
       }
       throw e;
     }
@@ -339,6 +341,44 @@
     }
   }
 
+  /** Adding an email or phone: a `verify` code to it first. */
+  async function sendAddCode() {
+    const destination = $("new-destination").value.trim();
+    if (!destination) {
+      $("new-destination").focus();
+      throw new ApiError(0, "VALIDATION_ERROR", "Enter the email address or phone number to add");
+    }
+    const data = await api("POST", "/api/auth/otp/request/", { destination, purpose: "verify" });
+    state.addOtpId = data.otp_id;
+    $("add-sent-to").textContent = data.destination_masked;
+    $("add-code").value = "";
+    $("add-verify-form").hidden = false;
+    say(data.message);
+    $("add-code").focus();
+  }
+
+  /** Then its code, whose verification token attaches it to the account. */
+  async function verifyAndAdd() {
+    const otp_code = $("add-code").value.replace(/\s+/g, "");
+    if (!otp_code) {
+      $("add-code").focus();
+      throw new ApiError(0, "VALIDATION_ERROR", "Enter the code from the message");
+    }
+    const proof = await api("POST", "/api/auth/otp/verify/", { otp_id: state.addOtpId, otp_code });
+    await authed("POST", "/api/auth/me/destinations/", { verification_token: proof.verification_token });
+    state.addOtpId = null;
+    $("add-verify-form").hidden = true;
+    $("new-destination").value = "";
+    await loadAccount();
+    say("Added to your account.");
+  }
+
+  async function signOutOthers() {
+    const { revoked } = await authed("DELETE", "/api/auth/sessions/");
+    await loadSessions();
+    say(`Signed out ${revoked} other ${revoked === 1 ? "session" : "sessions"}.`);
+  }
+
   async function refreshTokens() {
     const data = await api("POST", "/api/auth/token/refresh/", { refresh: state.refresh });
     keepTokens(data);
@@ -350,7 +390,8 @@
   }
 
   function signOut(message) {
-    Object.assign(state, { access: null, refresh: null, sessionId: null, otpId: null });
+    Object.assign(state, { access: null, refresh: null, sessionId: null, otpId: null, addOtpId: null });
+    $("add-verify-form").hidden = true;
     $("sessions").replaceChildren();
     for (const id of ["user-username", "user-email", "user-phone", "user-id", "token-info"]) $(id).textContent = "";
     show("step-request", "destination");
@@ -394,4 +435,13 @@
     });
   });
   $("logout").addEventListener("click", () => run([$("logout")], logout));
+  $("add-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    run([$("add-send")], sendAddCode);
+  });
+  $("add-verify-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    run([$("add-verify")], verifyAndAdd);
+  });
+  $("signout-others").addEventListener("click", () => run([$("signout-others")], signOutOthers));
 })();
