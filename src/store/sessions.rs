@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use super::{Db, UserRow};
+use crate::domain::destination::Channel;
 use crate::ports::{first, first_of, typed, Arg, Stmt, StoreError};
 
 /// A live session, as the refresh and auth checks need it.
@@ -12,6 +13,9 @@ pub struct SessionRef {
     pub user_id: String,
     /// When it was opened: it ends `SESSION_MAX_LIFETIME_SECONDS` later.
     pub created_at: i64,
+    /// The channel of the code that opened it (`AuthChannel`; NULL for a
+    /// session opened before migration 0012).
+    pub auth_channel: Option<String>,
 }
 
 /// A rotated-out refresh token and the state of its session.
@@ -23,6 +27,8 @@ pub struct RetiredToken {
     pub current_hash: String,
     /// When the session was opened.
     pub created_at: i64,
+    /// The session's `SessionRef::auth_channel`.
+    pub auth_channel: Option<String>,
     /// 1 when the session is no longer live (`live`), else 0.
     pub ended: i64,
 }
@@ -130,12 +136,35 @@ impl SessionUser<'_> {
     }
 }
 
+/// How a new session authenticated, as `sessions.auth_channel` stores it
+/// (the code's `otp_type`, `email` or `phone`): a code sent over a known
+/// channel, or the one behind the verification token (by its hash) that
+/// the same batch consumes.
+#[derive(Debug, Clone, Copy)]
+pub enum AuthChannel<'a> {
+    Of(Channel),
+    OfToken(&'a str),
+}
+
+impl AuthChannel<'_> {
+    /// The channel as SQL, from parameter `?n`, and what `?n` binds.
+    fn sql(self, n: usize) -> (String, Arg) {
+        match self {
+            AuthChannel::Of(channel) => (format!("?{n}"), channel.as_str().into()),
+            AuthChannel::OfToken(hash) => {
+                (format!("(SELECT otp_type FROM verification_tokens WHERE token_hash = ?{n})"), hash.into())
+            }
+        }
+    }
+}
+
 /// A new session and, when the client names its install, its device.
 pub struct NewSession<'a> {
     pub id: &'a str,
     /// The id a new device row gets (an existing one keeps its own).
     pub device_id: &'a str,
     pub user: SessionUser<'a>,
+    pub channel: AuthChannel<'a>,
     pub install_id: Option<&'a str>,
     pub platform: &'a str,
     pub app_version: Option<&'a str>,
@@ -181,12 +210,14 @@ pub(super) fn session_statements(s: &NewSession<'_>, condition: Condition) -> Ve
         ));
     }
     let (user, user_arg) = s.user.sql(8);
+    let (channel, channel_arg) = s.channel.sql(10);
     statements.push(with(
         &format!(
             "INSERT INTO sessions (id, user_id, device_id, refresh_token_hash, ip_address, user_agent, \
-             created_at, last_used_at, expires_at, platform) \
+             created_at, last_used_at, expires_at, platform, auth_channel) \
              SELECT ?1, u.id, (SELECT d.id FROM devices d WHERE d.user_id = u.id AND d.install_id = ?2), \
-             ?3, ?4, ?5, ?6, ?6, ?7, ?9 FROM users u WHERE u.id = {user} AND u.status = 'active' AND {{condition}}"
+             ?3, ?4, ?5, ?6, ?6, ?7, ?9, {channel} FROM users u WHERE u.id = {user} AND u.status = 'active' \
+             AND {{condition}}"
         ),
         vec![
             s.id.into(),
@@ -198,6 +229,7 @@ pub(super) fn session_statements(s: &NewSession<'_>, condition: Condition) -> Ve
             s.expires_at_ms.into(),
             user_arg,
             s.platform.into(),
+            channel_arg,
         ],
     ));
     statements
@@ -236,7 +268,7 @@ impl Db {
                  expires_at = MIN(?7, created_at + ?8), \
                  refresh_window_count = CASE WHEN refresh_window_start <= ?4 THEN 1 ELSE refresh_window_count + 1 END, \
                  refresh_window_start = CASE WHEN refresh_window_start <= ?4 THEN ?2 ELSE refresh_window_start END \
-                 WHERE {may_rotate} RETURNING id, user_id, created_at"
+                 WHERE {may_rotate} RETURNING id, user_id, created_at, auth_channel"
             ),
             [args, vec![r.new_hash.into(), r.expires_at_ms.into(), r.max_lifetime_ms.into()]].concat(),
         );
@@ -256,7 +288,7 @@ impl Db {
         let retired = Stmt::new(
             format!(
                 "SELECT r.session_id, s.user_id, r.retired_at, s.refresh_token_hash AS current_hash, \
-                 s.created_at, NOT ({}) AS ended \
+                 s.created_at, s.auth_channel, NOT ({}) AS ended \
                  FROM retired_refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = ?1",
                 live("s", "?2", "?3")
             ),

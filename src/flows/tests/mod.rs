@@ -15,6 +15,7 @@ mod refresh;
 mod register;
 mod round_trips;
 mod sessions;
+mod step_up;
 mod turnstile;
 
 use std::collections::HashMap;
