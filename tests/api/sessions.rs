@@ -385,6 +385,31 @@ async fn signing_in_by_sms_verifies_the_phone_and_opens_a_session_on_the_device(
 }
 
 #[tokio::test]
+async fn the_access_token_says_when_and_how_the_user_signed_in_and_a_refresh_keeps_it() {
+    let app = spawn_app().await;
+    let phone = random_phone();
+    app.seed_user(&phone, "active").await;
+    let session = sign_in(&app, &phone, json!({})).await;
+    let (_, keys) = jwks(&app).await;
+
+    // Read as another service would: verified with the JWKS alone.
+    let at_login = verify_with_jwks(&session.access, &keys).claims;
+    // RFC 8176: `otp` for a one-time code, `sms` for its channel.
+    assert_eq!(at_login["amr"], json!(["otp", "sms"]), "{at_login}");
+    let row = session_row(&app, &session.session_id).await;
+    let opened = row["created_at"].as_i64().unwrap_or_else(|| panic!("no created_at: {row}"));
+    assert_eq!(at_login["auth_time"], opened / 1000, "the session's opening, in seconds: {at_login}");
+    assert_eq!(row["auth_channel"], "phone", "{row}");
+
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let next = refreshed(&app, &session).await;
+    let after = verify_with_jwks(&next.access, &keys).claims;
+    assert_eq!((&after["auth_time"], &after["amr"]), (&at_login["auth_time"], &at_login["amr"]), "{after}");
+    assert!(after["iat"].as_i64() > at_login["iat"].as_i64(), "a new token: {after}");
+    assert_eq!(me_ok(&app, &next.access).await["phone"], phone.as_str());
+}
+
+#[tokio::test]
 async fn a_browser_sign_in_without_a_device_is_a_web_session() {
     let app = spawn_app().await;
     let user = new_user(&app).await;
