@@ -270,12 +270,12 @@ impl Db {
              AND attempts < max_attempts",
             vec![a.otp_id.into(), a.now_ms.into(), by.into(), a.purpose.as_str().into()],
         );
-        // A login code linked to no account (the decoy of an unknown one, or
-        // a withdrawn code) never matches.
+        // A login or reset code linked to no account (the decoy of an
+        // unknown one, or a withdrawn code) never matches.
         let matched = Stmt::new(
             "UPDATE otp_requests SET is_verified = 1, verified_at = ?2 \
              WHERE id = ?1 AND verified_by = ?3 AND is_verified = 0 AND otp_hash = ?4 \
-             AND (purpose <> 'login' OR user_id IS NOT NULL)",
+             AND (purpose NOT IN ('login', 'reset') OR user_id IS NOT NULL)",
             vec![a.otp_id.into(), a.now_ms.into(), by.into(), a.guess_hash.into()],
         );
         let mut statements = vec![take, matched];
