@@ -101,8 +101,8 @@ pub struct AccessClaims {
 /// The claims of an access token as it is issued: `AccessClaims`, and
 /// `auth_time` and `amr` (OpenID Connect Core 1.0, section 2; `amr`'s
 /// values from RFC 8176), which say when and how the user authenticated:
-/// when the session was opened (by a login or a registration; a refresh
-/// keeps it) and with which code. They are informational, for relying
+/// when the session was opened (by a login, a registration or a recovery;
+/// a refresh keeps it) and with which code. They are informational, for relying
 /// parties: this service's own sensitive operations (attaching a
 /// destination, deleting the account) check a fresh verification token, not
 /// these claims. Borrowed, so issuing copies nothing.

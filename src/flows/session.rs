@@ -78,7 +78,8 @@ pub fn pair(app: &App, s: &SessionRef, refresh: String, issued_at_ms: i64) -> To
     let session_end = settings.session_end_ms(s.created_at);
     let (iat, exp) = settings.access_times(issued_at_ms, session_end);
     // A session is opened only by an authentication (a login, a
-    // registration), so its opening is its `auth_time`; a refresh keeps it.
+    // registration, a recovery), so its opening is its `auth_time`; a
+    // refresh keeps it.
     let subject = tokens::Subject {
         user_id: &s.user_id,
         session_id: &s.id,

@@ -116,12 +116,15 @@ pub struct SessionRow {
     pub app_version: Option<String>,
 }
 
-/// Whose session it is: an account by id, or the account a login code
-/// was linked to (known to D1 only, in the batch that verifies the code).
+/// Whose session it is: an account by id, the account a login code was
+/// linked to (known to D1 only, in the batch that verifies the code), or
+/// the active account at the destination of a verification token (by its
+/// hash; a recovery's).
 #[derive(Debug, Clone, Copy)]
 pub enum SessionUser<'a> {
     Id(&'a str),
     OfCode(&'a str),
+    OfToken(&'a str),
 }
 
 impl SessionUser<'_> {
@@ -132,8 +135,18 @@ impl SessionUser<'_> {
             SessionUser::OfCode(otp_id) => {
                 (format!("(SELECT user_id FROM otp_requests WHERE id = ?{n})"), otp_id.into())
             }
+            SessionUser::OfToken(hash) => (account_of_token(n), hash.into()),
         }
     }
+}
+
+/// The id of the active account whose email or phone is the destination of
+/// the verification token whose hash is parameter `?n`, as SQL.
+fn account_of_token(n: usize) -> String {
+    format!(
+        "(SELECT u.id FROM users u JOIN verification_tokens t ON t.destination IN (u.email, u.phone_e164) \
+         WHERE t.token_hash = ?{n} AND u.status = 'active')"
+    )
 }
 
 /// How a new session authenticated, as `sessions.auth_channel` stores it
@@ -313,6 +326,60 @@ impl Db {
         );
         let mut results = self.db.batch(vec![retired, current]).await?;
         Ok(Presented { retired: first_of(&mut results, 0)?, current: first_of(&mut results, 1)? })
+    }
+
+    /// Recovers an account, in one transaction: spends a `reset`
+    /// verification token (single use, unexpired) for a destination of an
+    /// active account, revokes every session of that account, and opens
+    /// `session` (whose user is `SessionUser::OfToken`). `by` marks this
+    /// request's consumption (two requests in one millisecond share
+    /// `consumed_at`). The account and the token's channel, or `None`: the
+    /// token does not hold, and nothing changed.
+    pub async fn recover(
+        &self,
+        token_hash: &str,
+        by: &str,
+        session: &NewSession<'_>,
+    ) -> Result<Option<(UserRow, Channel)>, StoreError> {
+        let account = account_of_token(1);
+        let proved = "EXISTS (SELECT 1 FROM verification_tokens WHERE token_hash = ?1 AND consumed_by = ?3)";
+        let args = || -> Vec<Arg> { vec![token_hash.into(), session.now_ms.into(), by.into()] };
+        let consume = Stmt::new(
+            format!(
+                "UPDATE verification_tokens SET consumed_at = ?2, consumed_by = ?3 \
+                 WHERE token_hash = ?1 AND purpose = 'reset' AND consumed_at IS NULL AND expires_at > ?2 \
+                 AND {account} IS NOT NULL RETURNING otp_type"
+            ),
+            args(),
+        );
+        let revoke = Stmt::new(
+            format!(
+                "UPDATE sessions SET revoked_at = ?2, revoked_reason = 'recovered' \
+                 WHERE user_id = {account} AND revoked_at IS NULL AND {proved}"
+            ),
+            args(),
+        );
+        let read =
+            Stmt::new(format!("SELECT {} FROM users WHERE id = {account} AND {proved}", super::USER_COLUMNS), args());
+        let mut statements = vec![consume, revoke];
+        statements.extend(session_statements(session, &|n| {
+            (
+                format!(
+                    "EXISTS (SELECT 1 FROM verification_tokens WHERE token_hash = ?{n} AND consumed_by = ?{})",
+                    n + 1
+                ),
+                vec![token_hash.into(), by.into()],
+            )
+        }));
+        let read_back = statements.len();
+        statements.push(read);
+        let mut results = self.db.batch(statements).await?;
+        // Read by hand: a derived Deserialize costs the bundle more.
+        let kind = results[0].first().and_then(|row| Channel::parse(row.get("otp_type")?.as_str()?));
+        Ok(match (kind, first_of::<UserRow>(&mut results, read_back)?) {
+            (Some(channel), Some(user)) => Some((user, channel)),
+            _ => None,
+        })
     }
 
     /// Revokes a session; with `user_id`, only one of that user's. Returns

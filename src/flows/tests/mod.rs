@@ -11,6 +11,7 @@ mod lockout;
 mod otp_request;
 mod otp_verify;
 mod pumping;
+mod recover;
 mod refresh;
 mod register;
 mod round_trips;
