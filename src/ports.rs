@@ -143,6 +143,29 @@ pub fn first_of<T: DeserializeOwned>(results: &mut [Vec<Row>], index: usize) -> 
     first(results.get_mut(index).map(std::mem::take).unwrap_or_default())
 }
 
+/// The first row of statement `index` of a batch's results, untyped.
+pub fn row_of(results: &mut [Vec<Row>], index: usize) -> Option<Row> {
+    results.get_mut(index).and_then(|rows| rows.drain(..).next())
+}
+
+// Columns read by hand, where a derived `Deserialize` for the row would cost
+// the bundle more (each one is KBs of wasm).
+
+/// An integer column; 0 when NULL or absent.
+pub fn int(row: &Row, column: &str) -> i64 {
+    opt_int(row, column).unwrap_or(0)
+}
+
+/// An integer column that may be NULL.
+pub fn opt_int(row: &Row, column: &str) -> Option<i64> {
+    row.get(column)?.as_i64()
+}
+
+/// A text column that may be NULL.
+pub fn text(row: &Row, column: &str) -> Option<String> {
+    row.get(column)?.as_str().map(str::to_string)
+}
+
 // ---------------------------------------------------------------------------
 // Rate limits
 // ---------------------------------------------------------------------------

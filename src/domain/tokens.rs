@@ -85,8 +85,10 @@ impl VerifyingKey<EdDsa> for SecretKey {
 /// `token_type` of an access token (as SimpleJWT names it).
 pub const ACCESS: &str = "access";
 
-/// The claims of an access token besides `iat` and `exp`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The claims of an access token besides `iat` and `exp`, as
+/// `verify_access` reads them. It ignores the others (`Issued`'s
+/// `auth_time` and `amr`), so tokens with and without them verify alike.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct AccessClaims {
     pub sub: String,
     pub sid: String,
@@ -94,6 +96,50 @@ pub struct AccessClaims {
     pub iss: String,
     pub aud: String,
     pub token_type: String,
+}
+
+/// The claims of an access token as it is issued: `AccessClaims`, and
+/// `auth_time` and `amr` (OpenID Connect Core 1.0, section 2; `amr`'s
+/// values from RFC 8176), which say when and how the user authenticated:
+/// when the session was opened (by a login, a registration or a recovery;
+/// a refresh keeps it) and with which code. They are informational, for relying
+/// parties: this service's own sensitive operations (attaching a
+/// destination, deleting the account) check a fresh verification token, not
+/// these claims. Borrowed, so issuing copies nothing.
+#[derive(Serialize)]
+struct Issued<'a> {
+    sub: &'a str,
+    sid: &'a str,
+    jti: &'a str,
+    iss: &'a str,
+    aud: &'a str,
+    token_type: &'a str,
+    auth_time: i64,
+    amr: &'a [&'a str],
+}
+
+/// How a session authenticated, as the `amr` of its tokens (RFC 8176,
+/// section 2, and the IANA "Authentication Method Reference Values"
+/// registry): `otp` for a one-time code, and `sms` when it came by SMS.
+/// Neither registers a value for a code sent by email, so an email code is
+/// `otp` alone. `channel` is the code's `otp_type` as the session row
+/// stores it (`sessions.auth_channel`; NULL for sessions opened before it
+/// existed, which count as `otp`).
+pub fn amr(channel: Option<&str>) -> &'static [&'static str] {
+    match channel {
+        Some("phone") => &["otp", "sms"],
+        _ => &["otp"],
+    }
+}
+
+/// Who the token is for and how they authenticated: its `sub`, `sid`,
+/// `auth_time` (the session's opening, in ms) and `amr` (`amr`).
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub user_id: &'a str,
+    pub session_id: &'a str,
+    pub auth_time_ms: i64,
+    pub amr: &'a [&'a str],
 }
 
 /// Who issues tokens, for whom, and for how long.
@@ -191,7 +237,8 @@ impl Keys {
         serde_json::json!({ "keys": keys })
     }
 
-    /// Signs an access token that lives its full lifetime.
+    /// Signs an access token that lives its full lifetime, for a session
+    /// opened by an email code at `issued_at_ms`.
     pub fn issue_access(
         &self,
         settings: &TokenSettings,
@@ -200,7 +247,8 @@ impl Keys {
         jti: &str,
         issued_at_ms: i64,
     ) -> String {
-        self.issue_access_within(settings, user_id, session_id, jti, issued_at_ms, i64::MAX)
+        let subject = Subject { user_id, session_id, auth_time_ms: issued_at_ms, amr: amr(None) };
+        self.issue_access_within(settings, subject, jti, issued_at_ms, i64::MAX)
     }
 
     /// Signs an access token for a session that ends at `session_end_ms`
@@ -209,21 +257,22 @@ impl Keys {
     pub fn issue_access_within(
         &self,
         settings: &TokenSettings,
-        user_id: &str,
-        session_id: &str,
+        subject: Subject<'_>,
         jti: &str,
         issued_at_ms: i64,
         session_end_ms: i64,
     ) -> String {
         let signer = &self.entries[0];
         let (iat, exp) = settings.access_times(issued_at_ms, session_end_ms);
-        let mut claims = Claims::new(AccessClaims {
-            sub: user_id.to_string(),
-            sid: session_id.to_string(),
-            jti: jti.to_string(),
-            iss: settings.issuer.clone(),
-            aud: settings.audience.clone(),
-            token_type: ACCESS.to_string(),
+        let mut claims = Claims::new(Issued {
+            sub: subject.user_id,
+            sid: subject.session_id,
+            jti,
+            iss: &settings.issuer,
+            aud: &settings.audience,
+            token_type: ACCESS,
+            auth_time: subject.auth_time_ms.div_euclid(1000),
+            amr: subject.amr,
         });
         claims.issued_at = Some(at(iat * 1000));
         claims.expiration = Some(at(exp * 1000));
@@ -382,6 +431,33 @@ mod tests {
     }
 
     #[test]
+    fn the_token_says_when_and_how_the_session_authenticated() {
+        let (k, s) = (keys(&[("a", 1)]), settings());
+        let subject = Subject { user_id: "u", session_id: "s", auth_time_ms: NOW - 5_999, amr: amr(Some("phone")) };
+        let t = k.issue_access_within(&s, subject, "j", NOW, i64::MAX);
+        assert!(k.verify_access(&s, &t, NOW).is_ok());
+        let payload: serde_json::Value =
+            serde_json::from_slice(&Base64UrlUnpadded::decode_vec(t.split('.').nth(1).unwrap()).unwrap()).unwrap();
+        assert_eq!(payload["auth_time"], NOW / 1000 - 6, "whole seconds, down");
+        assert_eq!(payload["amr"], serde_json::json!(["otp", "sms"]));
+        assert_eq!(amr(Some("email")), ["otp"], "RFC 8176 registers no value for email");
+        assert_eq!(amr(None), ["otp"], "a session from before the column");
+    }
+
+    #[test]
+    fn a_token_issued_before_auth_time_and_amr_still_verifies() {
+        let (k, s) = (keys(&[("a", 1)]), settings());
+        let mut claims = Claims::new(serde_json::json!({
+            "sub": "u", "sid": "s", "jti": "j", "iss": "otp-edge", "aud": "apps", "token_type": "access"
+        }));
+        claims.expiration = Some(at(NOW + 300_000));
+        let header = Header::empty().with_key_id("a").with_token_type("JWT");
+        let t = EdDsa.token(&header, &claims, &k.entries[0].secret).unwrap();
+        let c = k.verify_access(&s, &t, NOW).unwrap();
+        assert_eq!(c.sub, "u");
+    }
+
+    #[test]
     fn an_access_token_does_not_outlive_its_session() {
         let (k, s) = (keys(&[("a", 1)]), settings());
         let exp = |t: &str| -> i64 {
@@ -392,7 +468,8 @@ mod tests {
         assert_eq!(s.access_times(NOW + 999, NOW + 3_600_000), (NOW / 1000, NOW / 1000 + 300));
         // 120.5 s before the end: 120 s, whole seconds down.
         assert_eq!(s.access_times(NOW, NOW + 120_500), (NOW / 1000, NOW / 1000 + 120));
-        let t = k.issue_access_within(&s, "u", "s", "j", NOW, NOW + 120_500);
+        let subject = Subject { user_id: "u", session_id: "s", auth_time_ms: NOW, amr: amr(None) };
+        let t = k.issue_access_within(&s, subject, "j", NOW, NOW + 120_500);
         assert_eq!(exp(&t), NOW / 1000 + 120);
         assert!(k.verify_access(&s, &t, NOW + 120_000).is_ok());
         assert_eq!(k.verify_access(&s, &t, NOW + 120_001), Err(TokenError::Expired), "before the session's end");

@@ -12,6 +12,7 @@ pub mod error;
 pub mod health;
 pub mod otp_request;
 pub mod otp_verify;
+pub mod recover;
 pub mod refresh;
 pub mod register;
 pub mod session;

@@ -82,9 +82,14 @@ pub async fn request_otp(app: &App, input: OtpRequestInput) -> Result<OtpRequest
         None => OtpCode::generate_from(config.otp.length, &*app.ports.entropy),
     };
     let otp_hash = otp::code_hash(config.otp_pepper.expose(), &otp_id, purpose, &code);
+    // A login's and a reset's code is linked to the active account at its
+    // destination; one linked to none never verifies (`Db::attempt_code`).
+    // A reset is sent like any other code, to any destination, so an
+    // unknown one answers (and fails) as a real one does; only recovery
+    // (`flows::recover`) gives a reset code its use.
     let row = NewOtp {
         id: otp_id.clone(),
-        link_user: purpose == Purpose::Login,
+        link_user: matches!(purpose, Purpose::Login | Purpose::Reset),
         destination: destination.clone(),
         network: app.network().to_string(),
         purpose,

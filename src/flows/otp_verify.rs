@@ -11,7 +11,7 @@ use crate::domain::crypto::{hex, random_bytes_from, sha256};
 use crate::domain::destination::Destination;
 use crate::domain::otp::{self, OtpCode, Purpose, VerifyFailure};
 use crate::store::otp::{Attempt, CodeAttempt, Completion};
-use crate::store::sessions::SessionUser;
+use crate::store::sessions::{AuthChannel, SessionUser};
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 
@@ -87,7 +87,8 @@ async fn verify(
     // Made before the transaction, so that it can store them: the session a
     // login opens, or the single-use token other purposes issue (256 random
     // bits, base64url; only its SHA-256 is stored).
-    let session = super::session::Opening::new(app, SessionUser::OfCode(otp_id), &input.device);
+    let session =
+        super::session::Opening::new(app, SessionUser::OfCode(otp_id), AuthChannel::Of(channel), &input.device);
     let token = Base64UrlUnpadded::encode_string(&random_bytes_from::<32>(&*app.ports.entropy));
     let token_hash = verification_token_hash(&token);
     let row = session.row();
@@ -116,7 +117,7 @@ async fn verify(
     match attempted.attempt {
         Attempt::Refused(state) => Err(invalid(otp::refusal_reason(state.as_ref(), app.now_ms))),
         Attempt::Wrong => Err(invalid(VerifyFailure::WrongCode)),
-        Attempt::LoggedIn(user) => Ok(Verified::Login(session.logged_in(app, &user))),
+        Attempt::LoggedIn(user) => Ok(Verified::Login(session.logged_in(app, &user, channel))),
         Attempt::NoActiveUser => match attempted.user_id {
             Some(user_id) if db.user_by_id(&user_id).await.map_err(db_down)?.is_some() => Err(Error::AccountDisabled),
             _ => Err(Error::UserNotFound),

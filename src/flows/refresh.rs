@@ -10,7 +10,7 @@ use super::App;
 use crate::audit::Event;
 use crate::domain::limits::Limit;
 use crate::domain::tokens;
-use crate::store::sessions::{CurrentToken, RefreshBudget, Rotation};
+use crate::store::sessions::{CurrentToken, RefreshBudget, Rotation, SessionRef};
 
 pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, Error> {
     let settings = &app.config.tokens;
@@ -33,7 +33,7 @@ pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, Error> {
 
     if let Some(s) = app.db.rotate_refresh(&rotation).await.map_err(db_down)? {
         app.audit(Event::new("token_refreshed", "ok").session(&s.id).user(Some(&s.user_id)));
-        return Ok(session::pair(app, &s.user_id, &s.id, s.created_at, successor, app.now_ms));
+        return Ok(session::pair(app, &s, successor, app.now_ms));
     }
 
     let found = app.db.presented_refresh(&old_hash, at, budget).await.map_err(db_down)?;
@@ -61,14 +61,13 @@ pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, Error> {
         app.audit(
             Event::new("token_refreshed", "grace_reuse").session(&retired.session_id).user(Some(&retired.user_id)),
         );
-        return Ok(session::pair(
-            app,
-            &retired.user_id,
-            &retired.session_id,
-            retired.created_at,
-            successor,
-            retired.retired_at,
-        ));
+        let s = SessionRef {
+            id: retired.session_id,
+            user_id: retired.user_id,
+            created_at: retired.created_at,
+            auth_channel: retired.auth_channel,
+        };
+        return Ok(session::pair(app, &s, successor, retired.retired_at));
     }
     app.db.revoke_session(&retired.session_id, None, "refresh_token_reuse", app.now_ms).await.map_err(db_down)?;
     app.audit(

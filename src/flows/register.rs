@@ -6,8 +6,9 @@ use super::session::{LoggedIn, Opening};
 use super::App;
 use crate::domain::account::{Device, Username};
 use crate::domain::crypto::uuid_from;
+use crate::domain::destination::Channel;
 use crate::flows::otp_verify::verification_token_hash;
-use crate::store::sessions::SessionUser;
+use crate::store::sessions::{AuthChannel, SessionUser};
 use crate::store::users::CreateUserError;
 
 /// Failed tries (a taken username, or an account already at the
@@ -25,16 +26,11 @@ pub struct RegisterInput {
 
 pub async fn register(app: &App, input: RegisterInput) -> Result<LoggedIn, Error> {
     let user_id = uuid_from(&*app.ports.entropy).hyphenated().to_string();
-    let session = Opening::new(app, SessionUser::Id(&user_id), &input.device);
+    let token_hash = verification_token_hash(&input.verification_token);
+    let session = Opening::new(app, SessionUser::Id(&user_id), AuthChannel::OfToken(&token_hash), &input.device);
     let created = app
         .db
-        .create_user(
-            &verification_token_hash(&input.verification_token),
-            &user_id,
-            input.username.as_str(),
-            &session.row(),
-            FAILURES_PER_TOKEN,
-        )
+        .create_user(&token_hash, &user_id, input.username.as_str(), &session.row(), FAILURES_PER_TOKEN)
         .await
         .map_err(db_down)?;
     let user = match created {
@@ -43,7 +39,9 @@ pub async fn register(app: &App, input: RegisterInput) -> Result<LoggedIn, Error
         Err(CreateUserError::UsernameTaken) => return Err(Error::UsernameTaken),
         Err(CreateUserError::AccountExists) => return Err(Error::AccountExists),
     };
-    let logged_in = session.logged_in(app, &user);
+    // The token's channel: a new account has that one destination only.
+    let channel = if user.email.is_some() { Channel::Email } else { Channel::Phone };
+    let logged_in = session.logged_in(app, &user, channel);
     app.audit(super::session::created(&logged_in));
     Ok(logged_in)
 }

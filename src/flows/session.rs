@@ -12,8 +12,9 @@ pub fn created(logged_in: &LoggedIn) -> Event {
 }
 use crate::domain::account::Device;
 use crate::domain::crypto::uuid_from;
+use crate::domain::destination::Channel;
 use crate::domain::tokens;
-use crate::store::sessions::{Liveness, NewSession, SessionUser};
+use crate::store::sessions::{AuthChannel, Liveness, NewSession, SessionRef, SessionUser};
 use crate::store::UserRow;
 
 /// The user, as login answers and `me` show it.
@@ -68,24 +69,27 @@ pub fn liveness(app: &App) -> Liveness {
 }
 
 /// The access token that goes with `refresh`, issued at `issued_at_ms`, for
-/// the session opened at `created_at_ms` (the token does not outlive it).
-/// Deterministic, so a grace-window re-issue is the same token.
-pub fn pair(
-    app: &App,
-    user_id: &str,
-    session_id: &str,
-    created_at_ms: i64,
-    refresh: String,
-    issued_at_ms: i64,
-) -> TokenPair {
+/// the session `s` (the token does not outlive it, and carries its
+/// `auth_time` and `amr`). Deterministic, so a grace-window re-issue is the
+/// same token.
+pub fn pair(app: &App, s: &SessionRef, refresh: String, issued_at_ms: i64) -> TokenPair {
     let settings = &app.config.tokens;
     let jti = tokens::access_jti(&tokens::refresh_token_hash(&refresh));
-    let session_end = settings.session_end_ms(created_at_ms);
+    let session_end = settings.session_end_ms(s.created_at);
     let (iat, exp) = settings.access_times(issued_at_ms, session_end);
+    // A session is opened only by an authentication (a login, a
+    // registration, a recovery), so its opening is its `auth_time`; a
+    // refresh keeps it.
+    let subject = tokens::Subject {
+        user_id: &s.user_id,
+        session_id: &s.id,
+        auth_time_ms: s.created_at,
+        amr: tokens::amr(s.auth_channel.as_deref()),
+    };
     TokenPair {
-        access: app.keys.issue_access_within(settings, user_id, session_id, &jti, issued_at_ms, session_end),
+        access: app.keys.issue_access_within(settings, subject, &jti, issued_at_ms, session_end),
         refresh,
-        session_id: session_id.to_string(),
+        session_id: s.id.clone(),
         expires_in: (exp - iat) as u64,
     }
 }
@@ -100,12 +104,14 @@ pub struct Opening<'a> {
     refresh: String,
     refresh_hash: String,
     user: SessionUser<'a>,
+    channel: AuthChannel<'a>,
     device: &'a Device,
     app: &'a App,
 }
 
 impl<'a> Opening<'a> {
-    pub fn new(app: &'a App, user: SessionUser<'a>, device: &'a Device) -> Opening<'a> {
+    /// A session for `user`, authenticated by a code sent over `channel`.
+    pub fn new(app: &'a App, user: SessionUser<'a>, channel: AuthChannel<'a>, device: &'a Device) -> Opening<'a> {
         let entropy = &*app.ports.entropy;
         let refresh = tokens::new_refresh_token_from(entropy);
         Opening {
@@ -114,6 +120,7 @@ impl<'a> Opening<'a> {
             refresh_hash: tokens::refresh_token_hash(&refresh),
             refresh,
             user,
+            channel,
             device,
             app,
         }
@@ -127,6 +134,7 @@ impl<'a> Opening<'a> {
             id: &self.id,
             device_id: &self.device_id,
             user: self.user,
+            channel: self.channel,
             install_id: self.device.install_id.as_deref(),
             platform: self.device.platform.as_deref().unwrap_or("web"),
             app_version: self.device.app_version.as_deref(),
@@ -138,9 +146,16 @@ impl<'a> Opening<'a> {
         }
     }
 
-    /// The login answer, once the session is stored.
-    pub fn logged_in(self, app: &App, user: &UserRow) -> LoggedIn {
-        let p = pair(app, &user.id, &self.id, app.now_ms, self.refresh, app.now_ms);
+    /// The login answer, once the session is stored; `channel` is the one
+    /// the session row names (`AuthChannel`).
+    pub fn logged_in(self, app: &App, user: &UserRow, channel: Channel) -> LoggedIn {
+        let s = SessionRef {
+            id: self.id,
+            user_id: user.id.clone(),
+            created_at: app.now_ms,
+            auth_channel: Some(channel.as_str().to_string()),
+        };
+        let p = pair(app, &s, self.refresh, app.now_ms);
         LoggedIn {
             access: p.access,
             refresh: p.refresh,

@@ -32,6 +32,7 @@ enum Route {
     OtpRequest,
     OtpVerify,
     Register,
+    Recover,
     Refresh,
     Me,
     Destinations,
@@ -55,6 +56,7 @@ fn route_of(path: &str) -> Result<(Route, &'static str), ApiError> {
         "/api/auth/otp/request" => (Route::OtpRequest, "POST"),
         "/api/auth/otp/verify" => (Route::OtpVerify, "POST"),
         "/api/auth/register" => (Route::Register, "POST"),
+        "/api/auth/recover" => (Route::Recover, "POST"),
         "/api/auth/token/refresh" => (Route::Refresh, "POST"),
         "/api/auth/me" => (Route::Me, "GET, DELETE, PATCH"),
         "/api/auth/me/destinations" => (Route::Destinations, "POST"),
@@ -158,6 +160,10 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
         Route::Register => {
             let input = input::register(&json_body(&mut req).await?)?;
             json(201, &flows::register::register(app, input).await?)
+        }
+        Route::Recover => {
+            let token = input::verification_token(&json_body(&mut req).await?)?;
+            json(200, &flows::recover::recover(app, &token).await?)
         }
         Route::Refresh => {
             let presented = input::refresh(&json_body(&mut req).await?)?;

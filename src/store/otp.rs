@@ -1,13 +1,11 @@
 //! Codes: storing one (superseding older ones), delivery claims, and the
 //! one transaction that takes a guess at a code and completes a match.
 
-use serde::Deserialize;
-
 use super::sessions::{session_statements, NewSession};
 use super::{channel_column, channel_verified_column, user_column, Db, Id, UserRow, USER_COLUMNS};
 use crate::domain::destination::{Channel, Destination};
 use crate::domain::otp::{Purpose, RowState};
-use crate::ports::{first, first_of, Arg, Stmt, StoreError};
+use crate::ports::{first, first_of, int, opt_int, row_of, text, Arg, Row, Stmt, StoreError};
 
 /// A new OTP request row. Owned, so that a protected login can store it
 /// after its answer.
@@ -105,6 +103,18 @@ pub fn stored_destination(otp_type: &str, value: &str) -> Option<Destination> {
     Destination::from_stored(Channel::parse(otp_type)?, value).ok()
 }
 
+/// Why a row (`is_verified`, `invalidated_at`, `expires_at`, `attempts`,
+/// `max_attempts`) refuses an attempt.
+fn row_state(r: &Row) -> RowState {
+    RowState {
+        is_verified: int(r, "is_verified") != 0,
+        invalidated: opt_int(r, "invalidated_at").is_some(),
+        expires_at_ms: int(r, "expires_at"),
+        attempts: int(r, "attempts"),
+        max_attempts: int(r, "max_attempts"),
+    }
+}
+
 /// Condition: code `otp_id` was marked used by this batch, on behalf of `by`,
 /// written from parameter number `n`.
 fn verified_by(otp_id: &str, by: &str, n: usize) -> (String, Vec<Arg>) {
@@ -157,11 +167,7 @@ impl Db {
             ],
         );
         let mut results = self.db.batch(vec![invalidate, insert]).await?;
-        #[derive(Deserialize)]
-        struct Linked {
-            user_id: Option<String>,
-        }
-        Ok(first_of::<Linked>(&mut results, 1)?.and_then(|r| r.user_id))
+        Ok(row_of(&mut results, 1).and_then(|r| text(&r, "user_id")))
     }
 
     /// Makes a code unverifiable (its delivery failed).
@@ -208,60 +214,37 @@ impl Db {
         if claimed.is_some() {
             return Ok(DeliveryClaim::Claimed);
         }
-        #[derive(Deserialize)]
-        struct Row {
-            is_verified: i64,
-            invalidated_at: Option<i64>,
-            withdrawn_at: Option<i64>,
-            expires_at: i64,
-            delivery_attempts: i64,
-        }
-        let row: Option<Row> = first(
-            self.db
-                .all(Stmt::new(
-                    "SELECT is_verified, invalidated_at, withdrawn_at, expires_at, delivery_attempts \
-                     FROM otp_requests WHERE id = ?1",
-                    vec![id.into()],
-                ))
-                .await?,
-        )?;
+        let row = self
+            .db
+            .all(Stmt::new(
+                "SELECT is_verified, invalidated_at, withdrawn_at, expires_at, delivery_attempts \
+                 FROM otp_requests WHERE id = ?1",
+                vec![id.into()],
+            ))
+            .await?
+            .into_iter()
+            .next();
         Ok(match row {
             None => DeliveryClaim::NotPending("unknown_code"),
-            Some(r) if r.delivery_attempts >= attempt as i64 => DeliveryClaim::AlreadyTried,
-            Some(r) if r.is_verified != 0 => DeliveryClaim::NotPending("used"),
-            Some(r) if r.invalidated_at.is_some() => DeliveryClaim::NotPending("superseded"),
-            Some(r) if r.withdrawn_at.is_some() => DeliveryClaim::NotPending("withdrawn"),
-            Some(r) if r.expires_at <= now_ms => DeliveryClaim::NotPending("expired"),
+            Some(r) if int(&r, "delivery_attempts") >= attempt as i64 => DeliveryClaim::AlreadyTried,
+            Some(r) if int(&r, "is_verified") != 0 => DeliveryClaim::NotPending("used"),
+            Some(r) if opt_int(&r, "invalidated_at").is_some() => DeliveryClaim::NotPending("superseded"),
+            Some(r) if opt_int(&r, "withdrawn_at").is_some() => DeliveryClaim::NotPending("withdrawn"),
+            Some(r) if int(&r, "expires_at") <= now_ms => DeliveryClaim::NotPending("expired"),
             Some(_) => DeliveryClaim::AlreadyTried,
         })
     }
 
     /// Why a row refused an attempt (or `None`: no such row).
     pub async fn otp_state(&self, id: &str) -> Result<Option<RowState>, StoreError> {
-        #[derive(Deserialize)]
-        struct StateRow {
-            is_verified: i64,
-            invalidated_at: Option<i64>,
-            expires_at: i64,
-            attempts: i64,
-            max_attempts: i64,
-        }
-        let row: Option<StateRow> = first(
-            self.db
-                .all(Stmt::new(
-                    "SELECT is_verified, invalidated_at, expires_at, attempts, max_attempts \
-                     FROM otp_requests WHERE id = ?1",
-                    vec![id.into()],
-                ))
-                .await?,
-        )?;
-        Ok(row.map(|r| RowState {
-            is_verified: r.is_verified != 0,
-            invalidated: r.invalidated_at.is_some(),
-            expires_at_ms: r.expires_at,
-            attempts: r.attempts,
-            max_attempts: r.max_attempts,
-        }))
+        let rows = self
+            .db
+            .all(Stmt::new(
+                "SELECT is_verified, invalidated_at, expires_at, attempts, max_attempts FROM otp_requests WHERE id = ?1",
+                vec![id.into()],
+            ))
+            .await?;
+        Ok(rows.first().map(row_state))
     }
 
     /// A guess at a code, in one transaction: takes one attempt (only from
@@ -287,12 +270,12 @@ impl Db {
              AND attempts < max_attempts",
             vec![a.otp_id.into(), a.now_ms.into(), by.into(), a.purpose.as_str().into()],
         );
-        // A login code linked to no account (the decoy of an unknown one, or
-        // a withdrawn code) never matches.
+        // A login or reset code linked to no account (the decoy of an
+        // unknown one, or a withdrawn code) never matches.
         let matched = Stmt::new(
             "UPDATE otp_requests SET is_verified = 1, verified_at = ?2 \
              WHERE id = ?1 AND verified_by = ?3 AND is_verified = 0 AND otp_hash = ?4 \
-             AND (purpose <> 'login' OR user_id IS NOT NULL)",
+             AND (purpose NOT IN ('login', 'reset') OR user_id IS NOT NULL)",
             vec![a.otp_id.into(), a.now_ms.into(), by.into(), a.guess_hash.into()],
         );
         let mut statements = vec![take, matched];
@@ -341,29 +324,11 @@ impl Db {
             vec![a.otp_id.into(), by.into()],
         ));
         let mut results = self.db.batch(statements).await?;
-        #[derive(Deserialize)]
-        struct Row {
-            otp_type: String,
-            destination: String,
-            user_id: Option<String>,
-            is_verified: i64,
-            invalidated_at: Option<i64>,
-            expires_at: i64,
-            attempts: i64,
-            max_attempts: i64,
-            attempted: i64,
-        }
-        let Some(row) = first_of::<Row>(&mut results, read_back)? else {
+        let Some(row) = row_of(&mut results, read_back) else {
             return Ok(Attempted { attempt: Attempt::Refused(None), destination: None, user_id: None });
         };
-        let attempt = match (row.attempted != 0, row.is_verified != 0, &a.completion) {
-            (false, ..) => Attempt::Refused(Some(RowState {
-                is_verified: row.is_verified != 0,
-                invalidated: row.invalidated_at.is_some(),
-                expires_at_ms: row.expires_at,
-                attempts: row.attempts,
-                max_attempts: row.max_attempts,
-            })),
+        let attempt = match (int(&row, "attempted") != 0, int(&row, "is_verified") != 0, &a.completion) {
+            (false, ..) => Attempt::Refused(Some(row_state(&row))),
             (true, false, _) => Attempt::Wrong,
             (true, true, Completion::Login(_)) => match first_of::<UserRow>(&mut results, 2)? {
                 Some(user) => Attempt::LoggedIn(user),
@@ -371,7 +336,10 @@ impl Db {
             },
             (true, true, Completion::Token { .. }) => Attempt::Verified,
         };
-        let destination = stored_destination(&row.otp_type, &row.destination);
-        Ok(Attempted { attempt, destination, user_id: row.user_id })
+        let destination = stored_destination(
+            &text(&row, "otp_type").unwrap_or_default(),
+            &text(&row, "destination").unwrap_or_default(),
+        );
+        Ok(Attempted { attempt, destination, user_id: text(&row, "user_id") })
     }
 }

@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use super::{Db, UserRow};
+use crate::domain::destination::Channel;
 use crate::ports::{first, first_of, typed, Arg, Stmt, StoreError};
 
 /// A live session, as the refresh and auth checks need it.
@@ -12,6 +13,9 @@ pub struct SessionRef {
     pub user_id: String,
     /// When it was opened: it ends `SESSION_MAX_LIFETIME_SECONDS` later.
     pub created_at: i64,
+    /// The channel of the code that opened it (`AuthChannel`; NULL for a
+    /// session opened before migration 0012).
+    pub auth_channel: Option<String>,
 }
 
 /// A rotated-out refresh token and the state of its session.
@@ -23,6 +27,8 @@ pub struct RetiredToken {
     pub current_hash: String,
     /// When the session was opened.
     pub created_at: i64,
+    /// The session's `SessionRef::auth_channel`.
+    pub auth_channel: Option<String>,
     /// 1 when the session is no longer live (`live`), else 0.
     pub ended: i64,
 }
@@ -110,12 +116,15 @@ pub struct SessionRow {
     pub app_version: Option<String>,
 }
 
-/// Whose session it is: an account by id, or the account a login code
-/// was linked to (known to D1 only, in the batch that verifies the code).
+/// Whose session it is: an account by id, the account a login code was
+/// linked to (known to D1 only, in the batch that verifies the code), or
+/// the active account at the destination of a verification token (by its
+/// hash; a recovery's).
 #[derive(Debug, Clone, Copy)]
 pub enum SessionUser<'a> {
     Id(&'a str),
     OfCode(&'a str),
+    OfToken(&'a str),
 }
 
 impl SessionUser<'_> {
@@ -125,6 +134,38 @@ impl SessionUser<'_> {
             SessionUser::Id(id) => (format!("?{n}"), id.into()),
             SessionUser::OfCode(otp_id) => {
                 (format!("(SELECT user_id FROM otp_requests WHERE id = ?{n})"), otp_id.into())
+            }
+            SessionUser::OfToken(hash) => (account_of_token(n), hash.into()),
+        }
+    }
+}
+
+/// The id of the active account whose email or phone is the destination of
+/// the verification token whose hash is parameter `?n`, as SQL.
+fn account_of_token(n: usize) -> String {
+    format!(
+        "(SELECT u.id FROM users u JOIN verification_tokens t ON t.destination IN (u.email, u.phone_e164) \
+         WHERE t.token_hash = ?{n} AND u.status = 'active')"
+    )
+}
+
+/// How a new session authenticated, as `sessions.auth_channel` stores it
+/// (the code's `otp_type`, `email` or `phone`): a code sent over a known
+/// channel, or the one behind the verification token (by its hash) that
+/// the same batch consumes.
+#[derive(Debug, Clone, Copy)]
+pub enum AuthChannel<'a> {
+    Of(Channel),
+    OfToken(&'a str),
+}
+
+impl AuthChannel<'_> {
+    /// The channel as SQL, from parameter `?n`, and what `?n` binds.
+    fn sql(self, n: usize) -> (String, Arg) {
+        match self {
+            AuthChannel::Of(channel) => (format!("?{n}"), channel.as_str().into()),
+            AuthChannel::OfToken(hash) => {
+                (format!("(SELECT otp_type FROM verification_tokens WHERE token_hash = ?{n})"), hash.into())
             }
         }
     }
@@ -136,6 +177,7 @@ pub struct NewSession<'a> {
     /// The id a new device row gets (an existing one keeps its own).
     pub device_id: &'a str,
     pub user: SessionUser<'a>,
+    pub channel: AuthChannel<'a>,
     pub install_id: Option<&'a str>,
     pub platform: &'a str,
     pub app_version: Option<&'a str>,
@@ -181,12 +223,14 @@ pub(super) fn session_statements(s: &NewSession<'_>, condition: Condition) -> Ve
         ));
     }
     let (user, user_arg) = s.user.sql(8);
+    let (channel, channel_arg) = s.channel.sql(10);
     statements.push(with(
         &format!(
             "INSERT INTO sessions (id, user_id, device_id, refresh_token_hash, ip_address, user_agent, \
-             created_at, last_used_at, expires_at, platform) \
+             created_at, last_used_at, expires_at, platform, auth_channel) \
              SELECT ?1, u.id, (SELECT d.id FROM devices d WHERE d.user_id = u.id AND d.install_id = ?2), \
-             ?3, ?4, ?5, ?6, ?6, ?7, ?9 FROM users u WHERE u.id = {user} AND u.status = 'active' AND {{condition}}"
+             ?3, ?4, ?5, ?6, ?6, ?7, ?9, {channel} FROM users u WHERE u.id = {user} AND u.status = 'active' \
+             AND {{condition}}"
         ),
         vec![
             s.id.into(),
@@ -198,6 +242,7 @@ pub(super) fn session_statements(s: &NewSession<'_>, condition: Condition) -> Ve
             s.expires_at_ms.into(),
             user_arg,
             s.platform.into(),
+            channel_arg,
         ],
     ));
     statements
@@ -236,7 +281,7 @@ impl Db {
                  expires_at = MIN(?7, created_at + ?8), \
                  refresh_window_count = CASE WHEN refresh_window_start <= ?4 THEN 1 ELSE refresh_window_count + 1 END, \
                  refresh_window_start = CASE WHEN refresh_window_start <= ?4 THEN ?2 ELSE refresh_window_start END \
-                 WHERE {may_rotate} RETURNING id, user_id, created_at"
+                 WHERE {may_rotate} RETURNING id, user_id, created_at, auth_channel"
             ),
             [args, vec![r.new_hash.into(), r.expires_at_ms.into(), r.max_lifetime_ms.into()]].concat(),
         );
@@ -256,7 +301,7 @@ impl Db {
         let retired = Stmt::new(
             format!(
                 "SELECT r.session_id, s.user_id, r.retired_at, s.refresh_token_hash AS current_hash, \
-                 s.created_at, NOT ({}) AS ended \
+                 s.created_at, s.auth_channel, NOT ({}) AS ended \
                  FROM retired_refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.token_hash = ?1",
                 live("s", "?2", "?3")
             ),
@@ -281,6 +326,60 @@ impl Db {
         );
         let mut results = self.db.batch(vec![retired, current]).await?;
         Ok(Presented { retired: first_of(&mut results, 0)?, current: first_of(&mut results, 1)? })
+    }
+
+    /// Recovers an account, in one transaction: spends a `reset`
+    /// verification token (single use, unexpired) for a destination of an
+    /// active account, revokes every session of that account, and opens
+    /// `session` (whose user is `SessionUser::OfToken`). `by` marks this
+    /// request's consumption (two requests in one millisecond share
+    /// `consumed_at`). The account and the token's channel, or `None`: the
+    /// token does not hold, and nothing changed.
+    pub async fn recover(
+        &self,
+        token_hash: &str,
+        by: &str,
+        session: &NewSession<'_>,
+    ) -> Result<Option<(UserRow, Channel)>, StoreError> {
+        let account = account_of_token(1);
+        let proved = "EXISTS (SELECT 1 FROM verification_tokens WHERE token_hash = ?1 AND consumed_by = ?3)";
+        let args = || -> Vec<Arg> { vec![token_hash.into(), session.now_ms.into(), by.into()] };
+        let consume = Stmt::new(
+            format!(
+                "UPDATE verification_tokens SET consumed_at = ?2, consumed_by = ?3 \
+                 WHERE token_hash = ?1 AND purpose = 'reset' AND consumed_at IS NULL AND expires_at > ?2 \
+                 AND {account} IS NOT NULL RETURNING otp_type"
+            ),
+            args(),
+        );
+        let revoke = Stmt::new(
+            format!(
+                "UPDATE sessions SET revoked_at = ?2, revoked_reason = 'recovered' \
+                 WHERE user_id = {account} AND revoked_at IS NULL AND {proved}"
+            ),
+            args(),
+        );
+        let read =
+            Stmt::new(format!("SELECT {} FROM users WHERE id = {account} AND {proved}", super::USER_COLUMNS), args());
+        let mut statements = vec![consume, revoke];
+        statements.extend(session_statements(session, &|n| {
+            (
+                format!(
+                    "EXISTS (SELECT 1 FROM verification_tokens WHERE token_hash = ?{n} AND consumed_by = ?{})",
+                    n + 1
+                ),
+                vec![token_hash.into(), by.into()],
+            )
+        }));
+        let read_back = statements.len();
+        statements.push(read);
+        let mut results = self.db.batch(statements).await?;
+        // Read by hand: a derived Deserialize costs the bundle more.
+        let kind = results[0].first().and_then(|row| Channel::parse(row.get("otp_type")?.as_str()?));
+        Ok(match (kind, first_of::<UserRow>(&mut results, read_back)?) {
+            (Some(channel), Some(user)) => Some((user, channel)),
+            _ => None,
+        })
     }
 
     /// Revokes a session; with `user_id`, only one of that user's. Returns

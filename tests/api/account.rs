@@ -451,3 +451,86 @@ async fn deleting_needs_a_fresh_verify_token_for_one_of_the_accounts_destination
     }
     assert!(accepted(&app, &mine.access).await, "the account is still there");
 }
+
+// ---------------------------------------------------------------------------
+// Recovery
+
+async fn recover(app: &TestApp, body: &Value) -> reqwest::Response {
+    app.post_json("/api/auth/recover/", body).await
+}
+
+async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
+    app.post_json("/api/auth/token/refresh/", &json!({ "refresh": token })).await
+}
+
+#[tokio::test]
+async fn a_reset_token_signs_the_account_out_everywhere_and_in_again() {
+    let app = spawn_app().await;
+    let (first, email) = new_user(&app).await;
+    let second = sign_in(&app, &email).await;
+    let reset = token(&app, &email, "reset").await;
+
+    let (status, body) = json_of(recover(&app, &json!({ "verification_token": reset })).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((&body["user"]["id"], &body["user"]["email"]), (&json!(first.user_id), &json!(email)), "{body}");
+    let recovered = Session::from_answer(&body);
+
+    // Every old session is revoked: its refresh token and its access token stop working.
+    for old in [&first, &second] {
+        assert_error(refresh(&app, &old.refresh).await, 401, "SESSION_REVOKED").await;
+        assert!(!accepted(&app, &old.access).await);
+    }
+    let reasons =
+        app.d1(&format!("SELECT revoked_reason FROM sessions WHERE user_id = {}", sql_str(&first.user_id))).await;
+    assert_eq!(reasons.iter().filter(|r| r["revoked_reason"] == "recovered").count(), 2, "{reasons:?}");
+    // The new one is a working login.
+    assert!(accepted(&app, &recovered.access).await);
+    let (status, pair) = json_of(refresh(&app, &recovered.refresh).await).await;
+    assert_eq!(status, 200, "{pair}");
+    // Single use.
+    assert_error(recover(&app, &json!({ "verification_token": reset })).await, 400, "INVALID_VERIFICATION_TOKEN").await;
+}
+
+#[tokio::test]
+async fn recovery_takes_only_an_unused_reset_token_in_a_well_formed_body() {
+    let app = spawn_app().await;
+    let (session, email) = new_user(&app).await;
+    let verify = token(&app, &email, "verify").await;
+    let register = token(&app, &random_email(), "register").await;
+
+    for token in [verify.as_str(), register.as_str(), "not-a-token"] {
+        let resp = recover(&app, &json!({ "verification_token": token })).await;
+        assert_error(resp, 400, "INVALID_VERIFICATION_TOKEN").await;
+    }
+    for body in [json!({}), json!({ "verification_token": 7 }), json!({ "verification_token": null }), json!([])] {
+        assert_error(recover(&app, &body).await, 400, "VALIDATION_ERROR").await;
+    }
+    assert!(accepted(&app, &session.access).await, "nothing was revoked");
+}
+
+#[tokio::test]
+async fn a_reset_for_an_unknown_destination_answers_like_a_real_one_and_its_code_never_verifies() {
+    let app = spawn_app().await;
+    let (_, known) = new_user(&app).await;
+    let unknown = random_email();
+
+    let (real_status, mut real) = json_of(app.request_otp(&known, "reset").await).await;
+    let (status, mut other) = json_of(app.request_otp(&unknown, "reset").await).await;
+    assert_eq!((status, real_status), (200, 200), "{other} {real}");
+    let otp_id = other["otp_id"].as_str().unwrap_or_else(|| panic!("no otp_id: {other}")).to_string();
+    for answer in [&mut real, &mut other] {
+        let o = answer.as_object_mut().unwrap();
+        o.remove("otp_id");
+        o.remove("destination_masked");
+    }
+    assert_eq!(other, real, "the same answer but for the id and the masked destination");
+
+    // Even the very code the unknown destination received fails as a wrong one does.
+    let code = app.code_sent_to(&unknown).await;
+    let (status, body) = json_of(app.verify_otp(&otp_id, &code).await).await;
+    assert_eq!(
+        (status, &body["code"], &body["message"]),
+        (400, &json!("INVALID_OTP"), &json!("Invalid OTP")),
+        "{body}"
+    );
+}

@@ -335,7 +335,10 @@ async fn a_verification_token_registers_once_and_only_from_a_register_code() {
     assert_error(register(&app, &unknown, &unique_username()).await, 400, "INVALID_VERIFICATION_TOKEN").await;
 
     for purpose in ["verify", "reset"] {
-        let other_purpose = purpose_token(&app, &random_phone(), purpose).await;
+        let phone = random_phone();
+        // A reset code verifies only for an active account's destination.
+        app.seed_user(&phone, "active").await;
+        let other_purpose = purpose_token(&app, &phone, purpose).await;
         let resp = register(&app, &other_purpose, &unique_username()).await;
         assert_error(resp, 400, "INVALID_VERIFICATION_TOKEN").await;
     }
@@ -382,6 +385,31 @@ async fn signing_in_by_sms_verifies_the_phone_and_opens_a_session_on_the_device(
     assert!(time("last_used_at") >= created, "{s}");
     let thirty_days = 30 * 86_400_000;
     assert!((time("expires_at") - created - thirty_days).abs() < 60_000, "expires_at is not 30 days on: {s}");
+}
+
+#[tokio::test]
+async fn the_access_token_says_when_and_how_the_user_signed_in_and_a_refresh_keeps_it() {
+    let app = spawn_app().await;
+    let phone = random_phone();
+    app.seed_user(&phone, "active").await;
+    let session = sign_in(&app, &phone, json!({})).await;
+    let (_, keys) = jwks(&app).await;
+
+    // Read as another service would: verified with the JWKS alone.
+    let at_login = verify_with_jwks(&session.access, &keys).claims;
+    // RFC 8176: `otp` for a one-time code, `sms` for its channel.
+    assert_eq!(at_login["amr"], json!(["otp", "sms"]), "{at_login}");
+    let row = session_row(&app, &session.session_id).await;
+    let opened = row["created_at"].as_i64().unwrap_or_else(|| panic!("no created_at: {row}"));
+    assert_eq!(at_login["auth_time"], opened / 1000, "the session's opening, in seconds: {at_login}");
+    assert_eq!(row["auth_channel"], "phone", "{row}");
+
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let next = refreshed(&app, &session).await;
+    let after = verify_with_jwks(&next.access, &keys).claims;
+    assert_eq!((&after["auth_time"], &after["amr"]), (&at_login["auth_time"], &at_login["amr"]), "{after}");
+    assert!(after["iat"].as_i64() > at_login["iat"].as_i64(), "a new token: {after}");
+    assert_eq!(me_ok(&app, &next.access).await["phone"], phone.as_str());
 }
 
 #[tokio::test]

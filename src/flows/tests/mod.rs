@@ -11,10 +11,12 @@ mod lockout;
 mod otp_request;
 mod otp_verify;
 mod pumping;
+mod recover;
 mod refresh;
 mod register;
 mod round_trips;
 mod sessions;
+mod step_up;
 mod turnstile;
 
 use std::collections::HashMap;
