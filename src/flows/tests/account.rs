@@ -11,18 +11,8 @@ use crate::domain::destination::Channel;
 use crate::domain::otp::Purpose;
 use crate::flows::account::{self, Principal};
 use crate::flows::otp_verify::Verified;
-use crate::flows::session::LoggedIn;
 
 const IP: &str = "203.0.113.60";
-
-/// Logs the user of `destination` in (it must have an account).
-async fn login(w: &World, destination: &str) -> LoggedIn {
-    let (otp_id, code) = w.code_for(IP, destination, Purpose::Login).await;
-    match w.verify_from(IP, &otp_id, &code, DeviceInput::default()).await {
-        Ok(Verified::Login(logged_in)) => logged_in,
-        other => panic!("{destination} not logged in: {other:?}"),
-    }
-}
 
 /// The caller behind an access token; panics if it is refused.
 async fn who(w: &World, access: &str) -> Principal {
@@ -54,10 +44,10 @@ fn signing_out_everywhere_revokes_every_other_live_session_and_keeps_mine() {
         let w = World::new();
         let user = w.seed_user("ola@example.com", "active");
         w.seed_user("pia@example.com", "active");
-        let mine = login(&w, "ola@example.com").await;
-        let (other_a, other_b) = (login(&w, "ola@example.com").await, login(&w, "ola@example.com").await);
-        let already = login(&w, "ola@example.com").await;
-        let theirs = login(&w, "pia@example.com").await;
+        let mine = w.logged_in(IP, "ola@example.com").await;
+        let (other_a, other_b) = (w.logged_in(IP, "ola@example.com").await, w.logged_in(IP, "ola@example.com").await);
+        let already = w.logged_in(IP, "ola@example.com").await;
+        let theirs = w.logged_in(IP, "pia@example.com").await;
         let me = who(&w, &mine.access).await;
         account::revoke(&w.app(IP), &me, &already.session_id).await.unwrap();
 
@@ -90,8 +80,8 @@ fn signing_out_everywhere_with_include_current_ends_my_session_too() {
     run(async {
         let w = World::new();
         w.seed_user("quin@example.com", "active");
-        let mine = login(&w, "quin@example.com").await;
-        let other = login(&w, "quin@example.com").await;
+        let mine = w.logged_in(IP, "quin@example.com").await;
+        let other = w.logged_in(IP, "quin@example.com").await;
         let me = who(&w, &mine.access).await;
 
         let out = as_request(&w, async |app| account::sign_out_everywhere(app, &me, true).await).await.unwrap();
@@ -107,7 +97,7 @@ fn signing_out_everywhere_alone_revokes_nothing_and_says_so() {
     run(async {
         let w = World::new();
         w.seed_user("rio@example.com", "active");
-        let mine = login(&w, "rio@example.com").await;
+        let mine = w.logged_in(IP, "rio@example.com").await;
         let me = who(&w, &mine.access).await;
 
         let out = account::sign_out_everywhere(&w.app(IP), &me, false).await.unwrap();
@@ -129,7 +119,7 @@ fn changing_the_username_answers_the_user_as_me_shows_it_and_is_audited() {
     run(async {
         let w = World::new();
         let user = w.seed_user("sam@example.com", "active");
-        let mine = login(&w, "sam@example.com").await;
+        let mine = w.logged_in(IP, "sam@example.com").await;
         let me = who(&w, &mine.access).await;
 
         let view = as_request(&w, async |app| account::rename(app, &me, &name(" Sam.Two ")).await).await.unwrap();
@@ -148,8 +138,8 @@ fn a_username_another_account_has_is_taken_in_any_case_and_mine_stays() {
         let w = World::new();
         w.seed_user("tia@example.com", "active");
         w.seed_user("uma@example.com", "active");
-        let tia = who(&w, &login(&w, "tia@example.com").await.access).await;
-        let uma = who(&w, &login(&w, "uma@example.com").await.access).await;
+        let tia = who(&w, &w.logged_in(IP, "tia@example.com").await.access).await;
+        let uma = who(&w, &w.logged_in(IP, "uma@example.com").await.access).await;
         account::rename(&w.app(IP), &tia, &name("tia")).await.unwrap();
 
         assert_eq!(refusal(account::rename(&w.app(IP), &uma, &name("TIA")).await).1, "USERNAME_TAKEN");
@@ -167,8 +157,8 @@ fn two_accounts_asking_for_one_username_at_once_leave_one_winner() {
         let w = World::new();
         w.seed_user("vic@example.com", "active");
         w.seed_user("wen@example.com", "active");
-        let vic = who(&w, &login(&w, "vic@example.com").await.access).await;
-        let wen = who(&w, &login(&w, "wen@example.com").await.access).await;
+        let vic = who(&w, &w.logged_in(IP, "vic@example.com").await.access).await;
+        let wen = who(&w, &w.logged_in(IP, "wen@example.com").await.access).await;
         let (a, b) = (w.app(IP), w.app(IP));
 
         let (x, y) = join(account::rename(&a, &vic, &name("prize")), account::rename(&b, &wen, &name("prize"))).await;
@@ -181,17 +171,6 @@ fn two_accounts_asking_for_one_username_at_once_leave_one_winner() {
 
 // ---------------------------------------------------------------------------
 // Add, change and remove a destination
-
-/// The verification token a verified `purpose` code for `destination` gives.
-async fn token_for(w: &World, destination: &str, purpose: Purpose) -> String {
-    let (otp_id, code) = w.code_for(IP, destination, purpose).await;
-    match w.verify(IP, &otp_id, &code).await {
-        Ok(Verified::Register { verification_token, .. }) | Ok(Verified::Other { verification_token, .. }) => {
-            verification_token
-        }
-        other => panic!("no verification token for {destination}: {other:?}"),
-    }
-}
 
 async fn attach(w: &World, who: &Principal, token: &str) -> Result<crate::flows::session::UserView, super::Error> {
     as_request(w, async |app| account::attach_destination(app, who, token).await).await
@@ -212,8 +191,8 @@ fn a_verify_token_adds_a_phone_to_an_email_account_verified_and_is_spent() {
     run(async {
         let w = World::new();
         let user = w.seed_user("xena@example.com", "active");
-        let me = who(&w, &login(&w, "xena@example.com").await.access).await;
-        let token = token_for(&w, "+15551230061", Purpose::Verify).await;
+        let me = who(&w, &w.logged_in(IP, "xena@example.com").await.access).await;
+        let token = w.token_for(IP, "+15551230061", Purpose::Verify).await;
 
         let view = attach(&w, &me, &token).await.expect("attached");
 
@@ -235,8 +214,8 @@ fn a_new_email_replaces_the_old_one() {
     run(async {
         let w = World::new();
         let user = w.seed_user("yves@example.com", "active");
-        let me = who(&w, &login(&w, "yves@example.com").await.access).await;
-        let token = token_for(&w, "yves.new@example.com", Purpose::Verify).await;
+        let me = who(&w, &w.logged_in(IP, "yves@example.com").await.access).await;
+        let token = w.token_for(IP, "yves.new@example.com", Purpose::Verify).await;
 
         let view = attach(&w, &me, &token).await.expect("attached");
 
@@ -244,7 +223,7 @@ fn a_new_email_replaces_the_old_one() {
         assert_eq!(user_row(&w, &user)["email"], "yves.new@example.com");
         assert!(w.rows("SELECT id FROM users WHERE email = 'yves@example.com'").is_empty());
         // The new address signs in to the same account.
-        assert_eq!(login(&w, "yves.new@example.com").await.user.id, user);
+        assert_eq!(w.logged_in(IP, "yves.new@example.com").await.user.id, user);
     })
 }
 
@@ -253,10 +232,10 @@ fn only_an_unused_unexpired_verify_token_attaches() {
     run(async {
         let w = World::with(&[("VERIFICATION_TOKEN_TTL_SECONDS", "120")]);
         let user = w.seed_user("zara@example.com", "active");
-        let me = who(&w, &login(&w, "zara@example.com").await.access).await;
-        let register = token_for(&w, "zara.r@example.com", Purpose::Register).await;
-        let reset = token_for(&w, "zara@example.com", Purpose::Reset).await;
-        let expired = token_for(&w, "zara.x@example.com", Purpose::Verify).await;
+        let me = who(&w, &w.logged_in(IP, "zara@example.com").await.access).await;
+        let register = w.token_for(IP, "zara.r@example.com", Purpose::Register).await;
+        let reset = w.token_for(IP, "zara@example.com", Purpose::Reset).await;
+        let expired = w.token_for(IP, "zara.x@example.com", Purpose::Verify).await;
         w.fakes.clock.advance(121_000);
 
         for token in [register.as_str(), reset.as_str(), expired.as_str(), "not-a-token", ""] {
@@ -274,8 +253,8 @@ fn a_destination_another_account_has_is_taken_and_the_token_is_not_spent() {
         let w = World::new();
         let holder = w.seed_user("+15551230062", "active");
         w.seed_user("abel@example.com", "active");
-        let me = who(&w, &login(&w, "abel@example.com").await.access).await;
-        let token = token_for(&w, "+15551230062", Purpose::Verify).await;
+        let me = who(&w, &w.logged_in(IP, "abel@example.com").await.access).await;
+        let token = w.token_for(IP, "+15551230062", Purpose::Verify).await;
 
         assert_eq!(refusal(attach(&w, &me, &token).await).1, "DESTINATION_TAKEN");
         assert_eq!(user_row(&w, &me.user_id)["phone_e164"], serde_json::Value::Null);
@@ -297,11 +276,11 @@ fn two_accounts_attaching_one_destination_at_once_leave_exactly_one_holder() {
         let w = World::new();
         w.seed_user("bo@example.com", "active");
         w.seed_user("cy@example.com", "active");
-        let bo = who(&w, &login(&w, "bo@example.com").await.access).await;
-        let cy = who(&w, &login(&w, "cy@example.com").await.access).await;
+        let bo = who(&w, &w.logged_in(IP, "bo@example.com").await.access).await;
+        let cy = who(&w, &w.logged_in(IP, "cy@example.com").await.access).await;
         let (t1, t2) = (
-            token_for(&w, "shared@example.org", Purpose::Verify).await,
-            token_for(&w, "shared@example.org", Purpose::Verify).await,
+            w.token_for(IP, "shared@example.org", Purpose::Verify).await,
+            w.token_for(IP, "shared@example.org", Purpose::Verify).await,
         );
         let (a, b) = (w.app(IP), w.app(IP));
 
@@ -321,7 +300,7 @@ async fn remove(w: &World, who: &Principal, channel: Channel) -> Result<crate::f
 async fn with_both(w: &World, email: &str, phone: &str) -> Principal {
     let user = w.seed_user(email, "active");
     w.fakes.db.execute(&format!("UPDATE users SET phone_e164 = '{phone}', phone_verified = 1 WHERE id = '{user}'"));
-    who(w, &login(w, email).await.access).await
+    who(w, &w.logged_in(IP, email).await.access).await
 }
 
 #[test]
@@ -347,7 +326,7 @@ fn the_last_destination_cannot_be_removed_and_one_the_account_lacks_is_not_found
     run(async {
         let w = World::new();
         let user = w.seed_user("eve@example.com", "active");
-        let me = who(&w, &login(&w, "eve@example.com").await.access).await;
+        let me = who(&w, &w.logged_in(IP, "eve@example.com").await.access).await;
 
         assert_eq!(refusal(remove(&w, &me, Channel::Email).await).1, "LAST_DESTINATION");
         assert_eq!(
@@ -394,12 +373,12 @@ fn deleting_the_account_removes_it_and_leaves_no_link_to_the_person() {
         let device = DeviceInput { install_id: Some("gia-phone".into()), ..DeviceInput::default() };
         let (otp_id, code) = w.code_for(IP, "gia@example.com", Purpose::Login).await;
         let Ok(Verified::Login(mine)) = w.verify_from(IP, &otp_id, &code, device).await else { panic!("no login") };
-        let other = login(&w, "gia@example.com").await;
+        let other = w.logged_in(IP, "gia@example.com").await;
         let refreshed = crate::flows::refresh::refresh(&w.app(IP), &other.refresh).await.expect("a rotation");
         let me = who(&w, &mine.access).await;
         // A code still pending for the phone: it must not verify afterwards.
         let (pending, pending_code) = w.code_for(IP, "+15551230065", Purpose::Login).await;
-        let token = token_for(&w, "+15551230065", Purpose::Verify).await;
+        let token = w.token_for(IP, "+15551230065", Purpose::Verify).await;
         let before = w.rows(&format!("SELECT invalidated_at FROM otp_requests WHERE id = '{pending}'"));
         assert!(before[0]["invalidated_at"].is_null(), "the login code is still pending");
 
@@ -440,7 +419,7 @@ fn deleting_the_account_removes_it_and_leaves_no_link_to_the_person() {
         let refused = w.verify(IP, &pending, &pending_code).await;
         assert_eq!(refusal(refused), (400, "INVALID_OTP", "OTP expired".to_string()));
         // And the address can make a new account.
-        let again = token_for(&w, "gia@example.com", Purpose::Register).await;
+        let again = w.token_for(IP, "gia@example.com", Purpose::Register).await;
         assert!(w.register(IP, &again, "gia").await.is_ok());
     })
 }
@@ -451,12 +430,12 @@ fn deleting_needs_a_verify_token_for_one_of_the_accounts_destinations_from_the_l
         let w = World::new();
         let user = w.seed_user("hal@example.com", "active");
         w.seed_user("ivy@example.com", "active");
-        let stale = token_for(&w, "hal@example.com", Purpose::Verify).await;
+        let stale = w.token_for(IP, "hal@example.com", Purpose::Verify).await;
         w.fakes.clock.advance(account::STEP_UP_MS + 1);
-        let me = who(&w, &login(&w, "hal@example.com").await.access).await;
-        let foreign = token_for(&w, "ivy@example.com", Purpose::Verify).await;
-        let unattached = token_for(&w, "hal.other@example.com", Purpose::Verify).await;
-        let reset = token_for(&w, "hal@example.com", Purpose::Reset).await;
+        let me = who(&w, &w.logged_in(IP, "hal@example.com").await.access).await;
+        let foreign = w.token_for(IP, "ivy@example.com", Purpose::Verify).await;
+        let unattached = w.token_for(IP, "hal.other@example.com", Purpose::Verify).await;
+        let reset = w.token_for(IP, "hal@example.com", Purpose::Reset).await;
 
         for token in [stale.as_str(), foreign.as_str(), unattached.as_str(), reset.as_str(), "nope"] {
             assert_eq!(refusal(delete(&w, &me, token).await).1, invalid_token(), "{token}");
@@ -464,7 +443,7 @@ fn deleting_needs_a_verify_token_for_one_of_the_accounts_destinations_from_the_l
         assert_eq!(w.rows(&format!("SELECT id FROM users WHERE id = '{user}'")).len(), 1);
         assert!(w.rows("SELECT 1 FROM verification_tokens WHERE consumed_at IS NOT NULL").is_empty());
 
-        let fresh = token_for(&w, "hal@example.com", Purpose::Verify).await;
+        let fresh = w.token_for(IP, "hal@example.com", Purpose::Verify).await;
         delete(&w, &me, &fresh).await.expect("a fresh proof deletes");
         assert_eq!(refusal(delete(&w, &me, &fresh).await).1, invalid_token(), "and is spent");
     })

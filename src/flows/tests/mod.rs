@@ -172,6 +172,27 @@ impl World {
         (otp.otp_id, self.last_code_to(destination))
     }
 
+    /// Signs the account of `destination` in with a login code; the answer.
+    pub async fn logged_in(&self, ip: &str, destination: &str) -> crate::flows::session::LoggedIn {
+        let (otp_id, code) = self.code_for(ip, destination, Purpose::Login).await;
+        match self.verify(ip, &otp_id, &code).await {
+            Ok(crate::flows::otp_verify::Verified::Login(logged_in)) => logged_in,
+            other => panic!("{destination} not logged in: {other:?}"),
+        }
+    }
+
+    /// The verification token a verified `purpose` code for `destination` gives.
+    pub async fn token_for(&self, ip: &str, destination: &str, purpose: Purpose) -> String {
+        use crate::flows::otp_verify::Verified;
+        let (otp_id, code) = self.code_for(ip, destination, purpose).await;
+        match self.verify(ip, &otp_id, &code).await {
+            Ok(Verified::Register { verification_token, .. }) | Ok(Verified::Other { verification_token, .. }) => {
+                verification_token
+            }
+            other => panic!("no verification token for {destination}: {other:?}"),
+        }
+    }
+
     /// Runs the work after answers, then every queued delivery that is due
     /// (moving the clock to it), until none is left.
     pub async fn deliver_queued(&self) {

@@ -8,32 +8,12 @@ use serde_json::Value;
 use super::{refusal, run, World};
 use crate::domain::otp::{self, OtpCode, Purpose};
 use crate::flows::error::{AuthFailure, Error};
-use crate::flows::otp_verify::Verified;
 use crate::flows::session::LoggedIn;
 
 const IP: &str = "203.0.113.70";
 
 fn invalid_token() -> (u16, &'static str, String) {
     (400, "INVALID_VERIFICATION_TOKEN", "Verification token is invalid, expired or already used".to_string())
-}
-
-async fn login(w: &World, destination: &str) -> LoggedIn {
-    let (otp_id, code) = w.code_for(IP, destination, Purpose::Login).await;
-    match w.verify(IP, &otp_id, &code).await {
-        Ok(Verified::Login(logged_in)) => logged_in,
-        other => panic!("{destination} not logged in: {other:?}"),
-    }
-}
-
-/// The verification token a `purpose` code to `destination` gives.
-async fn token_for(w: &World, destination: &str, purpose: Purpose) -> String {
-    let (otp_id, code) = w.code_for(IP, destination, purpose).await;
-    match w.verify(IP, &otp_id, &code).await {
-        Ok(Verified::Register { verification_token, .. }) | Ok(Verified::Other { verification_token, .. }) => {
-            verification_token
-        }
-        other => panic!("no verification token for {destination}: {other:?}"),
-    }
 }
 
 async fn recover(w: &World, token: &str) -> Result<LoggedIn, Error> {
@@ -57,11 +37,11 @@ fn a_reset_token_revokes_every_session_of_the_account_and_signs_it_in_again() {
         let w = World::new();
         let user = w.seed_user("+15551230070", "active");
         w.fakes.db.execute(&format!("UPDATE users SET email = 'mo@example.com' WHERE id = '{user}'"));
-        let first = login(&w, "mo@example.com").await;
-        let second = login(&w, "+15551230070").await;
+        let first = w.logged_in(IP, "mo@example.com").await;
+        let second = w.logged_in(IP, "+15551230070").await;
         let other = w.seed_user("ned@example.com", "active");
-        let bystander = login(&w, "ned@example.com").await;
-        let token = token_for(&w, "+15551230070", Purpose::Reset).await;
+        let bystander = w.logged_in(IP, "ned@example.com").await;
+        let token = w.token_for(IP, "+15551230070", Purpose::Reset).await;
         w.fakes.clock.advance(1_000);
 
         let recovered = recover(&w, &token).await.expect("recovered");
@@ -96,7 +76,7 @@ fn a_reset_token_recovers_once() {
     run(async {
         let w = World::new();
         w.seed_user("oz@example.com", "active");
-        let token = token_for(&w, "oz@example.com", Purpose::Reset).await;
+        let token = w.token_for(IP, "oz@example.com", Purpose::Reset).await;
 
         let recovered = recover(&w, &token).await.expect("recovered");
         assert_eq!(refusal(recover(&w, &token).await), invalid_token(), "the same millisecond");
@@ -112,8 +92,8 @@ fn an_expired_reset_token_does_not_recover() {
     run(async {
         let w = World::with(&[("VERIFICATION_TOKEN_TTL_SECONDS", "120")]);
         w.seed_user("pia@example.com", "active");
-        let session = login(&w, "pia@example.com").await;
-        let token = token_for(&w, "pia@example.com", Purpose::Reset).await;
+        let session = w.logged_in(IP, "pia@example.com").await;
+        let token = w.token_for(IP, "pia@example.com", Purpose::Reset).await;
         w.fakes.clock.advance(120_000);
 
         assert_eq!(refusal(recover(&w, &token).await), invalid_token());
@@ -126,9 +106,9 @@ fn only_a_reset_token_recovers() {
     run(async {
         let w = World::new();
         w.seed_user("quinn@example.com", "active");
-        let session = login(&w, "quinn@example.com").await;
-        let verify = token_for(&w, "quinn@example.com", Purpose::Verify).await;
-        let register = token_for(&w, "rae@example.com", Purpose::Register).await;
+        let session = w.logged_in(IP, "quinn@example.com").await;
+        let verify = w.token_for(IP, "quinn@example.com", Purpose::Verify).await;
+        let register = w.token_for(IP, "rae@example.com", Purpose::Register).await;
 
         for token in [verify.as_str(), register.as_str(), "not-a-token", ""] {
             assert_eq!(refusal(recover(&w, token).await), invalid_token(), "{token}");
@@ -144,7 +124,7 @@ fn a_reset_token_of_an_account_disabled_since_does_not_recover() {
     run(async {
         let w = World::new();
         let user = w.seed_user("sam@example.com", "active");
-        let token = token_for(&w, "sam@example.com", Purpose::Reset).await;
+        let token = w.token_for(IP, "sam@example.com", Purpose::Reset).await;
         w.fakes.db.execute(&format!("UPDATE users SET status = 'disabled' WHERE id = '{user}'"));
 
         assert_eq!(refusal(recover(&w, &token).await), invalid_token());

@@ -7,23 +7,11 @@ use futures_util::future::join;
 
 use super::{refusal, run, World};
 use crate::domain::otp::Purpose;
-use crate::flows::otp_verify::Verified;
 
 const IP: &str = "203.0.113.20";
 
 fn invalid_token() -> (u16, &'static str, String) {
     (400, "INVALID_VERIFICATION_TOKEN", "Verification token is invalid, expired or already used".to_string())
-}
-
-/// The verification token a `purpose` code to `destination` gives.
-async fn token_for(w: &World, destination: &str, purpose: Purpose) -> String {
-    let (otp_id, code) = w.code_for(IP, destination, purpose).await;
-    match w.verify(IP, &otp_id, &code).await {
-        Ok(Verified::Register { verification_token, .. }) | Ok(Verified::Other { verification_token, .. }) => {
-            verification_token
-        }
-        other => panic!("no verification token for {destination}: {other:?}"),
-    }
 }
 
 fn users(w: &World) -> Vec<serde_json::Value> {
@@ -36,7 +24,7 @@ fn users(w: &World) -> Vec<serde_json::Value> {
 fn a_register_token_creates_the_account_with_its_email_verified_and_logs_it_in() {
     run(async {
         let w = World::new();
-        let token = token_for(&w, "fay@example.com", Purpose::Register).await;
+        let token = w.token_for(IP, "fay@example.com", Purpose::Register).await;
 
         let logged_in = w.register(IP, &token, "fay").await.expect("registered");
 
@@ -73,7 +61,7 @@ fn a_register_token_creates_the_account_with_its_email_verified_and_logs_it_in()
 fn a_register_token_for_a_phone_creates_the_account_with_its_phone_verified() {
     run(async {
         let w = World::new();
-        let token = token_for(&w, "+15551230020", Purpose::Register).await;
+        let token = w.token_for(IP, "+15551230020", Purpose::Register).await;
 
         let logged_in = w.register(IP, &token, "gus").await.expect("registered");
 
@@ -90,7 +78,7 @@ fn a_register_token_for_a_phone_creates_the_account_with_its_phone_verified() {
 fn a_register_token_is_single_use() {
     run(async {
         let w = World::new();
-        let token = token_for(&w, "hal@example.com", Purpose::Register).await;
+        let token = w.token_for(IP, "hal@example.com", Purpose::Register).await;
         w.register(IP, &token, "hal").await.expect("registered");
         w.fakes.clock.advance(1_000);
 
@@ -105,7 +93,7 @@ fn a_register_token_is_single_use() {
 fn a_register_token_replayed_in_the_same_millisecond_is_still_an_invalid_token() {
     run(async {
         let w = World::new();
-        let token = token_for(&w, "ida@example.com", Purpose::Register).await;
+        let token = w.token_for(IP, "ida@example.com", Purpose::Register).await;
         w.register(IP, &token, "ida").await.expect("registered");
 
         // The test clock has not moved: the replay runs at the same millisecond.
@@ -118,8 +106,8 @@ fn a_register_token_replayed_in_the_same_millisecond_is_still_an_invalid_token()
 fn a_register_token_expires_after_its_ttl() {
     run(async {
         let w = World::with(&[("VERIFICATION_TOKEN_TTL_SECONDS", "120")]);
-        let early = token_for(&w, "jo@example.com", Purpose::Register).await;
-        let late = token_for(&w, "kim@example.com", Purpose::Register).await;
+        let early = w.token_for(IP, "jo@example.com", Purpose::Register).await;
+        let late = w.token_for(IP, "kim@example.com", Purpose::Register).await;
 
         w.fakes.clock.advance(119_999);
         assert!(w.register(IP, &early, "jo_1").await.is_ok(), "1 ms before the TTL ends");
@@ -134,8 +122,8 @@ fn verify_and_reset_tokens_cannot_register() {
     run(async {
         let w = World::new();
         w.seed_user("lu@example.com", "active");
-        let verify = token_for(&w, "lu@example.com", Purpose::Verify).await;
-        let reset = token_for(&w, "lu@example.com", Purpose::Reset).await;
+        let verify = w.token_for(IP, "lu@example.com", Purpose::Verify).await;
+        let reset = w.token_for(IP, "lu@example.com", Purpose::Reset).await;
 
         assert_eq!(refusal(w.register(IP, &verify, "lu_verify").await), invalid_token());
         assert_eq!(refusal(w.register(IP, &reset, "lu_reset").await), invalid_token());
@@ -151,9 +139,9 @@ fn verify_and_reset_tokens_cannot_register() {
 fn a_taken_username_in_any_case_is_refused_and_the_token_still_works_with_another() {
     run(async {
         let w = World::new();
-        let first = token_for(&w, "max@example.com", Purpose::Register).await;
+        let first = w.token_for(IP, "max@example.com", Purpose::Register).await;
         w.register(IP, &first, "Max").await.expect("registered");
-        let token = token_for(&w, "max2@example.com", Purpose::Register).await;
+        let token = w.token_for(IP, "max2@example.com", Purpose::Register).await;
 
         for taken in ["max", "MAX", " mAx "] {
             let (status, code, _) = refusal(w.register(IP, &token, taken).await);
@@ -177,8 +165,8 @@ fn a_destination_that_already_has_an_account_cannot_register_again() {
         let w = World::new();
         w.seed_user("ned@example.com", "active");
         w.seed_user("+15551230021", "disabled");
-        let by_email = token_for(&w, "ned@example.com", Purpose::Register).await;
-        let by_phone = token_for(&w, "+15551230021", Purpose::Register).await;
+        let by_email = w.token_for(IP, "ned@example.com", Purpose::Register).await;
+        let by_phone = w.token_for(IP, "+15551230021", Purpose::Register).await;
 
         for token in [&by_email, &by_phone] {
             let (status, code, _) = refusal(w.register(IP, token, "ned").await);
@@ -194,7 +182,7 @@ fn a_destination_that_already_has_an_account_cannot_register_again() {
 fn of_two_interleaved_registers_with_one_token_exactly_one_creates_an_account() {
     run(async {
         let w = World::new();
-        let token = token_for(&w, "oz@example.com", Purpose::Register).await;
+        let token = w.token_for(IP, "oz@example.com", Purpose::Register).await;
 
         let (a, b) = join(w.register(IP, &token, "oz_a"), w.register(IP, &token, "oz_b")).await;
 
@@ -219,9 +207,9 @@ fn of_two_interleaved_registers_with_one_token_exactly_one_creates_an_account() 
 fn a_register_token_tries_ten_taken_usernames_and_is_then_spent() {
     run(async {
         let w = World::new();
-        let first = token_for(&w, "pia@example.com", Purpose::Register).await;
+        let first = w.token_for(IP, "pia@example.com", Purpose::Register).await;
         w.register(IP, &first, "pia").await.expect("registered");
-        let token = token_for(&w, "pia2@example.com", Purpose::Register).await;
+        let token = w.token_for(IP, "pia2@example.com", Purpose::Register).await;
         let tries = |failures: i64| {
             let rows = w.rows(
                 "SELECT register_failures, consumed_at IS NOT NULL AS spent FROM verification_tokens \
@@ -250,9 +238,9 @@ fn a_register_token_tries_ten_taken_usernames_and_is_then_spent() {
 fn nine_taken_usernames_leave_the_token_usable_and_a_free_one_then_registers() {
     run(async {
         let w = World::new();
-        let first = token_for(&w, "quin@example.com", Purpose::Register).await;
+        let first = w.token_for(IP, "quin@example.com", Purpose::Register).await;
         w.register(IP, &first, "quin").await.expect("registered");
-        let token = token_for(&w, "quin2@example.com", Purpose::Register).await;
+        let token = w.token_for(IP, "quin2@example.com", Purpose::Register).await;
 
         for _ in 0..9 {
             let (status, code, _) = refusal(w.register(IP, &token, "quin").await);
@@ -273,7 +261,7 @@ fn ten_tries_for_a_destination_that_already_has_an_account_spend_the_token_too()
     run(async {
         let w = World::new();
         w.seed_user("ray@example.com", "active");
-        let token = token_for(&w, "ray@example.com", Purpose::Register).await;
+        let token = w.token_for(IP, "ray@example.com", Purpose::Register).await;
 
         for n in 0..10 {
             let (status, code, _) = refusal(w.register(IP, &token, &format!("ray_{n}")).await);
