@@ -5,7 +5,10 @@ use crate::audit::AuditEvent;
 use crate::ports::{Clock, Stmt, StoreError};
 
 impl Db {
-    /// Stores audit events (one transaction).
+    /// Stores audit events (one transaction). An event names its user only
+    /// while the account exists: one written after the account was deleted
+    /// (a queued login's carried events, a request that was still running)
+    /// keeps no link to the person, like the events the deletion unlinked.
     pub async fn insert_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
@@ -16,7 +19,7 @@ impl Db {
                 Stmt::new(
                     "INSERT INTO audit_events (at, request_id, event, outcome, latency_ms, ip_hash, destination, \
                      user_id, session_id, otp_id, provider_code, attempt) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT id FROM users WHERE id = ?8), ?9, ?10, ?11, ?12)",
                     vec![
                         e.at_ms.into(),
                         e.request_id.as_str().into(),

@@ -448,3 +448,29 @@ fn deleting_needs_a_verify_token_for_one_of_the_accounts_destinations_from_the_l
         assert_eq!(refusal(delete(&w, &me, &fresh).await).1, invalid_token(), "and is spent");
     })
 }
+
+/// Events written after the deletion (a login job queued just before it,
+/// carrying its request's events) name no one either.
+#[test]
+fn events_stored_after_the_deletion_keep_no_user_id() {
+    run(async {
+        let w = World::new();
+        let user = w.seed_user("kai@example.com", "active");
+        let me = who(&w, &w.logged_in(IP, "kai@example.com").await.access).await;
+        let token = w.token_for(IP, "kai@example.com", Purpose::Verify).await;
+        // A login code requested now: its job (and its events) still queued.
+        let pending = w.request_answer(IP, "kai@example.com", Purpose::Login).await.unwrap();
+        w.fakes.run_later().await;
+        assert_eq!(w.fakes.queue.queued.borrow().back().unwrap().0.trail.len(), 1, "the job carries its event");
+
+        delete(&w, &me, &token).await.expect("deleted");
+        w.deliver_queued().await;
+
+        let stored = w.rows(&format!(
+            "SELECT user_id FROM audit_events WHERE event = 'otp_requested' AND otp_id = '{}'",
+            pending.otp_id
+        ));
+        assert_eq!(stored, vec![serde_json::json!({ "user_id": null })]);
+        assert!(w.rows(&format!("SELECT event FROM audit_events WHERE user_id = '{user}'")).is_empty());
+    })
+}
