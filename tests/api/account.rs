@@ -104,9 +104,7 @@ async fn wait_for_events(app: &TestApp, event: &str, user_id: &str, n: usize) ->
 // ---------------------------------------------------------------------------
 // Sign out everywhere
 
-#[tokio::test]
-async fn signing_out_everywhere_ends_every_other_session_and_says_how_many() {
-    let app = spawn_app().await;
+async fn signing_out_everywhere_ends_every_other_session_and_says_how_many(app: &TestApp) {
     let (mine, email) = new_user(&app).await;
     let others = [sign_in(&app, &email).await, sign_in(&app, &email).await];
     let (stranger, _) = new_user(&app).await;
@@ -126,9 +124,7 @@ async fn signing_out_everywhere_ends_every_other_session_and_says_how_many() {
     assert_eq!(events[0]["outcome"], "others");
 }
 
-#[tokio::test]
-async fn signing_out_everywhere_with_include_current_ends_my_session_too() {
-    let app = spawn_app().await;
+async fn signing_out_everywhere_with_include_current_ends_my_session_too(app: &TestApp) {
     let (mine, email) = new_user(&app).await;
     let other = sign_in(&app, &email).await;
 
@@ -139,9 +135,7 @@ async fn signing_out_everywhere_with_include_current_ends_my_session_too() {
     assert!(!accepted(&app, &mine.access).await && !accepted(&app, &other.access).await);
 }
 
-#[tokio::test]
-async fn signing_out_everywhere_refuses_an_include_current_that_is_not_true_or_false() {
-    let app = spawn_app().await;
+async fn signing_out_everywhere_refuses_an_include_current_that_is_not_true_or_false(app: &TestApp) {
     let (mine, email) = new_user(&app).await;
     let other = sign_in(&app, &email).await;
 
@@ -161,9 +155,7 @@ async fn rename(app: &TestApp, access: &str, body: Value) -> reqwest::Response {
     call(app, Method::PATCH, "/api/auth/me/", access, Some(body)).await
 }
 
-#[tokio::test]
-async fn changing_the_username_answers_the_user_as_me_shows_it() {
-    let app = spawn_app().await;
+async fn changing_the_username_answers_the_user_as_me_shows_it(app: &TestApp) {
     let (mine, _) = new_user(&app).await;
     let wanted = unique_username();
 
@@ -176,9 +168,7 @@ async fn changing_the_username_answers_the_user_as_me_shows_it() {
     assert_eq!(wait_for_events(&app, "username_changed", &mine.user_id, 1).await.len(), 1);
 }
 
-#[tokio::test]
-async fn a_username_another_account_has_is_409_username_taken() {
-    let app = spawn_app().await;
+async fn a_username_another_account_has_is_409_username_taken(app: &TestApp) {
     let (first, _) = new_user(&app).await;
     let (second, _) = new_user(&app).await;
     let wanted = unique_username();
@@ -194,9 +184,7 @@ async fn a_username_another_account_has_is_409_username_taken() {
     assert_ne!(body["username"], wanted.as_str(), "the refused rename changed nothing");
 }
 
-#[tokio::test]
-async fn two_accounts_renaming_to_one_username_at_once_leave_exactly_one_winner() {
-    let app = spawn_app().await;
+async fn two_accounts_renaming_to_one_username_at_once_leave_exactly_one_winner(app: &TestApp) {
     let (a, b) = (new_user(&app).await.0, new_user(&app).await.0);
     let wanted = unique_username();
     let body = json!({ "username": wanted });
@@ -210,9 +198,7 @@ async fn two_accounts_renaming_to_one_username_at_once_leave_exactly_one_winner(
     assert_eq!(holders.len(), 1);
 }
 
-#[tokio::test]
-async fn a_username_change_without_a_valid_username_is_a_validation_error() {
-    let app = spawn_app().await;
+async fn a_username_change_without_a_valid_username_is_a_validation_error(app: &TestApp) {
     let (mine, _) = new_user(&app).await;
 
     for body in
@@ -255,9 +241,7 @@ async fn token_spent(app: &TestApp, destination: &str) -> Vec<bool> {
     rows.iter().map(|r| !r["consumed_at"].is_null()).collect()
 }
 
-#[tokio::test]
-async fn a_verify_token_adds_a_phone_to_an_email_account_as_verified() {
-    let app = spawn_app().await;
+async fn a_verify_token_adds_a_phone_to_an_email_account_as_verified(app: &TestApp) {
     let (mine, email) = new_user(&app).await;
     let phone = random_phone();
     let token = token(&app, &phone, "verify").await;
@@ -276,9 +260,7 @@ async fn a_verify_token_adds_a_phone_to_an_email_account_as_verified() {
     assert!(masked.contains('*') && !masked.contains(&phone[5..]), "{masked}");
 }
 
-#[tokio::test]
-async fn a_new_email_replaces_the_old_one_which_no_longer_signs_in() {
-    let app = spawn_app().await;
+async fn a_new_email_replaces_the_old_one_which_no_longer_signs_in(app: &TestApp) {
     let (mine, old) = new_user(&app).await;
     let new = random_email();
     let token = token(&app, &new, "verify").await;
@@ -291,9 +273,7 @@ async fn a_new_email_replaces_the_old_one_which_no_longer_signs_in() {
     assert_eq!(sign_in(&app, &new).await.user_id, mine.user_id);
 }
 
-#[tokio::test]
-async fn only_a_verify_token_attaches_a_destination() {
-    let app = spawn_app().await;
+async fn only_a_verify_token_attaches_a_destination(app: &TestApp) {
     let (mine, email) = new_user(&app).await;
     let register = token(&app, &random_email(), "register").await;
     let reset = token(&app, &email, "reset").await;
@@ -308,9 +288,7 @@ async fn only_a_verify_token_attaches_a_destination() {
     assert_eq!(json_of(me(&app, &mine.access).await).await.1["email"], email.as_str());
 }
 
-#[tokio::test]
-async fn two_accounts_attaching_one_email_at_once_leave_exactly_one_holder_and_the_losers_token_unspent() {
-    let app = spawn_app().await;
+async fn two_accounts_attaching_one_email_at_once_leave_exactly_one_holder_and_the_losers_token_unspent(app: &TestApp) {
     let (a, b) = (new_user(&app).await.0, new_user(&app).await.0);
     let shared = random_email();
     let (ta, tb) = (token(&app, &shared, "verify").await, token(&app, &shared, "verify").await);
@@ -327,9 +305,7 @@ async fn two_accounts_attaching_one_email_at_once_leave_exactly_one_holder_and_t
     assert_eq!(spent, [false, true], "the loser's token is not spent");
 }
 
-#[tokio::test]
-async fn another_accounts_destination_is_409_destination_taken() {
-    let app = spawn_app().await;
+async fn another_accounts_destination_is_409_destination_taken(app: &TestApp) {
     let (_, taken) = new_user(&app).await;
     let (mine, _) = new_user(&app).await;
     let token = token(&app, &taken, "verify").await;
@@ -338,9 +314,7 @@ async fn another_accounts_destination_is_409_destination_taken() {
     assert_eq!(token_spent(&app, &taken).await, [false]);
 }
 
-#[tokio::test]
-async fn removing_the_phone_keeps_the_email() {
-    let app = spawn_app().await;
+async fn removing_the_phone_keeps_the_email(app: &TestApp) {
     let (mine, email, _) = new_user_with_phone(&app).await;
 
     let (status, body) = json_of(remove(&app, &mine.access, "phone").await).await;
@@ -353,9 +327,7 @@ async fn removing_the_phone_keeps_the_email() {
     assert_eq!(wait_for_events(&app, "destination_removed", &mine.user_id, 1).await.len(), 1);
 }
 
-#[tokio::test]
-async fn the_last_destination_stays_and_other_kinds_are_not_found() {
-    let app = spawn_app().await;
+async fn the_last_destination_stays_and_other_kinds_are_not_found(app: &TestApp) {
     let (mine, email) = new_user(&app).await;
 
     assert_error(remove(&app, &mine.access, "email").await, 409, "LAST_DESTINATION").await;
@@ -364,9 +336,7 @@ async fn the_last_destination_stays_and_other_kinds_are_not_found() {
     assert_eq!(json_of(me(&app, &mine.access).await).await.1["email"], email.as_str());
 }
 
-#[tokio::test]
-async fn removing_both_destinations_at_once_leaves_one() {
-    let app = spawn_app().await;
+async fn removing_both_destinations_at_once_leaves_one(app: &TestApp) {
     let (mine, _, _) = new_user_with_phone(&app).await;
 
     let (x, y) = tokio::join!(remove(&app, &mine.access, "email"), remove(&app, &mine.access, "phone"));
@@ -385,9 +355,7 @@ async fn delete_account(app: &TestApp, access: &str, body: Value) -> reqwest::Re
     call(app, Method::DELETE, "/api/auth/me/", access, Some(body)).await
 }
 
-#[tokio::test]
-async fn deleting_the_account_ends_every_token_at_once_and_leaves_no_link_to_the_person() {
-    let app = spawn_app().await;
+async fn deleting_the_account_ends_every_token_at_once_and_leaves_no_link_to_the_person(app: &TestApp) {
     let (mine, email, phone) = new_user_with_phone(&app).await;
     let other = sign_in(&app, &phone).await;
     let proof = token(&app, &email, "verify").await;
@@ -426,9 +394,7 @@ async fn deleting_the_account_ends_every_token_at_once_and_leaves_no_link_to_the
     new_user_with(&app, &email).await;
 }
 
-#[tokio::test]
-async fn deleting_needs_a_fresh_verify_token_for_one_of_the_accounts_destinations() {
-    let app = spawn_app().await;
+async fn deleting_needs_a_fresh_verify_token_for_one_of_the_accounts_destinations(app: &TestApp) {
     let (mine, email) = new_user(&app).await;
     let (_, stranger) = new_user(&app).await;
     let stale = token(&app, &email, "verify").await;
@@ -463,9 +429,7 @@ async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
     app.post_json("/api/auth/token/refresh/", &json!({ "refresh": token })).await
 }
 
-#[tokio::test]
-async fn a_reset_token_signs_the_account_out_everywhere_and_in_again() {
-    let app = spawn_app().await;
+async fn a_reset_token_signs_the_account_out_everywhere_and_in_again(app: &TestApp) {
     let (first, email) = new_user(&app).await;
     let second = sign_in(&app, &email).await;
     let reset = token(&app, &email, "reset").await;
@@ -491,9 +455,7 @@ async fn a_reset_token_signs_the_account_out_everywhere_and_in_again() {
     assert_error(recover(&app, &json!({ "verification_token": reset })).await, 400, "INVALID_VERIFICATION_TOKEN").await;
 }
 
-#[tokio::test]
-async fn recovery_takes_only_an_unused_reset_token_in_a_well_formed_body() {
-    let app = spawn_app().await;
+async fn recovery_takes_only_an_unused_reset_token_in_a_well_formed_body(app: &TestApp) {
     let (session, email) = new_user(&app).await;
     let verify = token(&app, &email, "verify").await;
     let register = token(&app, &random_email(), "register").await;
@@ -508,9 +470,7 @@ async fn recovery_takes_only_an_unused_reset_token_in_a_well_formed_body() {
     assert!(accepted(&app, &session.access).await, "nothing was revoked");
 }
 
-#[tokio::test]
-async fn a_reset_for_an_unknown_destination_answers_like_a_real_one_and_its_code_never_verifies() {
-    let app = spawn_app().await;
+async fn a_reset_for_an_unknown_destination_answers_like_a_real_one_and_its_code_never_verifies(app: &TestApp) {
     let (_, known) = new_user(&app).await;
     let unknown = random_email();
 
@@ -533,4 +493,51 @@ async fn a_reset_for_an_unknown_destination_answers_like_a_real_one_and_its_code
         (400, &json!("INVALID_OTP"), &json!("Invalid OTP")),
         "{body}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The tests, a Worker per group: each step below is one behaviour.
+
+/// Sign out everywhere and the username change, on one Worker (their rules are native tests, src/flows/tests/account.rs).
+#[tokio::test]
+async fn a_signed_in_user_signs_out_everywhere_and_changes_the_username() {
+    let app = spawn_app().await;
+    signing_out_everywhere_ends_every_other_session_and_says_how_many(&app).await;
+    signing_out_everywhere_with_include_current_ends_my_session_too(&app).await;
+    signing_out_everywhere_refuses_an_include_current_that_is_not_true_or_false(&app).await;
+    changing_the_username_answers_the_user_as_me_shows_it(&app).await;
+    a_username_another_account_has_is_409_username_taken(&app).await;
+    two_accounts_renaming_to_one_username_at_once_leave_exactly_one_winner(&app).await;
+    a_username_change_without_a_valid_username_is_a_validation_error(&app).await;
+}
+
+/// Adding, changing and removing a destination, with the races, on one Worker.
+#[tokio::test]
+async fn a_signed_in_user_adds_changes_and_removes_an_email_or_phone_and_races_leave_one_winner() {
+    let app = spawn_app().await;
+    a_verify_token_adds_a_phone_to_an_email_account_as_verified(&app).await;
+    a_new_email_replaces_the_old_one_which_no_longer_signs_in(&app).await;
+    only_a_verify_token_attaches_a_destination(&app).await;
+    two_accounts_attaching_one_email_at_once_leave_exactly_one_holder_and_the_losers_token_unspent(&app).await;
+    another_accounts_destination_is_409_destination_taken(&app).await;
+    removing_the_phone_keeps_the_email(&app).await;
+    the_last_destination_stays_and_other_kinds_are_not_found(&app).await;
+    removing_both_destinations_at_once_leaves_one(&app).await;
+}
+
+/// Deleting the account, on one Worker.
+#[tokio::test]
+async fn deleting_the_account_takes_a_fresh_proof_and_leaves_no_link_to_the_person() {
+    let app = spawn_app().await;
+    deleting_the_account_ends_every_token_at_once_and_leaves_no_link_to_the_person(&app).await;
+    deleting_needs_a_fresh_verify_token_for_one_of_the_accounts_destinations(&app).await;
+}
+
+/// Recovery with a reset token, on one Worker.
+#[tokio::test]
+async fn recovery_signs_out_everywhere_and_in_again_and_tells_no_one_which_accounts_exist() {
+    let app = spawn_app().await;
+    a_reset_token_signs_the_account_out_everywhere_and_in_again(&app).await;
+    recovery_takes_only_an_unused_reset_token_in_a_well_formed_body(&app).await;
+    a_reset_for_an_unknown_destination_answers_like_a_real_one_and_its_code_never_verifies(&app).await;
 }
