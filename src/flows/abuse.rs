@@ -409,12 +409,7 @@ pub async fn hold_guess(app: &App, otp_id: &uuid::Uuid, passed: bool) -> Result<
         Ok(Some(Judged { outcome: Outcome::Allowed { ids }, .. })) => ids.clone(),
         _ => Vec::new(),
     };
-    let network = match network {
-        Ok(Ok(taken)) => Ok(taken),
-        Ok(Err(refused)) => Err(report(app, None, refused)),
-        Err(down) => Err(down),
-    };
-    let network = match network {
+    let network = match network.and_then(|allowed| allowed.map_err(|refused| report(app, None, refused))) {
         Ok(taken) => taken,
         Err(e) => {
             // Refused by the network's budget (or its object is down): the
