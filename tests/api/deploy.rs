@@ -19,7 +19,7 @@ async fn deploy_bundle_packages() {
         assert!(files.iter().any(|f| f.ends_with(".wasm")), "{files:?}");
         assert!(files.iter().any(|f| f == "index.js"), "{files:?}");
         // The bindings the service needs are in the bundle's manifest.
-        for binding in ["RATE_LIMITER", "DB", "DELIVERY_QUEUE"] {
+        for binding in ["RATE_LIMITER", "DB", "DELIVERY_QUEUE", "WEBHOOK_QUEUE"] {
             assert!(stdout.contains(binding), "no {binding} binding: {stdout}");
         }
     })

@@ -31,3 +31,4 @@ mod routing;
 mod sessions;
 mod turnstile;
 mod twilio_status;
+mod webhooks;
