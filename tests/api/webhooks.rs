@@ -341,7 +341,7 @@ async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_attempt(
         assert_eq!(attempt.body, attempts[0].body, "the same body");
     }
     let times: Vec<i64> = attempts.iter().map(|a| header(a, "webhook-timestamp").parse().unwrap()).collect();
-    assert!(times.windows(2).all(|w| w[1] >= w[0] + 1), "a second between attempts at least: {times:?}");
+    assert!(times.windows(2).all(|w| w[1] > w[0]), "a second between attempts at least: {times:?}");
     assert_signed_and_documented(&attempts);
     // Delivered: nothing more comes, and nothing is dead.
     tokio::time::sleep(Duration::from_secs(3)).await;
