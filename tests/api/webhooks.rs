@@ -11,8 +11,9 @@
 //!   from PyPI, tests/python/verify_webhooks.py), which refuses a tampered
 //!   copy; each matches the OpenAPI document's `webhooks`; none carries a
 //!   code, a token or an address;
-//! - a receiver that answers 500 twice gets the event on the third attempt,
-//!   under the same `webhook-id`, signed anew each time;
+//! - a receiver that answers a redirect (not followed), then 500, gets the
+//!   event on the third attempt, under the same `webhook-id`, signed anew
+//!   each time;
 //! - a receiver that never answers 2xx leaves the event in the dead-letter
 //!   store (D1 `webhook_dead_letters`) after the third attempt, and the
 //!   cron's replay delivers it, same id and body;
@@ -179,7 +180,7 @@ async fn webhooks_reach_a_receiver_signed_retried_kept_when_it_is_down_and_never
     let app = state.start_with_wrangler_changes(profile, "webhooks", &three_attempts, true).await;
 
     let user = an_accounts_story_arrives_as_the_eight_types_signed_and_without_secrets(&app, &server).await;
-    a_receiver_that_fails_twice_gets_the_event_on_the_third_attempt(&app, &server, &user).await;
+    a_receiver_that_redirects_then_fails_gets_the_event_on_the_third_attempt(&app, &server, &user).await;
     a_receiver_that_never_takes_it_leaves_it_dead_in_d1_and_the_replay_delivers_it(&app, &server, &user).await;
     a_hanging_receiver_does_not_slow_the_users_request(&app, &server, &user).await;
 }
@@ -316,25 +317,31 @@ async fn an_accounts_story_arrives_as_the_eight_types_signed_and_without_secrets
     answer
 }
 
-async fn a_receiver_that_fails_twice_gets_the_event_on_the_third_attempt(
+async fn a_receiver_that_redirects_then_fails_gets_the_event_on_the_third_attempt(
     app: &TestApp,
     server: &MockServer,
     user: &Value,
 ) {
     let ray = new_ray();
-    Mock::given(method("POST"))
-        .and(body_string_contains(ray.as_str()))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(2)
-        .with_priority(1)
-        .mount(server)
-        .await;
+    // First a redirect (a failure: the spec says not to follow it), then a 500.
+    let redirect = ResponseTemplate::new(301).insert_header("location", format!("{}/elsewhere", server.uri()));
+    for (answer, priority) in [(redirect, 1), (ResponseTemplate::new(500), 2)] {
+        Mock::given(method("POST"))
+            .and(body_string_contains(ray.as_str()))
+            .respond_with(answer)
+            .up_to_n_times(1)
+            .with_priority(priority)
+            .mount(server)
+            .await;
+    }
     let session = log_in(app, user["user"]["email"].as_str().unwrap()).await;
 
     log_out(app, &session, &ray).await;
 
     let attempts = wait_for(server, &ray, 3, Duration::from_secs(30)).await;
     assert_eq!(attempts.len(), 3);
+    let all = server.received_requests().await.unwrap();
+    assert!(all.iter().all(|r| r.url.path() == "/hooks"), "the redirect was followed");
     assert_eq!(body(&attempts[0])["type"], "session.revoked");
     for attempt in &attempts {
         assert_eq!(header(attempt, "webhook-id"), header(&attempts[0], "webhook-id"), "one id for every attempt");
