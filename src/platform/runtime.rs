@@ -1,6 +1,6 @@
 //! The ports of one Worker invocation, on the Workers runtime: D1, the
-//! rate-limiter objects, `fetch`, the delivery queue, `Date.now()` and
-//! timers, and `ctx.waitUntil`.
+//! rate-limiter objects, `fetch`, the delivery and webhook queues,
+//! `Date.now()` and timers, and `ctx.waitUntil`.
 
 use std::rc::Rc;
 use std::time::Duration;

@@ -7,6 +7,7 @@
 
 use serde_json::Value;
 
+use super::account::as_request;
 use super::{run, World};
 use crate::domain::otp::Purpose;
 use crate::domain::standard_webhooks::{Queued, SigningKey};
@@ -46,15 +47,6 @@ fn queued(w: &World) -> Vec<(String, Value, String)> {
 
 fn types(hooks: &[(String, Value, String)]) -> Vec<&str> {
     hooks.iter().map(|(t, _, _)| t.as_str()).collect()
-}
-
-/// Runs a flow as one request and what follows its answer.
-async fn as_request<T>(w: &World, work: impl AsyncFnOnce(&crate::flows::App) -> T) -> T {
-    let app = w.app(IP);
-    let out = work(&app).await;
-    app.store_trail();
-    w.fakes.run_later().await;
-    out
 }
 
 #[test]
@@ -205,8 +197,9 @@ fn a_queue_that_refuses_a_batch_is_tried_once_more_and_the_audit_rows_are_kept_e
     })
 }
 
-/// The webhook a test attempts: a session.created, queued by a login.
-fn one_queued(w: &World) -> String {
+/// The webhook a test attempts: a session.created, queued by a login; its
+/// queue message, and what it holds.
+fn one_queued(w: &World) -> (String, Queued) {
     run(async {
         w.seed_user("uma@example.com", "active");
         w.logged_in(IP, "uma@example.com").await;
@@ -214,14 +207,15 @@ fn one_queued(w: &World) -> String {
     });
     let mut hooks = queued(w);
     assert_eq!(types(&hooks), ["session.created"]);
-    hooks.remove(0).2
+    let message = hooks.remove(0).2;
+    let q = Queued::from_message(&message).unwrap();
+    (message, q)
 }
 
 #[test]
 fn an_attempt_posts_the_body_signed_with_the_id_and_the_attempts_timestamp() {
     let w = world("all");
-    let message = one_queued(&w);
-    let q = Queued::from_message(&message).unwrap();
+    let (message, q) = one_queued(&w);
     run(async {
         let ports = w.fakes.ports();
         assert_eq!(webhooks::attempt(w.config, &ports, &message, 1).await, Attempted::Done);
@@ -247,7 +241,7 @@ fn an_attempt_posts_the_body_signed_with_the_id_and_the_attempts_timestamp() {
 #[test]
 fn a_failed_attempt_backs_off_on_the_schedule_and_heeds_retry_after() {
     let w = world("all");
-    let message = one_queued(&w);
+    let (message, _) = one_queued(&w);
     // The receiver's answers, in order: 500, a timeout, a refused connection,
     // a redirect, a 503 asking for 600 s, a 404; then 204.
     let answers: Vec<Result<Answer, bool>> = vec![
@@ -286,7 +280,7 @@ fn a_failed_attempt_backs_off_on_the_schedule_and_heeds_retry_after() {
 #[test]
 fn an_unreadable_message_or_webhooks_turned_off_are_acknowledged_unsent() {
     let w = world("all");
-    let message = one_queued(&w);
+    let (message, _) = one_queued(&w);
     let off = World::new();
     run(async {
         assert_eq!(webhooks::attempt(w.config, &w.fakes.ports(), "nonsense", 1).await, Attempted::Done);
@@ -299,8 +293,7 @@ fn an_unreadable_message_or_webhooks_turned_off_are_acknowledged_unsent() {
 #[test]
 fn a_dead_webhook_is_kept_in_d1_and_replayed_with_its_id_and_body_when_asked() {
     let w = world("all");
-    let message = one_queued(&w);
-    let q = Queued::from_message(&message).unwrap();
+    let (message, q) = one_queued(&w);
     run(async {
         let ports = w.fakes.ports();
         webhooks::dead_letter(&ports, &message).await.unwrap();
