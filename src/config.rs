@@ -388,8 +388,15 @@ impl Config {
             ));
         }
         let limits = parse_limits(&s)?;
+        // The service's public URL (https://auth.example.com), so JWT
+        // middleware finds the keys from it (/.well-known/openid-configuration).
+        let issuer = s.get("JWT_ISSUER").unwrap_or_else(|| "otp-edge".to_string());
+        if s.production && issuer.starts_with("http://") {
+            // OpenID Connect Discovery 1.0, section 3: the issuer is an https URL.
+            return Err(err("JWT_ISSUER", "must use https:// in production"));
+        }
         let tokens = TokenSettings {
-            issuer: s.get("JWT_ISSUER").unwrap_or_else(|| "otp-edge".to_string()),
+            issuer,
             audience: s.get("JWT_AUDIENCE").unwrap_or_else(|| "otp-edge".to_string()),
             access_lifetime_seconds: s.number("ACCESS_TOKEN_LIFETIME_SECONDS", 300, 1..=DAY)?,
             refresh_lifetime_seconds: s.number("REFRESH_TOKEN_LIFETIME_SECONDS", 30 * DAY, 60..=365 * DAY)?,
@@ -755,6 +762,7 @@ mod tests {
             ("SMS_PROVIDER", "log"),
             ("MAIL_API_BASE", "http://127.0.0.1:9000"),
             ("TWILIO_API_BASE", "http://127.0.0.1:9001"),
+            ("JWT_ISSUER", "http://auth.example.com"),
         ] {
             let mut m = prod();
             m.insert(name, value.into());
