@@ -18,6 +18,16 @@ async fn deploy_bundle_packages() {
         std::fs::remove_dir_all(&out).ok();
         assert!(files.iter().any(|f| f.ends_with(".wasm")), "{files:?}");
         assert!(files.iter().any(|f| f == "index.js"), "{files:?}");
+        // The budget: at most 400 KB of wasm, gzipped (the deployed bundle,
+        // without function names; scripts/build.sh).
+        let wasm = crate::helpers::project_root().join("build/index_bg.wasm");
+        let gzip = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("gzip -9 -c '{}' | wc -c", wasm.display()))
+            .output()
+            .expect("gzip");
+        let gzipped: u64 = String::from_utf8_lossy(&gzip.stdout).trim().parse().expect("a byte count");
+        assert!(gzipped < 400_000, "the gzipped wasm is {gzipped} bytes, over the 400 KB budget");
         // The bindings the service needs are in the bundle's manifest.
         for binding in ["RATE_LIMITER", "DB", "DELIVERY_QUEUE"] {
             assert!(stdout.contains(binding), "no {binding} binding: {stdout}");
