@@ -8,7 +8,7 @@
 
 use worker::{Context, Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
 
-use super::queue::DEAD_LETTER_QUEUE;
+use super::queue::is_dead_letter_queue;
 use super::{env, runtime};
 use crate::audit::Trail;
 use crate::domain::delivery::{DeliveryJob, JOB_VERSION};
@@ -20,7 +20,7 @@ const UNDECIDED_RETRY_SECONDS: u32 = 5;
 
 /// The queue handler: every message of the batch at once.
 pub async fn consume(batch: MessageBatch<String>, env: Env, ctx: Context) {
-    let dead_letters = batch.queue() == DEAD_LETTER_QUEUE;
+    let dead_letters = is_dead_letter_queue(&batch.queue());
     let config = match env::config(&env) {
         Ok(config) => config,
         Err(e) => {

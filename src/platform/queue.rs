@@ -1,6 +1,6 @@
 //! The `DeliveryQueue` port on Cloudflare Queues (`DELIVERY_QUEUE`); the
-//! consumer is `platform::consumer`. Queue and binding names match
-//! `wrangler.toml`.
+//! consumer is `platform::consumer`. The binding name and the dead-letter
+//! queues' suffix match `wrangler.toml`.
 
 use worker::{Env, MessageBuilder, Queue};
 
@@ -8,8 +8,15 @@ use crate::domain::delivery::DeliveryJob;
 use crate::ports::{DeliveryQueue, Fut, StoreError};
 
 pub const BINDING: &str = "DELIVERY_QUEUE";
-/// The dead-letter queue of the delivery queue (`dead_letter_queue` in wrangler.toml).
-pub const DEAD_LETTER_QUEUE: &str = "otp-edge-delivery-dlq";
+/// How a dead-letter queue's name ends (`dead_letter_queue` in
+/// wrangler.toml: `otp-edge-delivery-dlq`, and staging's
+/// `otp-edge-staging-delivery-dlq`): each environment names its own queues.
+pub const DEAD_LETTER_SUFFIX: &str = "-dlq";
+
+/// Whether the batch came from a dead-letter queue.
+pub fn is_dead_letter_queue(name: &str) -> bool {
+    name.ends_with(DEAD_LETTER_SUFFIX)
+}
 
 /// The `DeliveryQueue` port on the `DELIVERY_QUEUE` binding.
 pub struct WorkersQueue(Queue);

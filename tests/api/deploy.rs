@@ -37,6 +37,37 @@ async fn deploy_bundle_packages() {
     .unwrap();
 }
 
+/// `wrangler deploy --env staging` (CI's deploy of main) packages the same
+/// bundle with staging's own D1 database and queues, and wrangler finds
+/// nothing missing from the environment (it inherits no binding or var).
+#[tokio::test]
+async fn the_staging_environment_packages_with_its_own_resources() {
+    tokio::task::spawn_blocking(|| {
+        build_once();
+        let out = std::env::temp_dir().join(format!("otp-edge-dry-run-staging-{}", std::process::id()));
+        let output = wrangler()
+            .args(["deploy", "--dry-run", "--env", "staging", "--outdir"])
+            .arg(&out)
+            .output()
+            .expect("could not run wrangler deploy --dry-run --env staging");
+        std::fs::remove_dir_all(&out).ok();
+        let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        assert!(!format!("{stdout}{stderr}").contains("WARNING"), "{stdout}\n{stderr}");
+        for binding in [
+            "env.DB (otp-edge-staging)",
+            "env.DELIVERY_QUEUE (otp-edge-staging-delivery)",
+            "env.RATE_LIMITER (RateLimiter)",
+            "env.ENVIRONMENT (\"production\")",
+            "env.JWT_ISSUER (\"https://auth-staging.example.com\")",
+        ] {
+            assert!(stdout.contains(binding), "no {binding}: {stdout}");
+        }
+    })
+    .await
+    .unwrap();
+}
+
 /// The benchmark's server (`bench/serve.mjs`: the release bundle on
 /// Miniflare, with every migration applied by its own SQL splitter) starts:
 /// `make bench`, `make timing` and `make profile` rest on it, and nothing

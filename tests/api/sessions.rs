@@ -526,11 +526,13 @@ async fn another_service_verifies_the_access_token_from_the_issuer_url_or_the_jw
             .args([issuer.as_str(), "otp-edge", &token])
             .output()
             .expect("node");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
     };
     let (access, tampered) = (user.access.clone(), tampered.clone());
-    let (verified, refused) =
-        tokio::task::spawn_blocking(move || (jose(access), jose(tampered))).await.expect("jose");
+    let (verified, refused) = tokio::task::spawn_blocking(move || (jose(access), jose(tampered))).await.expect("jose");
     assert!(verified.0, "jose refused the token: {}", verified.1);
     let seen: Value = serde_json::from_str(verified.1.trim()).unwrap_or_else(|e| panic!("{e}: {}", verified.1));
     assert_eq!((&seen["payload"]["sub"], &seen["header"]["alg"]), (&json!(user.user_id), &json!("EdDSA")));
