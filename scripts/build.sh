@@ -26,6 +26,17 @@ export WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt"
 export ESBUILD_BIN="$ROOT/node_modules/.bin/esbuild"
 cd "${1:-.}"
 
+# The deployed bundle has no function names: the wasm's name section is
+# about 53 KB of its gzipped size (worker-build keeps whatever the linker
+# leaves, `--debuginfo`). A panic still logs its message and source
+# location. `make profile` sets OTP_EDGE_WASM_NAMES=1 to keep them, so V8's
+# profile names every function.
+if [ "${OTP_EDGE_WASM_NAMES:-}" = 1 ]; then
+    export CARGO_PROFILE_RELEASE_STRIP=debuginfo
+else
+    export CARGO_PROFILE_RELEASE_STRIP=symbols
+fi
+
 # Unchanged inputs, unchanged bundle: worker-build re-runs wasm-bindgen and
 # wasm-opt (about 25 s here) even when cargo has nothing to do, so a build
 # whose inputs (the crate's sources and manifests, the workspace lock file,
@@ -38,7 +49,7 @@ fingerprint() {
         worker-build --version 2>/dev/null || true
         wasm-bindgen --version
         wasm-opt --version
-        echo "RUSTFLAGS=${RUSTFLAGS:-}"
+        echo "RUSTFLAGS=${RUSTFLAGS:-} STRIP=$CARGO_PROFILE_RELEASE_STRIP"
     } | sha256sum | cut -d' ' -f1
 }
 inputs=$(fingerprint)

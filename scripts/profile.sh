@@ -12,8 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-echo "== release bundle" >&2
-sh scripts/build.sh
+echo "== release bundle, with its function names (scripts/build.sh)" >&2
+OTP_EDGE_WASM_NAMES=1 sh scripts/build.sh
 echo "== load generator: profile of returning users' logins" >&2
 export PATH="$PWD/node_modules/.bin:$PATH"
 exec cargo run --locked --release -q -p otp-edge-loadgen -- profile

@@ -405,8 +405,15 @@ impl Config {
         }
         let limits = parse_limits(&s)?;
         let webhooks = parse_webhooks(&s)?;
+        // The service's public URL (https://auth.example.com), so JWT
+        // middleware finds the keys from it (/.well-known/openid-configuration).
+        let issuer = s.get("JWT_ISSUER").unwrap_or_else(|| "otp-edge".to_string());
+        if s.production && issuer.starts_with("http://") {
+            // OpenID Connect Discovery 1.0, section 3: the issuer is an https URL.
+            return Err(err("JWT_ISSUER", "must use https:// in production"));
+        }
         let tokens = TokenSettings {
-            issuer: s.get("JWT_ISSUER").unwrap_or_else(|| "otp-edge".to_string()),
+            issuer,
             audience: s.get("JWT_AUDIENCE").unwrap_or_else(|| "otp-edge".to_string()),
             access_lifetime_seconds: s.number("ACCESS_TOKEN_LIFETIME_SECONDS", 300, 1..=DAY)?,
             refresh_lifetime_seconds: s.number("REFRESH_TOKEN_LIFETIME_SECONDS", 30 * DAY, 60..=365 * DAY)?,
@@ -802,6 +809,7 @@ mod tests {
             ("SMS_PROVIDER", "log"),
             ("MAIL_API_BASE", "http://127.0.0.1:9000"),
             ("TWILIO_API_BASE", "http://127.0.0.1:9001"),
+            ("JWT_ISSUER", "http://auth.example.com"),
         ] {
             let mut m = prod();
             m.insert(name, value.into());
@@ -1160,5 +1168,54 @@ mod tests {
         let dump = format!("{c:?}");
         assert!(!dump.contains("re_123") && !dump.contains(&"p".repeat(43)) && !dump.contains("tok\""));
         assert!(dump.contains("[redacted]"));
+    }
+
+    /// The `KEY = "value"` lines of one table of wrangler.toml.
+    fn vars_of(toml: &str, table: &str) -> Vec<(String, String)> {
+        let mut inside = false;
+        let mut vars = Vec::new();
+        for line in toml.lines().map(str::trim) {
+            if line.starts_with('[') {
+                inside = line == format!("[{table}]");
+            } else if let (true, Some((key, value))) = (inside && !line.starts_with('#'), line.split_once('=')) {
+                let value = value.trim().strip_prefix('"').and_then(|v| v.split_once('"'));
+                vars.push((key.trim().to_string(), value.expect("a quoted value").0.to_string()));
+            }
+        }
+        vars
+    }
+
+    #[test]
+    fn staging_has_every_production_setting_and_differs_only_where_it_must() {
+        let toml = include_str!("../wrangler.toml");
+        let (production, staging) = (vars_of(toml, "vars"), vars_of(toml, "env.staging.vars"));
+        assert!(production.len() > 40, "{production:?}");
+        // Wrangler does not inherit [vars] into an environment: a setting
+        // left out would be the service's default, not production's value.
+        let keys = |vars: &[(String, String)]| vars.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        assert_eq!(keys(&staging), keys(&production), "env.staging.vars vs vars");
+        let differ: Vec<&str> =
+            production.iter().zip(&staging).filter(|(p, s)| p.1 != s.1).map(|(p, _)| p.0.as_str()).collect();
+        let intended = ["APP_NAME", "DEFAULT_FROM_EMAIL", "PUBLIC_BASE_URL", "JWT_ISSUER", "JWT_AUDIENCE", "DEMO_PAGE"];
+        assert_eq!(differ, intended, "staging runs with production's settings but these");
+        // What the operator puts in, as secrets or by editing the file.
+        let operator = [
+            ("OTP_PEPPER", "p".repeat(43)),
+            ("JWT_SIGNING_KEYS", format!("k1:{SEED}")),
+            ("MAIL_API_KEY", "re_123".to_string()),
+            ("TWILIO_ACCOUNT_SID", ACCOUNT_SID.to_string()),
+            ("TWILIO_AUTH_TOKEN", "tok".to_string()),
+            ("TWILIO_PHONE_NUMBER", "+15005550006".to_string()),
+        ];
+        let deployment = |vars: &[(String, String)]| {
+            let mut m: HashMap<String, String> = vars.iter().cloned().collect();
+            for (k, v) in &operator {
+                m.insert(k.to_string(), v.clone());
+            }
+            Config::from_lookup(&|k| m.get(k).cloned())
+        };
+        let (deployed, staged) = (deployment(&production).expect("vars"), deployment(&staging).expect("staging"));
+        assert!(deployed.is_production() && staged.is_production(), "staging runs under production's rules");
+        assert_ne!(staged.tokens.issuer, deployed.tokens.issuer, "staging's tokens are not production's");
     }
 }

@@ -330,21 +330,17 @@ impl GuessPolicy {
     pub fn guess(&self, key: &str, failed: bool) -> Guess {
         let at = DestinationLimits::of_key(key);
         let (window, count) = self.failures;
-        let (breaker_window, breaker_count) = self.breaker;
+        let all = Limit::VerifyFailuresAll;
         Guess {
             rule: Rule::new(&at.network_bucket(Limit::VerifyFailures, &self.network), window, count),
-            breaker: Some(Breaker {
-                rule: Rule::new(&at.bucket(Limit::VerifyFailuresAll), breaker_window, breaker_count),
-                known: self.known(key),
-                exempt: self.passed,
-            }),
+            breaker: Some(at.breaker(all, self.breaker, &self.network, self.known_seconds, self.passed)),
             failed,
         }
     }
 
     /// The bucket that says the network verified one of the destination's codes.
     pub fn known(&self, key: &str) -> Rule {
-        Rule::new(&DestinationLimits::of_key(key).known_bucket(&self.network), self.known_seconds, 1)
+        DestinationLimits::of_key(key).known(&self.network, self.known_seconds)
     }
 }
 
@@ -500,6 +496,30 @@ impl DestinationLimits {
     /// The bucket of the codes for this destination verified from a client network.
     pub fn known_bucket(&self, network: &str) -> String {
         format!("known:{}:{network}", self.key)
+    }
+
+    /// The rule that a client `network` verified one of this destination's
+    /// codes within `known_seconds`.
+    pub fn known(&self, network: &str, known_seconds: u64) -> Rule {
+        Rule::new(&self.known_bucket(network), known_seconds, 1)
+    }
+
+    /// The breaker over every network of `limit` (`window_seconds`,
+    /// `count`): requests and verifies alike spare a `network` the
+    /// destination knows, and an `exempt` (challenge-passing) client.
+    pub fn breaker(
+        &self,
+        limit: Limit,
+        (window_seconds, count): (u64, u32),
+        network: &str,
+        known_seconds: u64,
+        exempt: bool,
+    ) -> Breaker {
+        Breaker {
+            rule: Rule::new(&self.bucket(limit), window_seconds, count),
+            known: self.known(network, known_seconds),
+            exempt,
+        }
     }
 }
 

@@ -356,6 +356,32 @@ impl TokenError {
     }
 }
 
+/// The OpenID Provider Metadata (OpenID Connect Discovery 1.0, section 3)
+/// for verifying this service's access tokens, served at
+/// `/.well-known/openid-configuration`: `None` unless the issuer is an
+/// http(s) origin, with no path, query or fragment (section 4: the document
+/// is found under the issuer, and this Worker answers it at the root; `iss`
+/// must equal the issuer exactly). Only
+/// what the service does: EdDSA-signed JWTs, its keys, RFC 7009
+/// revocation for public clients (no client authentication); no
+/// authorization or token endpoint, so none is claimed.
+pub fn discovery(issuer: &str) -> Option<serde_json::Value> {
+    let base = issuer.trim_end_matches('/');
+    let is_url = base.strip_prefix("https://").or_else(|| base.strip_prefix("http://"));
+    if is_url.is_none_or(|host| host.is_empty() || host.contains(['/', '?', '#'])) {
+        return None;
+    }
+    Some(serde_json::json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "revocation_endpoint": format!("{base}/api/auth/token/revoke/"),
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "id_token_signing_alg_values_supported": ["EdDSA"],
+        "subject_types_supported": ["public"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "jti", "sid", "auth_time", "amr", "token_type"],
+    }))
+}
+
 /// A new refresh token: 256 random bits, base64url, opaque.
 pub fn new_refresh_token() -> String {
     new_refresh_token_from(&Csprng)
@@ -595,5 +621,24 @@ mod tests {
         assert_eq!(refresh_token_hash(&t).len(), 64);
         assert_eq!(access_jti("h"), access_jti("h"));
         assert_ne!(access_jti("h"), access_jti("g"));
+    }
+
+    #[test]
+    fn discovery_is_served_only_for_an_issuer_that_is_a_url() {
+        let doc = discovery("https://auth.example.com").expect("a URL issuer");
+        assert_eq!(doc["issuer"], "https://auth.example.com", "iss must equal it exactly");
+        assert_eq!(doc["jwks_uri"], "https://auth.example.com/.well-known/jwks.json");
+        assert_eq!(doc["id_token_signing_alg_values_supported"], serde_json::json!(["EdDSA"]));
+        assert_eq!(doc["revocation_endpoint"], "https://auth.example.com/api/auth/token/revoke/");
+        // A trailing slash is not doubled, and the issuer stays as given.
+        let doc = discovery("http://127.0.0.1:8787/").expect("http, as in development");
+        assert_eq!(doc["jwks_uri"], "http://127.0.0.1:8787/.well-known/jwks.json");
+        assert_eq!(doc["issuer"], "http://127.0.0.1:8787/");
+        // Not an origin this Worker answers the document at.
+        let not_origins =
+            ["otp-edge", "https://", "https://a.example/auth", "https://a.example?x=1", "ftp://a.example"];
+        for not_a_url in not_origins {
+            assert_eq!(discovery(not_a_url), None, "{not_a_url}");
+        }
     }
 }

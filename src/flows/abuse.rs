@@ -229,23 +229,6 @@ pub async fn check_turnstile(app: &App, token: Option<&str>, required: bool) -> 
     }
 }
 
-/// The breaker of `limit` (a per-destination total) for this client: it
-/// does not stop a network the destination knows, or a passed challenge.
-fn breaker(
-    app: &App,
-    at: &limits::DestinationLimits,
-    limit: Limit,
-    window_seconds: u64,
-    count: u32,
-    passed: bool,
-) -> Breaker {
-    Breaker {
-        rule: Rule::new(&at.bucket(limit), window_seconds, count),
-        known: Rule::new(&at.known_bucket(app.network()), app.config.limits.known_network_seconds, 1),
-        exempt: passed,
-    }
-}
-
 /// Before an OTP request does anything: the SMS country allow-list, then,
 /// all at once, the client's network, the destination (rolling hour and
 /// resend cooldown for this client network, and the breaker over all
@@ -281,7 +264,8 @@ pub async fn admit_request(
         rules.push(Rule::new(&bucket, l.resend_cooldown_seconds, 1));
     }
     let all = Limit::DestinationRequestsAll;
-    let breaker = breaker(app, &at, all, l.request_window_seconds, l.requests_breaker, passed);
+    let window = (l.request_window_seconds, l.requests_breaker);
+    let breaker = at.breaker(all, window, app.network(), l.known_network_seconds, passed);
     let mut checks = network_checks(app, (Limit::IpRequests, l.ip_requests), (Limit::Ip48Requests, l.ip48_requests));
     let mut check = Check::take(at.object.clone(), dest, rules);
     check.breaker = Some((all, breaker));

@@ -82,3 +82,27 @@ pub async fn refresh(app: &App, presented: &str) -> Result<TokenPair, Error> {
 fn seconds_until(until_ms: i64, now_ms: i64) -> u64 {
     ((until_ms - now_ms).max(1) as u64).div_ceil(1000)
 }
+
+/// `POST /api/auth/token/revoke/` (RFC 7009): ends the session of a refresh
+/// token, current or retired, or of a valid access token (a JWT: the
+/// session it names, so its refresh token dies too, as RFC 7009 2.1 asks).
+/// The answer is the same whatever the token was (RFC 7009 2.2: 200 for an
+/// invalid token too), so it tells nobody anything about a token they hold
+/// or guessed; the audit trail records the revocations that happened.
+pub async fn revoke(app: &App, token: &str) -> Result<(), Error> {
+    let revoked = if token.contains('.') {
+        match app.keys.verify_access(&app.config.tokens, token, app.now_ms) {
+            Ok(c) => {
+                let live = app.db.revoke_session(&c.sid, Some(&c.sub), "token_revoked", app.now_ms).await;
+                live.map_err(db_down)?.then_some((c.sid, c.sub))
+            }
+            Err(_) => None,
+        }
+    } else {
+        app.db.revoke_by_refresh(&tokens::refresh_token_hash(token), app.now_ms).await.map_err(db_down)?
+    };
+    if let Some((session_id, user_id)) = revoked {
+        app.audit(Event::new("session_revoked", "token_revoked").session(&session_id).user(Some(&user_id)));
+    }
+    Ok(())
+}

@@ -151,6 +151,9 @@ pub struct ApiError {
     pub allow: Option<&'static str>,
     /// For 401: the `WWW-Authenticate` challenge (RFC 6750).
     pub www_authenticate: Option<&'static str>,
+    /// The OAuth 2.0 `error` (RFC 6749 5.2) where an endpoint follows an
+    /// OAuth RFC (token revocation, RFC 7009 2.2.1).
+    pub oauth_error: Option<&'static str>,
 }
 
 /// The JSON body of an error: `{code, message}` plus `retry_after` when known.
@@ -160,6 +163,8 @@ pub struct ErrorBody<'a> {
     pub message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
 }
 
 impl ApiError {
@@ -171,6 +176,7 @@ impl ApiError {
             retry_after: None,
             allow: None,
             www_authenticate: None,
+            oauth_error: None,
         }
     }
 
@@ -195,7 +201,12 @@ impl ApiError {
 
     /// 415 for a body not declared as JSON (see `input::is_json`).
     pub fn unsupported_media_type() -> Self {
-        Self::new(415, ErrorCode::UnsupportedMediaType, "Content-Type must be application/json")
+        Self::unsupported_media_type_of("application/json")
+    }
+
+    /// 415 for a body of none of the media types an endpoint takes.
+    pub fn unsupported_media_type_of(types: &str) -> Self {
+        Self::new(415, ErrorCode::UnsupportedMediaType, format!("Content-Type must be {types}"))
     }
 
     /// 401 for a missing or refused access token.
@@ -216,7 +227,7 @@ impl ApiError {
     }
 
     pub fn body(&self) -> ErrorBody<'_> {
-        ErrorBody { code: self.code, message: &self.message, retry_after: self.retry_after }
+        ErrorBody { code: self.code, message: &self.message, retry_after: self.retry_after, error: self.oauth_error }
     }
 }
 

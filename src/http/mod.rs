@@ -29,11 +29,13 @@ enum Route {
     DemoPage,
     DemoScript,
     Jwks,
+    Discovery,
     OtpRequest,
     OtpVerify,
     Register,
     Recover,
     Refresh,
+    Revoke,
     Me,
     Destinations,
     /// `DELETE /api/auth/me/destinations/{kind}/`: the path's kind, unparsed.
@@ -53,11 +55,13 @@ fn route_of(path: &str) -> Result<(Route, &'static str), ApiError> {
         "/openapi.json" => (Route::OpenApi, "GET"),
         "/healthz" => (Route::Healthz, "GET"),
         "/.well-known/jwks.json" => (Route::Jwks, "GET"),
+        "/.well-known/openid-configuration" => (Route::Discovery, "GET"),
         "/api/auth/otp/request" => (Route::OtpRequest, "POST"),
         "/api/auth/otp/verify" => (Route::OtpVerify, "POST"),
         "/api/auth/register" => (Route::Register, "POST"),
         "/api/auth/recover" => (Route::Recover, "POST"),
         "/api/auth/token/refresh" => (Route::Refresh, "POST"),
+        "/api/auth/token/revoke" => (Route::Revoke, "POST"),
         "/api/auth/me" => (Route::Me, "GET, DELETE, PATCH"),
         "/api/auth/me/destinations" => (Route::Destinations, "POST"),
         "/api/auth/sessions" => (Route::Sessions, "GET, DELETE"),
@@ -143,12 +147,15 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
     match route {
         Route::Healthz => unreachable!("answered without an App"),
         Route::OpenApi | Route::DemoPage | Route::DemoScript => unreachable!("answered from the static assets"),
-        Route::Jwks => {
-            let mut resp = json(200, &app.keys.jwks())?;
-            // Public keys: verifiers may cache them (and must refetch on an unknown kid).
-            let _ = resp.headers_mut().set("cache-control", "public, max-age=300");
-            Ok(resp)
-        }
+        Route::Jwks => public(json(200, &app.keys.jwks())),
+        Route::Discovery => match crate::domain::tokens::discovery(&app.config.tokens.issuer) {
+            Some(document) => public(json(200, &document)),
+            None => Err(ApiError::new(
+                404,
+                ErrorCode::NotFound,
+                "No discovery here: JWT_ISSUER is not this service's URL (https://...)",
+            )),
+        },
         Route::OtpRequest => {
             let input = input::otp_request(&json_body(&mut req).await?)?;
             json(200, &flows::otp_request::request_otp(app, input).await?)
@@ -168,6 +175,12 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
         Route::Refresh => {
             let presented = input::refresh(&json_body(&mut req).await?)?;
             json(200, &flows::refresh::refresh(app, &presented).await?)
+        }
+        Route::Revoke => {
+            let content_type = header(&req, "content-type");
+            let token = input::revocation(content_type.as_deref(), &body(&mut req).await?)?;
+            flows::refresh::revoke(app, &token).await?;
+            json(200, &serde_json::json!({}))
         }
         Route::Me if method == "PATCH" => {
             let who = authenticate().await?;
@@ -225,6 +238,14 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
             Ok(resp)
         }
     }
+}
+
+/// Public documents (keys, discovery): verifiers may cache them for five
+/// minutes (and must refetch the keys on an unknown `kid`).
+fn public(resp: Result<Response, ApiError>) -> Result<Response, ApiError> {
+    let mut resp = resp?;
+    let _ = resp.headers_mut().set("cache-control", "public, max-age=300");
+    Ok(resp)
 }
 
 /// The raw URL's query, as the client sent it (and Twilio signed it):

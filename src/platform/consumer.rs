@@ -20,7 +20,7 @@ use worker::js_sys::Reflect;
 use worker::worker_sys::{Message as MessageSys, MessageBatch as MessageBatchSys};
 use worker::{Context, Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, RawMessage};
 
-use super::queue::{DEAD_LETTER_QUEUE, WEBHOOK_DEAD_LETTER_QUEUE, WEBHOOK_QUEUE};
+use super::queue::{is_dead_letter_queue, is_webhook_queue};
 use super::{env, runtime};
 use crate::audit::Trail;
 use crate::config::Config;
@@ -54,10 +54,10 @@ pub async fn consume(raw: MessageBatchSys, env: Env, ctx: Context) {
         }
     };
     let ports = runtime::ports(&env, ctx);
-    match queue.as_str() {
-        WEBHOOK_QUEUE => send_webhooks(&raw, config, &ports).await,
-        WEBHOOK_DEAD_LETTER_QUEUE => keep_dead_webhooks(&raw, &ports).await,
-        _ => deliver(batch, queue == DEAD_LETTER_QUEUE, config, &ports).await,
+    match (is_webhook_queue(&queue), is_dead_letter_queue(&queue)) {
+        (true, false) => send_webhooks(&raw, config, &ports).await,
+        (true, true) => keep_dead_webhooks(&raw, &ports).await,
+        (false, dead_letters) => deliver(batch, dead_letters, config, &ports).await,
     }
 }
 

@@ -402,6 +402,27 @@ impl Db {
         Ok(!rows.is_empty())
     }
 
+    /// Revokes the session a refresh token belongs to, whether it is the
+    /// session's current token or one it retired (RFC 7009 2.1: revoking a
+    /// refresh token ends its grant; a retired token ends the session on a
+    /// refresh too, as reuse). The session and its user, when one was live.
+    pub async fn revoke_by_refresh(&self, hash: &str, now_ms: i64) -> Result<Option<(String, String)>, StoreError> {
+        let rows = self
+            .db
+            .all(Stmt::new(
+                "UPDATE sessions SET revoked_at = ?2, revoked_reason = 'token_revoked' \
+                 WHERE (refresh_token_hash = ?1 \
+                 OR id = (SELECT session_id FROM retired_refresh_tokens WHERE token_hash = ?1)) \
+                 AND revoked_at IS NULL RETURNING id, user_id",
+                vec![hash.into(), now_ms.into()],
+            ))
+            .await?;
+        Ok(rows.first().and_then(|row| {
+            let text = |k: &str| row.get(k)?.as_str().map(str::to_string);
+            Some((text("id")?, text("user_id")?))
+        }))
+    }
+
     /// Revokes every live session (`live`) of the user, but `keep` when
     /// given (the caller's own), in one statement; how many it revoked.
     pub async fn revoke_user_sessions(

@@ -18,9 +18,51 @@ async fn deploy_bundle_packages() {
         std::fs::remove_dir_all(&out).ok();
         assert!(files.iter().any(|f| f.ends_with(".wasm")), "{files:?}");
         assert!(files.iter().any(|f| f == "index.js"), "{files:?}");
+        // The budget: at most 400 KB of wasm, gzipped (the deployed bundle,
+        // without function names; scripts/build.sh).
+        let wasm = crate::helpers::project_root().join("build/index_bg.wasm");
+        let gzip = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("gzip -9 -c '{}' | wc -c", wasm.display()))
+            .output()
+            .expect("gzip");
+        let gzipped: u64 = String::from_utf8_lossy(&gzip.stdout).trim().parse().expect("a byte count");
+        assert!(gzipped < 400_000, "the gzipped wasm is {gzipped} bytes, over the 400 KB budget");
         // The bindings the service needs are in the bundle's manifest.
         for binding in ["RATE_LIMITER", "DB", "DELIVERY_QUEUE", "WEBHOOK_QUEUE"] {
             assert!(stdout.contains(binding), "no {binding} binding: {stdout}");
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// `wrangler deploy --env staging` (CI's deploy of main) packages the same
+/// bundle with staging's own D1 database and queues, and wrangler finds
+/// nothing missing from the environment (it inherits no binding or var).
+#[tokio::test]
+async fn the_staging_environment_packages_with_its_own_resources() {
+    tokio::task::spawn_blocking(|| {
+        build_once();
+        let out = std::env::temp_dir().join(format!("otp-edge-dry-run-staging-{}", std::process::id()));
+        let output = wrangler()
+            .args(["deploy", "--dry-run", "--env", "staging", "--outdir"])
+            .arg(&out)
+            .output()
+            .expect("could not run wrangler deploy --dry-run --env staging");
+        std::fs::remove_dir_all(&out).ok();
+        let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        assert!(!format!("{stdout}{stderr}").contains("WARNING"), "{stdout}\n{stderr}");
+        for binding in [
+            "env.DB (otp-edge-staging)",
+            "env.DELIVERY_QUEUE (otp-edge-staging-delivery)",
+            "env.WEBHOOK_QUEUE (otp-edge-staging-webhooks)",
+            "env.RATE_LIMITER (RateLimiter)",
+            "env.ENVIRONMENT (\"production\")",
+            "env.JWT_ISSUER (\"https://auth-staging.example.com\")",
+        ] {
+            assert!(stdout.contains(binding), "no {binding}: {stdout}");
         }
     })
     .await

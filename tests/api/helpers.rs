@@ -78,6 +78,8 @@ fn base_vars(mail: &str, sms: &str, captcha: &str) -> Vec<(String, String)> {
         v("TWILIO_MESSAGING_SERVICE_SID", ""),
         v("OTP_PEPPER", TEST_PEPPER),
         v("JWT_SIGNING_KEYS", TEST_KEY_A),
+        // The issuer is the service's URL, as README asks: discovery works.
+        v("JWT_ISSUER", WORKER_ADDRESS),
         // Used only by profiles that set TURNSTILE_SECRET_KEY.
         v("TURNSTILE_API_BASE", captcha),
     ]
@@ -716,12 +718,14 @@ async fn launch_with(
     let address = format!("http://127.0.0.1:{port}");
     let mut vars = base_vars(&mail.uri(), &sms.uri(), &captcha.uri());
     for (k, v) in profile.vars {
-        // `{worker}` stands for the Worker's own address (PUBLIC_BASE_URL).
-        let v = v.replace(WORKER_ADDRESS, &address);
         match vars.iter_mut().find(|(name, _)| name == k) {
-            Some(entry) => entry.1 = v,
-            None => vars.push((k.to_string(), v)),
+            Some(entry) => entry.1 = v.to_string(),
+            None => vars.push((k.to_string(), v.to_string())),
         }
+    }
+    // `{worker}` stands for the Worker's own address (PUBLIC_BASE_URL, JWT_ISSUER).
+    for (_, v) in vars.iter_mut() {
+        *v = v.replace(WORKER_ADDRESS, &address);
     }
 
     let mut dev = wrangler();

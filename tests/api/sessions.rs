@@ -474,7 +474,7 @@ async fn signing_in_again_on_the_same_install_updates_that_device() {
 // Access tokens and the JWKS
 
 #[tokio::test]
-async fn another_service_verifies_the_access_token_with_the_jwks_alone() {
+async fn another_service_verifies_the_access_token_from_the_issuer_url_or_the_jwks_alone() {
     let app = spawn_app().await;
     let before = now_ms() / 1000;
     let user = new_user(&app).await;
@@ -502,7 +502,7 @@ async fn another_service_verifies_the_access_token_with_the_jwks_alone() {
     assert_eq!((&c["sub"], &c["sid"]), (&json!(user.user_id), &json!(user.session_id)), "{c}");
     assert_eq!(
         (&c["iss"], &c["aud"], &c["token_type"]),
-        (&json!("otp-edge"), &json!("otp-edge"), &json!("access")),
+        (&json!(app.address), &json!("otp-edge"), &json!("access")),
         "{c}"
     );
     assert!(c["jti"].as_str().is_some_and(|j| !j.is_empty()), "{c}");
@@ -515,6 +515,72 @@ async fn another_service_verifies_the_access_token_with_the_jwks_alone() {
     let tampered =
         format!("{}.{}.{}", b64_json(&jwt.header), b64_json(&changed), user.access.rsplit('.').next().unwrap());
     assert!(check_with_jwks(&tampered, &keys).is_err(), "the independent verifier accepted a tampered token");
+
+    // Standard middleware needs only the issuer: jose, configured by
+    // discovery, verifies the token, and refuses the tampered one.
+    let issuer = app.address.clone();
+    let jose = move |token: String| {
+        let root = crate::helpers::project_root();
+        let out = std::process::Command::new(root.join("node_modules/.bin/node"))
+            .arg(root.join("tests/jwt/verify.mjs"))
+            .args([issuer.as_str(), "otp-edge", &token])
+            .output()
+            .expect("node");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (access, tampered) = (user.access.clone(), tampered.clone());
+    let (verified, refused) = tokio::task::spawn_blocking(move || (jose(access), jose(tampered))).await.expect("jose");
+    assert!(verified.0, "jose refused the token: {}", verified.1);
+    let seen: Value = serde_json::from_str(verified.1.trim()).unwrap_or_else(|e| panic!("{e}: {}", verified.1));
+    assert_eq!((&seen["payload"]["sub"], &seen["header"]["alg"]), (&json!(user.user_id), &json!("EdDSA")));
+    assert!(!refused.0 && refused.1.contains("ERR_JWS_SIGNATURE_VERIFICATION_FAILED"), "{}", refused.1);
+    let resp = app.get("/.well-known/openid-configuration").await;
+    let cache_control = resp.headers().get("cache-control").map(|v| v.to_str().unwrap().to_string());
+    let (status, discovery) = json_of(resp).await;
+    assert_eq!((status, cache_control.as_deref()), (200, Some("public, max-age=300")), "{discovery}");
+    assert_eq!(discovery["jwks_uri"], format!("{}/.well-known/jwks.json", app.address), "{discovery}");
+    assert_eq!(discovery["revocation_endpoint"], format!("{}/api/auth/token/revoke/", app.address));
+}
+
+// ===========================================================================
+// Revocation (RFC 7009)
+
+async fn revoke_token(app: &TestApp, content_type: &str, body: String) -> (u16, Value) {
+    let request = app.client.post(app.url("/api/auth/token/revoke/")).header("content-type", content_type).body(body);
+    json_of(app.send(request).await).await
+}
+
+#[tokio::test]
+async fn a_revoked_token_ends_its_session_and_every_token_gets_the_same_answer() {
+    let app = spawn_app().await;
+    let form = "application/x-www-form-urlencoded";
+    // A refresh token, form-encoded as RFC 7009 sends it.
+    let by_form = new_user(&app).await;
+    let body = format!("token={}&token_type_hint=refresh_token", by_form.refresh);
+    assert_eq!(revoke_token(&app, form, body).await, (200, json!({})));
+    assert_refused(refresh(&app, &by_form.refresh).await, "SESSION_REVOKED", "refresh after revocation").await;
+    assert_refused(me(&app, &by_form.access).await, "SESSION_REVOKED", "access after revocation").await;
+    assert_eq!(session_row(&app, &by_form.session_id).await["revoked_reason"], "token_revoked");
+    // An access token, as JSON: its session ends.
+    let by_json = new_user(&app).await;
+    let body = json!({ "token": by_json.access }).to_string();
+    assert_eq!(revoke_token(&app, "application/json", body).await, (200, json!({})));
+    assert_refused(refresh(&app, &by_json.refresh).await, "SESSION_REVOKED", "refresh after revocation").await;
+    // Anything else: the same answer, nothing revoked.
+    let bystander = new_user(&app).await;
+    for junk in [random_hex(43), "a.b.c".to_string(), by_form.refresh.clone()] {
+        assert_eq!(revoke_token(&app, form, format!("token={junk}")).await, (200, json!({})), "{junk}");
+    }
+    me_ok(&app, &bystander.access).await;
+    // No token: RFC 6749's invalid_request; another media type: 415.
+    let (status, body) = revoke_token(&app, form, "token_type_hint=refresh_token".into()).await;
+    assert_eq!((status, &body["code"], &body["error"]), (400, &json!("VALIDATION_ERROR"), &json!("invalid_request")));
+    let (status, body) = revoke_token(&app, "text/plain", format!("token={}", bystander.refresh)).await;
+    assert_eq!((status, &body["code"]), (415, &json!("UNSUPPORTED_MEDIA_TYPE")));
+    me_ok(&app, &bystander.access).await;
 }
 
 #[tokio::test]

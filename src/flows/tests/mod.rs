@@ -14,6 +14,7 @@ mod pumping;
 mod recover;
 mod refresh;
 mod register;
+mod revoke;
 mod round_trips;
 mod sessions;
 mod step_up;
