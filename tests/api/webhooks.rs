@@ -5,7 +5,8 @@
 //! retries, of minutes to hours). Each step is a behaviour:
 //!
 //! - an account's story (register, log in, reuse a refresh token, add a
-//!   phone, log out, hit a rate limit, fail a delivery, delete the account)
+//!   phone, log out, revoke a refresh token, hit a rate limit, fail a
+//!   delivery, delete the account)
 //!   reaches the receiver as the eight event types, each verified by
 //!   the Standard Webhooks project's own Python library (`standardwebhooks`
 //!   from PyPI, tests/python/verify_webhooks.py), which refuses a tampered
@@ -230,6 +231,10 @@ async fn an_accounts_story_arrives_as_the_eight_types_signed_and_without_secrets
         call(app, Method::POST, "/api/auth/me/destinations/", access, &ray, json!({ "verification_token": verify }));
     assert_eq!(added.await.status(), 200);
     log_out(app, &first, &ray).await;
+    // A session's refresh token revoked (RFC 7009): session.created, session.revoked.
+    let revoked = keep(verified(app, &email, "login").await);
+    let revoke = app.post_json("/api/auth/token/revoke/", &json!({ "token": revoked["refresh"] })).await;
+    assert_eq!(revoke.status(), 200);
     // Codes asked for too often (rate_limit.exceeded).
     let limited = random_email();
     for _ in 0..5 {
@@ -255,7 +260,7 @@ async fn an_accounts_story_arrives_as_the_eight_types_signed_and_without_secrets
     assert_eq!(deleted.await.status(), 200);
 
     // Everything of this user, and the two events of the story's ray without one.
-    let mut got = wait_for(server, &user_id, 8, Duration::from_secs(30)).await;
+    let mut got = wait_for(server, &user_id, 10, Duration::from_secs(30)).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let others = loop {
         let with_ray: Vec<Request> = received(server, &ray).await;
@@ -280,6 +285,8 @@ async fn an_accounts_story_arrives_as_the_eight_types_signed_and_without_secrets
             "session.created",
             "session.created",
             "session.created",
+            "session.created",
+            "session.revoked",
             "session.revoked",
             "user.created",
         ],
@@ -290,6 +297,10 @@ async fn an_accounts_story_arrives_as_the_eight_types_signed_and_without_secrets
     let of = |t: &str| got.iter().map(body).find(|b| b["type"] == t).unwrap();
     assert_eq!(of("user.created")["data"]["request_id"], ray.as_str(), "the register request's id");
     assert_eq!(of("destination.added")["data"]["outcome"], "phone");
+    let revocations: Vec<Value> = got.iter().map(body).filter(|b| b["type"] == "session.revoked").collect();
+    let outcomes: Vec<&Value> = revocations.iter().map(|b| &b["data"]["outcome"]).collect();
+    assert_eq!(outcomes.len(), 2);
+    assert!(outcomes.contains(&&json!("logout")) && outcomes.contains(&&json!("token_revoked")), "{outcomes:?}");
     assert_eq!(of("refresh_token.reuse_detected")["data"]["session_id"], second["session_id"]);
     assert_eq!(of("delivery.failed")["data"]["provider_code"], "resend:internal_server_error");
     let deleted = of("account.deleted");
