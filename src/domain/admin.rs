@@ -18,9 +18,9 @@
 //! matched or how much of a hash did (ASVS 5 V11.2.4: no "short-circuit"
 //! in comparisons, calculations or returns).
 
-use subtle::{Choice, ConditionallySelectable, ConstantTimeEq};
+use subtle::{Choice, ConditionallySelectable};
 
-use super::crypto::{from_hex, sha256};
+use super::crypto::{ct_eq, hex, sha256};
 
 /// What a token may do. Small on purpose: read accounts, change their
 /// status, end their sessions, read their audit trail.
@@ -74,7 +74,8 @@ pub struct AdminToken {
     /// Names the token in the audit trail (`actor` = `admin:<id>`).
     pub id: String,
     scopes: u8,
-    hash: [u8; 32],
+    /// The token's SHA-256, 64 lower-case hex digits.
+    hash: String,
 }
 
 impl std::fmt::Debug for AdminToken {
@@ -98,48 +99,48 @@ pub const MAX_ID: usize = 40;
 pub fn parse_tokens(value: &str) -> Result<Vec<AdminToken>, String> {
     let mut tokens: Vec<AdminToken> = Vec::new();
     for (n, entry) in value.split([',', '\n']).map(str::trim).filter(|e| !e.is_empty()).enumerate() {
-        let problem = |what: &str| format!("entry {}: {what}", n + 1);
-        let parts = entry.split_once(':').and_then(|(id, rest)| Some((id, rest.rsplit_once(':')?)));
-        let Some((id, (scopes, hash))) = parts else {
-            return Err(problem("must be <token_id>:<scope>[ <scope>...]:<sha256 hex> (scripts/admin-token.sh)"));
-        };
-        let id_ok =
-            (1..=MAX_ID).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-        if !id_ok {
-            return Err(problem("the token id must be 1 to 40 of A-Z a-z 0-9 _ . -"));
+        let token = parse_entry(entry).ok_or_else(|| {
+            format!(
+                "entry {}: must be <token_id>:<scope>[ <scope>...]:<sha256>, the id 1 to 40 of A-Z a-z 0-9 _ . -, \
+                 the scopes of users:read users:write sessions:write audit:read, and the token's SHA-256 in \
+                 64 hex digits, not the token (scripts/admin-token.sh prints the entry)",
+                n + 1
+            )
+        })?;
+        if tokens.iter().any(|t| t.id == token.id || t.hash == token.hash) {
+            return Err(format!("entry {}: repeats a token id or a token", n + 1));
         }
-        let hash: [u8; 32] = from_hex(hash)
-            .and_then(|h| h.try_into().ok())
-            .ok_or_else(|| problem("the last part must be the token's SHA-256, 64 hex digits (not the token)"))?;
-        let mut bits = 0;
-        for scope in scopes.split_whitespace() {
-            bits |= Scope::parse(scope)
-                .ok_or_else(|| problem("scopes are users:read, users:write, sessions:write, audit:read"))?
-                .bit();
-        }
-        if bits == 0 {
-            return Err(problem("names no scope"));
-        }
-        if tokens.iter().any(|t| t.id == id) {
-            return Err(problem("repeats a token id"));
-        }
-        if tokens.iter().any(|t| t.hash == hash) {
-            return Err(problem("repeats a token"));
-        }
-        tokens.push(AdminToken { id: id.to_string(), scopes: bits, hash });
+        tokens.push(token);
     }
     Ok(tokens)
+}
+
+/// One entry, if well formed: the id before the first `:`, the hash after
+/// the last, the scopes between (scope names have a `:` of their own).
+fn parse_entry(entry: &str) -> Option<AdminToken> {
+    let (id, rest) = entry.split_once(':')?;
+    let (scopes, hash) = rest.rsplit_once(':')?;
+    let id_ok =
+        (1..=MAX_ID).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    let hash_ok = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut bits = 0;
+    for scope in scopes.split(' ').filter(|s| !s.is_empty()) {
+        bits |= Scope::parse(scope)?.bit();
+    }
+    let hash = hash.to_ascii_lowercase();
+    (id_ok && hash_ok && bits != 0).then(|| AdminToken { id: id.to_string(), scopes: bits, hash })
 }
 
 /// The entry whose hash is the presented token's. Every entry is compared,
 /// in constant time, and the match is selected without a branch, so the
 /// time taken depends only on how many entries there are.
 pub fn find<'a>(tokens: &'a [AdminToken], presented: &str) -> Option<&'a AdminToken> {
-    let hash = sha256(presented.as_bytes());
+    let hash = hex(&sha256(presented.as_bytes()));
     let mut found = Choice::from(0);
     let mut index = 0u32;
     for (i, token) in tokens.iter().enumerate() {
-        let same = token.hash.ct_eq(&hash);
+        // `ct_eq`'s length check leaks nothing: every hash has 64 digits.
+        let same = Choice::from(ct_eq(token.hash.as_bytes(), hash.as_bytes()) as u8);
         index.conditional_assign(&(i as u32), same);
         found |= same;
     }
@@ -180,20 +181,20 @@ mod tests {
         let hash = hex(&sha256(b"oea_secret_token"));
         for (value, needle) in [
             ("oea_secret_token".to_string(), "entry 1: must be"),
-            (format!("{good},ops:users:read"), "entry 2: the last part must be the token's SHA-256"),
+            (format!("{good},ops:users:read"), "entry 2: must be"),
             (format!("{good},ops:{hash}"), "entry 2: must be"),
-            (format!(":users:read:{hash}"), "token id"),
-            (format!("{}:users:read:{hash}", "x".repeat(41)), "token id"),
-            (format!("op s:users:read:{hash}"), "token id"),
-            (format!("ops::{hash}"), "names no scope"),
-            (format!("ops:  :{hash}"), "names no scope"),
-            (format!("ops:users:admin:{hash}"), "scopes are"),
-            (format!("ops:Users:Read:{hash}"), "scopes are"),
-            (format!("ops:*:{hash}"), "scopes are"),
-            ("ops:users:read:oea_secret_token".to_string(), "SHA-256"),
-            (format!("ops:users:read:{}", &hash[..62]), "SHA-256"),
-            (format!("ops:users:read:{hash}00"), "SHA-256"),
-            (format!("ops:users:read:{}g", &hash[..63]), "SHA-256"),
+            (format!(":users:read:{hash}"), "must be"),
+            (format!("{}:users:read:{hash}", "x".repeat(41)), "must be"),
+            (format!("op s:users:read:{hash}"), "must be"),
+            (format!("ops::{hash}"), "must be"),
+            (format!("ops:  :{hash}"), "must be"),
+            (format!("ops:users:admin:{hash}"), "must be"),
+            (format!("ops:Users:Read:{hash}"), "must be"),
+            (format!("ops:*:{hash}"), "must be"),
+            ("ops:users:read:oea_secret_token".to_string(), "must be"),
+            (format!("ops:users:read:{}", &hash[..62]), "must be"),
+            (format!("ops:users:read:{hash}00"), "must be"),
+            (format!("ops:users:read:{}g", &hash[..63]), "must be"),
             (format!("{good},{}", entry("ops", "audit:read", "oea_b")), "entry 2: repeats a token id"),
             (format!("{good},{}", entry("other", "audit:read", "oea_a")), "entry 2: repeats a token"),
         ] {

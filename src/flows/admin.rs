@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::error::{db_down, AdminDenied, Error};
 use super::{session, App};
-use crate::audit::{AuditEvent, Event};
+use crate::audit::Event;
 use crate::domain::admin::{self, Scope};
 use crate::domain::time::rfc3339_millis;
 use crate::store::admin::{AdminUserRow, UserKey};
@@ -91,100 +91,102 @@ impl From<AdminUserRow> for AdminUser {
     }
 }
 
-/// The event of an action on the user named by `key` (a destination
-/// masked, as every event names one).
-fn about(event: Event, key: UserKey<'_>) -> Event {
-    match key {
-        UserKey::Id(id) => event.user(Some(id)),
-        UserKey::Destination(d) => event.destination(d),
+/// What an admin request does to the user it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `GET /api/admin/users/{id}`, and by email or phone
+    /// (`GET /api/admin/users?email=|phone=`), `users:read`.
+    View,
+    /// Disables the user and revokes every session of it in one
+    /// transaction (`Db::disable_user`), `users:write`.
+    Disable,
+    /// Enables a disabled user, `users:write`; its old sessions stay revoked.
+    Enable,
+    /// Revokes every live session of the user in one statement
+    /// (`revoked_reason` `revoked_by_admin`), `sessions:write`.
+    RevokeSessions,
+    /// The user's newest `limit` audit events, newest first, `audit:read`:
+    /// the trail as stored, destinations masked and client IPs hashed.
+    Events { limit: u32 },
+}
+
+impl Action {
+    /// The scope a token needs for it.
+    pub fn scope(self) -> Scope {
+        match self {
+            Action::View => Scope::UsersRead,
+            Action::Disable | Action::Enable => Scope::UsersWrite,
+            Action::RevokeSessions => Scope::SessionsWrite,
+            Action::Events { .. } => Scope::AuditRead,
+        }
     }
-}
 
-/// The user an action is about; none is 404, recorded as the action's
-/// event with outcome `not_found`.
-async fn target(app: &App, actor: &Actor, action: &'static str, key: UserKey<'_>) -> Result<AdminUserRow, Error> {
-    if let Some(user) = app.db.admin_user(key, session::liveness(app)).await.map_err(db_down)? {
-        return Ok(user);
+    /// Its audit event.
+    fn event(self) -> &'static str {
+        match self {
+            Action::View => "admin_user_viewed",
+            Action::Disable => "admin_user_disabled",
+            Action::Enable => "admin_user_enabled",
+            Action::RevokeSessions => "admin_sessions_revoked",
+            Action::Events { .. } => "admin_events_listed",
+        }
     }
-    app.audit(about(actor.event(action, "not_found"), key));
-    Err(Error::NoSuchUser)
-}
-
-/// Looks a user up by id (`GET /api/admin/users/{id}`), or by email or phone
-/// (`GET /api/admin/users?email=|phone=`, normalized as a login normalizes
-/// it), `users:read`.
-pub async fn user(app: &App, actor: &Actor, key: UserKey<'_>) -> Result<AdminUser, Error> {
-    const EVENT: &str = "admin_user_viewed";
-    let user = target(app, actor, EVENT, key).await?;
-    app.audit(about(actor.event(EVENT, "ok"), key).user(Some(&user.id)));
-    Ok(user.into())
-}
-
-/// Disables the user and revokes every session of it in one transaction
-/// (`Db::disable_user`), `users:write`. Disabling a disabled user changes
-/// nothing (outcome `unchanged`). The user as it now is.
-pub async fn disable(app: &App, actor: &Actor, id: &str) -> Result<AdminUser, Error> {
-    const EVENT: &str = "admin_user_disabled";
-    let mut user = target(app, actor, EVENT, UserKey::Id(id)).await?;
-    let changed = app.db.disable_user(&user.id, app.now_ms).await.map_err(db_down)?;
-    if changed {
-        (user.status, user.updated_at, user.live_sessions) = ("disabled".into(), app.now_ms, 0);
-    }
-    app.audit(actor.event(EVENT, if changed { "ok" } else { "unchanged" }).user(Some(&user.id)));
-    Ok(user.into())
-}
-
-/// Enables a disabled user (`users:write`); its old sessions stay revoked.
-/// Enabling an active user changes nothing (outcome `unchanged`).
-pub async fn enable(app: &App, actor: &Actor, id: &str) -> Result<AdminUser, Error> {
-    const EVENT: &str = "admin_user_enabled";
-    let mut user = target(app, actor, EVENT, UserKey::Id(id)).await?;
-    let changed = app.db.enable_user(&user.id, app.now_ms).await.map_err(db_down)?;
-    if changed {
-        (user.status, user.updated_at) = ("active".into(), app.now_ms);
-    }
-    app.audit(actor.event(EVENT, if changed { "ok" } else { "unchanged" }).user(Some(&user.id)));
-    Ok(user.into())
-}
-
-/// What revoking a user's sessions did.
-#[derive(Serialize)]
-#[cfg_attr(test, derive(Debug))]
-pub struct Revoked {
-    /// Live sessions revoked.
-    pub revoked: usize,
-}
-
-/// Revokes every live session of the user in one statement
-/// (`revoked_reason` `revoked_by_admin`), `sessions:write`.
-pub async fn revoke_sessions(app: &App, actor: &Actor, id: &str) -> Result<Revoked, Error> {
-    const EVENT: &str = "admin_sessions_revoked";
-    let user = target(app, actor, EVENT, UserKey::Id(id)).await?;
-    let revoked = app
-        .db
-        .revoke_user_sessions(&user.id, None, "revoked_by_admin", session::liveness(app))
-        .await
-        .map_err(db_down)?;
-    app.audit(actor.event(EVENT, "ok").user(Some(&user.id)));
-    Ok(Revoked { revoked })
 }
 
 /// Most events one listing answers, and how many without `limit`.
 pub const MAX_EVENTS: u32 = 200;
 pub const DEFAULT_EVENTS: u32 = 50;
 
+/// What an admin action answers: the user as it now is (viewing, disabling,
+/// enabling), how many sessions were revoked, or the user's events.
 #[derive(Serialize)]
 #[cfg_attr(test, derive(Debug))]
-pub struct Events {
-    pub events: Vec<AuditEvent>,
+#[serde(untagged)]
+pub enum Answer {
+    User(AdminUser),
+    Revoked { revoked: usize },
+    Events { events: Vec<crate::ports::Row> },
 }
 
-/// The user's newest `limit` audit events, newest first (`audit:read`):
-/// the trail as stored, destinations masked and client IPs hashed.
-pub async fn events(app: &App, actor: &Actor, id: &str, limit: u32) -> Result<Events, Error> {
-    const EVENT: &str = "admin_events_listed";
-    let user = target(app, actor, EVENT, UserKey::Id(id)).await?;
-    let events = app.db.user_events(&user.id, limit.clamp(1, MAX_EVENTS)).await.map_err(db_down)?;
-    app.audit(actor.event(EVENT, "ok").user(Some(&user.id)));
-    Ok(Events { events })
+/// Does `action` to the user `key` names, and records it as the action's
+/// audit event naming the actor: outcome `ok`, `unchanged` (disabling a
+/// disabled user, enabling an active one) or `not_found` (404, no such user;
+/// a lookup by destination names it masked, as every event does).
+pub async fn act(app: &App, actor: &Actor, key: UserKey<'_>, action: Action) -> Result<Answer, Error> {
+    let record = |outcome: &str, user: Option<&str>| {
+        let event = actor.event(action.event(), outcome);
+        app.audit(match key {
+            UserKey::Id(id) => event.user(user.or(Some(id))),
+            UserKey::Destination(d) => event.destination(d).user(user),
+        })
+    };
+    let Some(mut user) = app.db.admin_user(key, session::liveness(app)).await.map_err(db_down)? else {
+        record("not_found", None);
+        return Err(Error::NoSuchUser);
+    };
+    let (db, now) = (&app.db, app.now_ms);
+    let mut answer = None;
+    let changed = match action {
+        Action::View => true,
+        Action::Disable => db.disable_user(&user.id, now).await.map_err(db_down)?,
+        Action::Enable => db.enable_user(&user.id, now).await.map_err(db_down)?,
+        Action::RevokeSessions => {
+            let revoked = db.revoke_user_sessions(&user.id, None, "revoked_by_admin", session::liveness(app));
+            answer = Some(Answer::Revoked { revoked: revoked.await.map_err(db_down)? });
+            true
+        }
+        Action::Events { limit } => {
+            let events = db.user_events(&user.id, limit.clamp(1, MAX_EVENTS)).await.map_err(db_down)?;
+            answer = Some(Answer::Events { events });
+            true
+        }
+    };
+    // The user as the change left it (the statements that made it say so).
+    match action {
+        Action::Disable if changed => (user.status, user.updated_at, user.live_sessions) = ("disabled".into(), now, 0),
+        Action::Enable if changed => (user.status, user.updated_at) = ("active".into(), now),
+        _ => {}
+    }
+    record(if changed { "ok" } else { "unchanged" }, Some(&user.id));
+    Ok(answer.unwrap_or_else(|| Answer::User(user.into())))
 }

@@ -13,6 +13,7 @@ pub use error::{ApiError, ErrorCode};
 
 use crate::domain::admin::Scope;
 use crate::domain::crypto::new_uuid;
+use crate::flows::admin::Action;
 use crate::flows::{self, App, Client, MAX_USER_AGENT};
 use crate::platform::{env, runtime};
 use crate::store::admin::UserKey;
@@ -48,23 +49,13 @@ enum Route {
     TwilioStatus,
     /// `GET /api/admin/users?email=|phone=`.
     AdminLookup,
-    /// `/api/admin/users/{id}` and below: the path's id, unparsed.
-    Admin(AdminAction, String),
-}
-
-/// What an admin route under `/api/admin/users/{id}` does.
-#[derive(Clone, Copy)]
-enum AdminAction {
-    View,
-    Disable,
-    Enable,
-    RevokeSessions,
-    Events,
+    /// `/api/admin/users/{id}` and below: what it does, and the path's id, unparsed.
+    Admin(Action, String),
 }
 
 /// The route of a path and the methods it accepts.
 fn route_of(path: &str) -> Result<(Route, &'static str), ApiError> {
-    use AdminAction::*;
+    use Action::*;
     let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
     Ok(match path {
         "/" => (Route::DemoPage, "GET"),
@@ -94,7 +85,8 @@ fn route_of(path: &str) -> Result<(Route, &'static str), ApiError> {
                     Some((id, "disable")) => (Route::Admin(Disable, id.into()), "POST"),
                     Some((id, "enable")) => (Route::Admin(Enable, id.into()), "POST"),
                     Some((id, "sessions")) => (Route::Admin(RevokeSessions, id.into()), "DELETE"),
-                    Some((id, "events")) => (Route::Admin(Events, id.into()), "GET"),
+                    // The limit is read from the query once the caller is authorized.
+                    Some((id, "events")) => (Route::Admin(Events { limit: 0 }, id.into()), "GET"),
                     _ => return Err(ApiError::not_found()),
                 },
             },
@@ -262,31 +254,18 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
         Route::AdminLookup => {
             let actor = flows::admin::authorize(app, authorization.as_deref(), Scope::UsersRead)?;
             let destination = input::admin_lookup(query(&req).as_deref())?;
-            json(200, &flows::admin::user(app, &actor, UserKey::Destination(&destination)).await?)
+            json(200, &flows::admin::act(app, &actor, UserKey::Destination(&destination), Action::View).await?)
         }
-        Route::Admin(action, id) => {
-            use AdminAction as A;
-            let scope = match action {
-                A::View => Scope::UsersRead,
-                A::Disable | A::Enable => Scope::UsersWrite,
-                A::RevokeSessions => Scope::SessionsWrite,
-                A::Events => Scope::AuditRead,
-            };
-            let actor = flows::admin::authorize(app, authorization.as_deref(), scope)?;
+        Route::Admin(mut action, id) => {
+            let actor = flows::admin::authorize(app, authorization.as_deref(), action.scope())?;
+            if let Action::Events { limit } = &mut action {
+                *limit = input::events_limit(query(&req).as_deref())?;
+            }
             // Only the canonical form names a user: anything else is no user's id.
             let Some(id) = input::parse_uuid(&id).map(|id| id.hyphenated().to_string()) else {
                 return Err(flows::error::Error::NoSuchUser.into());
             };
-            match action {
-                A::View => json(200, &flows::admin::user(app, &actor, UserKey::Id(&id)).await?),
-                A::Disable => json(200, &flows::admin::disable(app, &actor, &id).await?),
-                A::Enable => json(200, &flows::admin::enable(app, &actor, &id).await?),
-                A::RevokeSessions => json(200, &flows::admin::revoke_sessions(app, &actor, &id).await?),
-                A::Events => {
-                    let limit = input::events_limit(query(&req).as_deref())?;
-                    json(200, &flows::admin::events(app, &actor, &id, limit).await?)
-                }
-            }
+            json(200, &flows::admin::act(app, &actor, UserKey::Id(&id), action).await?)
         }
         Route::TwilioStatus => {
             let signature = header(&req, "x-twilio-signature");
@@ -494,7 +473,7 @@ mod tests {
         }
         assert!(matches!(
             route_of("/api/admin/users/not-a-uuid/events"),
-            Ok((Route::Admin(AdminAction::Events, _), "GET"))
+            Ok((Route::Admin(Action::Events { .. }, _), "GET"))
         ));
         for path in [
             "/api/admin",

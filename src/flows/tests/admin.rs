@@ -4,10 +4,12 @@
 //! mints tokens.
 
 use super::{refusal, run, World};
+use crate::audit::AuditEvent;
 use crate::domain::admin::Scope;
 use crate::domain::crypto::{hex, sha256};
 use crate::domain::destination::Destination;
-use crate::flows::admin::{self, Actor};
+use crate::flows::admin::{self, Action, Actor, AdminUser, Answer};
+use crate::flows::error::Error;
 use crate::flows::{account, App};
 use crate::http::ApiError;
 use crate::store::admin::UserKey;
@@ -38,14 +40,23 @@ fn actor(app: &App, token: &str, scope: Scope) -> Actor {
     admin::authorize(app, Some(&bearer(token)), scope).expect("authorized")
 }
 
-/// Runs an admin action as one request with `token`, then stores its audit trail.
-async fn as_admin<T>(w: &World, token: &str, scope: Scope, work: impl AsyncFnOnce(&App, &Actor) -> T) -> T {
+/// `action` on the user `key` names, as one request with `token` (holding
+/// the action's scope), then stores its audit trail.
+async fn act(w: &World, token: &str, key: UserKey<'_>, action: Action) -> Result<Answer, Error> {
     let app = w.app(IP);
-    let actor = actor(&app, token, scope);
-    let out = work(&app, &actor).await;
+    let actor = actor(&app, token, action.scope());
+    let out = admin::act(&app, &actor, key, action).await;
     app.store_trail();
     w.fakes.run_later().await;
     out
+}
+
+/// `act`, answering the user.
+async fn user_after(w: &World, token: &str, key: UserKey<'_>, action: Action) -> AdminUser {
+    match act(w, token, key, action).await {
+        Ok(Answer::User(user)) => user,
+        other => panic!("{action:?}: {other:?}"),
+    }
 }
 
 /// The stored admin events, oldest first: `(event, outcome, actor, user_id)`.
@@ -141,10 +152,7 @@ fn a_user_is_found_by_id_email_or_phone_unmasked_and_each_lookup_is_recorded() {
         w.logged_in(IP, "ana@example.com").await;
         w.logged_in(IP, "ana@example.com").await;
 
-        let by_id =
-            as_admin(&w, SUPPORT, Scope::UsersRead, async |app, a| admin::user(app, a, UserKey::Id(&ana)).await)
-                .await
-                .unwrap();
+        let by_id = user_after(&w, SUPPORT, UserKey::Id(&ana), Action::View).await;
         assert_eq!(
             (by_id.id.as_str(), by_id.email.as_deref(), by_id.phone.as_deref()),
             (ana.as_str(), Some("ana@example.com"), None)
@@ -154,24 +162,13 @@ fn a_user_is_found_by_id_email_or_phone_unmasked_and_each_lookup_is_recorded() {
 
         // Normalized as a login normalizes: case and spaces of an email, punctuation of a phone.
         let email = Destination::parse("  ANA@Example.com ").unwrap();
-        let found = as_admin(&w, SUPPORT, Scope::UsersRead, async |app, a| {
-            admin::user(app, a, UserKey::Destination(&email)).await
-        })
-        .await
-        .unwrap();
+        let found = user_after(&w, SUPPORT, UserKey::Destination(&email), Action::View).await;
         assert_eq!(found.id, ana);
         let phone = Destination::parse("+1 (555) 010-7777").unwrap();
-        let found = as_admin(&w, SUPPORT, Scope::UsersRead, async |app, a| {
-            admin::user(app, a, UserKey::Destination(&phone)).await
-        })
-        .await
-        .unwrap();
+        let found = user_after(&w, SUPPORT, UserKey::Destination(&phone), Action::View).await;
         assert_eq!((found.id.as_str(), found.phone.as_deref()), (phone_user.as_str(), Some("+15550107777")));
         let nobody = Destination::parse("nobody@example.com").unwrap();
-        let missing = as_admin(&w, SUPPORT, Scope::UsersRead, async |app, a| {
-            admin::user(app, a, UserKey::Destination(&nobody)).await
-        })
-        .await;
+        let missing = act(&w, SUPPORT, UserKey::Destination(&nobody), Action::View).await;
         assert_eq!(refusal(missing), (404, "USER_NOT_FOUND", "No user has this id, email or phone".into()));
 
         let support = Some("admin:support");
@@ -205,7 +202,9 @@ fn disabling_ends_every_session_for_good_and_enabling_lets_the_user_sign_in_anew
         let app = w.app(IP);
         let ops = actor(&app, OPS, Scope::UsersWrite);
         w.fakes.trips.reset();
-        let disabled = admin::disable(&app, &ops, &user).await.unwrap();
+        let Ok(Answer::User(disabled)) = admin::act(&app, &ops, UserKey::Id(&user), Action::Disable).await else {
+            panic!("not disabled")
+        };
         assert_eq!(w.fakes.trips.figures().0, 2, "the user, then one transaction");
         app.store_trail();
         w.fakes.run_later().await;
@@ -218,17 +217,16 @@ fn disabling_ends_every_session_for_good_and_enabling_lets_the_user_sign_in_anew
         assert!(accepted(&w, &bystander.access).await, "another account is untouched");
         let reasons = w.rows(&format!("SELECT revoked_reason FROM sessions WHERE user_id = '{user}'"));
         assert!(reasons.iter().all(|r| r["revoked_reason"] == "account_disabled"), "{reasons:?}");
-        let again = as_admin(&w, OPS, Scope::UsersWrite, async |app, a| admin::disable(app, a, &user).await).await;
-        assert_eq!(again.unwrap().status, "disabled", "disabling twice changes nothing");
+        let again = user_after(&w, OPS, UserKey::Id(&user), Action::Disable).await;
+        assert_eq!(again.status, "disabled", "disabling twice changes nothing");
 
-        let enabled =
-            as_admin(&w, OPS, Scope::UsersWrite, async |app, a| admin::enable(app, a, &user).await).await.unwrap();
+        let enabled = user_after(&w, OPS, UserKey::Id(&user), Action::Enable).await;
         assert_eq!((enabled.status.as_str(), enabled.live_sessions), ("active", 0));
         assert!(!accepted(&w, &laptop.access).await, "enabling brings no session back");
         let fresh = w.logged_in(IP, "bo@example.com").await;
         assert!(accepted(&w, &fresh.access).await, "the user signs in anew");
-        let again = as_admin(&w, OPS, Scope::UsersWrite, async |app, a| admin::enable(app, a, &user).await).await;
-        assert_eq!(again.unwrap().live_sessions, 1);
+        let again = user_after(&w, OPS, UserKey::Id(&user), Action::Enable).await;
+        assert_eq!(again.live_sessions, 1);
 
         let ops = Some("admin:ops");
         assert_eq!(
@@ -256,11 +254,12 @@ fn revoking_a_users_sessions_ends_its_live_ones_and_no_one_elses() {
         account::logout(&app, &account::authenticate(&app, Some(&bearer(&gone.access))).await.unwrap()).await.unwrap();
         let bystander = w.logged_in(IP, "ed@example.com").await;
 
-        let out = as_admin(&w, OPS, Scope::SessionsWrite, async |app, ac| admin::revoke_sessions(app, ac, &user).await)
-            .await
-            .unwrap();
+        let out = act(&w, OPS, UserKey::Id(&user), Action::RevokeSessions).await;
 
-        assert_eq!(out.revoked, 2, "the two live ones; the logged-out one is not counted");
+        assert!(
+            matches!(out, Ok(Answer::Revoked { revoked: 2 })),
+            "the two live ones, not the logged-out one: {out:?}"
+        );
         for s in [&a, &b] {
             assert!(!accepted(&w, &s.access).await);
         }
@@ -268,9 +267,8 @@ fn revoking_a_users_sessions_ends_its_live_ones_and_no_one_elses() {
         let reasons = w.rows(&format!("SELECT revoked_reason AS r FROM sessions WHERE user_id = '{user}' ORDER BY 1"));
         let reasons: Vec<_> = reasons.iter().map(|r| r["r"].as_str().unwrap()).collect();
         assert_eq!(reasons, ["logout", "revoked_by_admin", "revoked_by_admin"]);
-        let looked_up =
-            as_admin(&w, SUPPORT, Scope::UsersRead, async |app, a| admin::user(app, a, UserKey::Id(&user)).await);
-        assert_eq!((looked_up.await.unwrap().status.as_str()), "active", "the account stays active");
+        let looked_up = user_after(&w, SUPPORT, UserKey::Id(&user), Action::View).await;
+        assert_eq!(looked_up.status, "active", "the account stays active");
         assert_eq!(admin_events(&w)[0], event("admin_sessions_revoked", "ok", Some("admin:ops"), Some(&user)));
     })
 }
@@ -284,15 +282,25 @@ fn a_users_events_come_newest_first_bounded_and_name_the_actor() {
         w.logged_in(IP, "flo@example.com").await;
         w.logged_in(IP, "gus@example.com").await;
         w.fakes.clock.advance(1_000);
-        as_admin(&w, OPS, Scope::SessionsWrite, async |app, a| admin::revoke_sessions(app, a, &user).await)
-            .await
-            .unwrap();
+        act(&w, OPS, UserKey::Id(&user), Action::RevokeSessions).await.unwrap();
         w.fakes.clock.advance(1_000);
+        // Each listed event is an audit event as the log lines show it, its absent fields null.
+        let events = async |limit| match act(&w, OPS, UserKey::Id(&user), Action::Events { limit }).await {
+            Ok(Answer::Events { events }) => events
+                .into_iter()
+                .map(|mut row| {
+                    assert_eq!(row.len(), 13, "every field, null where the event has none: {row:?}");
+                    row.retain(|_, v| !v.is_null());
+                    let row = serde_json::Value::Object(row);
+                    let event = AuditEvent::from_json(&row).unwrap_or_else(|| panic!("not an event: {row}"));
+                    assert_eq!(serde_json::to_value(&event).unwrap(), row);
+                    event
+                })
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
 
-        let listed = as_admin(&w, OPS, Scope::AuditRead, async |app, a| admin::events(app, a, &user, 50).await)
-            .await
-            .unwrap()
-            .events;
+        let listed = events(50).await;
 
         let names: Vec<&str> = listed.iter().map(|e| e.event.as_ref()).collect();
         assert_eq!(
@@ -305,8 +313,7 @@ fn a_users_events_come_newest_first_bounded_and_name_the_actor() {
         assert!(listed[1..].iter().all(|e| e.actor.is_none()), "the user's own events name no actor");
         assert_eq!(listed[4].destination.as_deref(), Some("f*o@example.com"), "destinations stay masked");
 
-        let two = as_admin(&w, OPS, Scope::AuditRead, async |app, a| admin::events(app, a, &user, 2).await).await;
-        let two: Vec<String> = two.unwrap().events.into_iter().map(|e| e.event.into_owned()).collect();
+        let two: Vec<String> = events(2).await.into_iter().map(|e| e.event.into_owned()).collect();
         assert_eq!(two, ["admin_events_listed", "admin_sessions_revoked"], "the listing itself is an event");
         let dump = serde_json::to_string(&listed).unwrap();
         assert!(!dump.contains("flo@example.com") && !dump.contains(IP), "{dump}");
@@ -320,16 +327,11 @@ fn an_action_on_an_unknown_user_is_404_and_recorded() {
         let w = world();
         let nobody = "00000000-0000-4000-8000-000000000000";
         let not_found = (404, "USER_NOT_FOUND", "No user has this id, email or phone".to_string());
-        let r = as_admin(&w, OPS, Scope::UsersRead, async |app, a| admin::user(app, a, UserKey::Id(nobody)).await);
-        assert_eq!(refusal(r.await), not_found);
-        let r = as_admin(&w, OPS, Scope::UsersWrite, async |app, a| admin::disable(app, a, nobody).await);
-        assert_eq!(refusal(r.await), not_found);
-        let r = as_admin(&w, OPS, Scope::UsersWrite, async |app, a| admin::enable(app, a, nobody).await);
-        assert_eq!(refusal(r.await), not_found);
-        let r = as_admin(&w, OPS, Scope::SessionsWrite, async |app, a| admin::revoke_sessions(app, a, nobody).await);
-        assert_eq!(refusal(r.await), not_found);
-        let r = as_admin(&w, OPS, Scope::AuditRead, async |app, a| admin::events(app, a, nobody, 10).await);
-        assert_eq!(refusal(r.await), not_found);
+        for action in
+            [Action::View, Action::Disable, Action::Enable, Action::RevokeSessions, Action::Events { limit: 10 }]
+        {
+            assert_eq!(refusal(act(&w, OPS, UserKey::Id(nobody), action).await), not_found, "{action:?}");
+        }
         let outcomes: Vec<_> = admin_events(&w).into_iter().map(|(e, o, a, u)| (e, o, a.unwrap(), u)).collect();
         let expected: Vec<_> = [
             "admin_user_viewed",
