@@ -6,9 +6,10 @@
 //! Every action is an audit event naming the token's id (`actor` =
 //! `admin:<id>`, never the token): lookups too, since reading a person's
 //! data is an action (ASVS 5 V16.3.2, which at L3 asks to log "when
-//! sensitive data is accessed"), and so is every refusal of a token
+//! sensitive data is accessed"). Every refusal of a token is logged
 //! (`admin_denied`: V16.3.1 failed authentication, V16.3.2 failed
-//! authorization). Answers show the user's email and phone unmasked
+//! authorization); a valid token's refusal (403) is an audit event too, one
+//! without a valid token a log line only. Answers show the user's email and phone unmasked
 //! (support needs them) but never a code, a token hash or a secret.
 
 use serde::Serialize;
@@ -36,12 +37,16 @@ impl Actor {
 }
 
 /// Checks `Authorization: Bearer <token>` against `ADMIN_API_TOKENS` and that
-/// the token has `scope`. A refusal is recorded (`admin_denied`) and is 401
+/// the token has `scope`. A refusal is logged (`admin_denied`) and is 401
 /// (no token, or one no entry has; with no tokens configured, every token)
 /// or 403 (a valid token without the scope, RFC 6750 3.1).
 pub fn authorize(app: &App, authorization: Option<&str>, scope: Scope) -> Result<Actor, Error> {
+    // Anyone can send these, so they are a log line only: a D1 row each
+    // would let strangers make the service write without limit.
     let refuse = |outcome: &str, denied: AdminDenied| {
-        app.audit(Event::new("admin_denied", outcome));
+        let (request_id, ip_hash, _) = app.trail.origin();
+        let line = serde_json::json!({ "outcome": outcome, "request_id": request_id, "ip_hash": ip_hash });
+        crate::log::emit("warn", "admin_denied", line);
         Err(Error::Admin(denied))
     };
     let Some(header) = authorization else { return refuse("no_token", AdminDenied::Missing) };

@@ -149,19 +149,40 @@ async fn support_and_operations_look_up_disable_enable_sign_out_and_audit_an_acc
     let events_path = format!("/api/admin/users/{user}/events/?limit=0");
     assert_error(admin(&app, Method::GET, &events_path, Some(ADMIN_TOKEN)).await, 400, "VALIDATION_ERROR").await;
 
-    // The refusals are in the trail too, by request; no token or hash is anywhere in it.
-    let denied = app
+    // Each refusal is logged, by its request; a valid token's is in the trail too.
+    let log = app.worker_log();
+    let denied_lines: Vec<Value> = log
+        .lines()
+        .filter_map(|l| l.find('{').and_then(|i| serde_json::from_str::<Value>(&l[i..]).ok()))
+        .filter(|v| v["event"] == "admin_denied")
+        .collect();
+    for (request_id, outcome) in
+        [(&denied_a, "no_token"), (&denied_b, "invalid_token"), (&denied_c, "insufficient_scope")]
+    {
+        let line = denied_lines.iter().find(|v| v["request_id"] == request_id.as_str());
+        assert_eq!(line.map(|v| &v["outcome"]), Some(&outcome.into()), "no admin_denied line for {request_id}");
+    }
+    let stored = app
         .d1(&format!(
-            "SELECT outcome, actor FROM audit_events WHERE event = 'admin_denied' AND request_id IN ({}, {}, {}) \
-             ORDER BY id",
+            "SELECT request_id, outcome, actor FROM audit_events WHERE event = 'admin_denied' AND request_id IN ({}, {}, {})",
             sql_str(&denied_a),
             sql_str(&denied_b),
             sql_str(&denied_c)
         ))
         .await;
-    let denied: Vec<(&str, Option<&str>)> =
-        denied.iter().map(|r| (r["outcome"].as_str().unwrap(), r["actor"].as_str())).collect();
-    assert_eq!(denied, [("no_token", None), ("invalid_token", None), ("insufficient_scope", Some("admin:support"))]);
+    let stored: Vec<(&str, &str, Option<&str>)> = stored
+        .iter()
+        .map(|r| (r["request_id"].as_str().unwrap(), r["outcome"].as_str().unwrap(), r["actor"].as_str()))
+        .collect();
+    assert_eq!(
+        stored,
+        [(denied_c.as_str(), "insufficient_scope", Some("admin:support"))],
+        "strangers' are log lines only"
+    );
+    assert!(
+        !log.contains(ADMIN_TOKEN) && !log.contains(SUPPORT_TOKEN) && !log.contains(&unknown),
+        "a token in the log"
+    );
     let trail = serde_json::to_string(&app.d1("SELECT * FROM audit_events").await).unwrap();
     let hash = |t: &str| otp_edge::domain::crypto::hex(&otp_edge::domain::crypto::sha256(t.as_bytes()));
     for secret in [ADMIN_TOKEN, SUPPORT_TOKEN, &unknown, &hash(ADMIN_TOKEN), &hash(SUPPORT_TOKEN)] {
