@@ -8,9 +8,10 @@
 //! data is an action (ASVS 5 V16.3.2, which at L3 asks to log "when
 //! sensitive data is accessed"). Every refusal of a token is logged
 //! (`admin_denied`: V16.3.1 failed authentication, V16.3.2 failed
-//! authorization); a valid token's refusal (403) is an audit event too, one
-//! without a valid token a log line only. Answers show the user's email and phone unmasked
-//! (support needs them) but never a code, a token hash or a secret.
+//! authorization): a valid token's (403) as an audit event, one without a
+//! valid token (401) as a log line only. Answers show the user's email and
+//! phone unmasked (support needs them) but never a code, a token hash or a
+//! secret.
 
 use serde::Serialize;
 
