@@ -6,6 +6,7 @@
 //! are single statements (`UPDATE ... RETURNING`) or one batch (one
 //! transaction), so parallel requests cannot interleave them.
 
+pub mod admin;
 pub mod audit;
 pub mod maintenance;
 pub mod otp;
