@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make dev` and `make test`.
-.PHONY: dev test bootstrap build bench timing profile
+.PHONY: dev test bootstrap build bench timing profile admin-token
 
 dev:        ## start the service on http://127.0.0.1:8787 (codes on the console)
 	scripts/dev.sh
@@ -21,3 +21,6 @@ timing:     ## latency of logins for registered vs unknown destinations; its sec
 
 profile:    ## where a login's CPU goes: V8 profile (flame graph in bench/) and its section of BENCHMARKS.md
 	scripts/profile.sh
+
+admin-token: ## mint an admin API token: make admin-token ID=support SCOPES="users:read audit:read"
+	scripts/admin-token.sh $(ID) $(SCOPES)

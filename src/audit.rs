@@ -43,6 +43,10 @@ pub struct AuditEvent {
     /// Which try of a delivery this was (1 is the first).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// Who acted, when not the user or client itself: `admin:<token id>`
+    /// for the admin API (the token's id, never the token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 /// An event about to be recorded: name, outcome and what it concerns.
@@ -56,6 +60,7 @@ pub struct Event {
     otp_id: Option<String>,
     provider_code: Option<String>,
     attempt: Option<u32>,
+    actor: Option<String>,
 }
 
 impl Event {
@@ -89,6 +94,10 @@ impl Event {
     }
     pub fn attempt(mut self, n: u32) -> Event {
         self.attempt = Some(n);
+        self
+    }
+    pub fn actor(mut self, actor: &str) -> Event {
+        self.actor = Some(actor.to_string());
         self
     }
 }
@@ -134,6 +143,7 @@ impl Trail {
             otp_id: e.otp_id,
             provider_code: e.provider_code,
             attempt: e.attempt,
+            actor: e.actor,
         };
         let level = if event.outcome == "ok" || event.outcome == "delivered" { "info" } else { "warn" };
         crate::log::emit(level, e.name, serde_json::to_value(&event).unwrap_or_default());
@@ -165,6 +175,7 @@ impl AuditEvent {
             otp_id: text("otp_id"),
             provider_code: text("provider_code"),
             attempt: v.get("attempt").and_then(|x| x.as_u64()).map(|n| n as u32),
+            actor: text("actor"),
         })
     }
 }
@@ -219,6 +230,7 @@ mod tests {
             Event::new("session_created", "ok").session("s-1").user(Some("u-2")).provider_code(Some("x".into())),
             1_060,
         );
+        trail.record(Event::new("admin_user_viewed", "ok").user(Some("u-2")).actor("admin:support"), 1_070);
         for e in trail.take() {
             assert_eq!(AuditEvent::from_json(&serde_json::to_value(&e).unwrap()), Some(e));
         }

@@ -9,6 +9,7 @@ use std::fmt;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 
+pub use crate::domain::admin::AdminToken;
 use crate::domain::destination::Destination;
 use crate::domain::otp::{self, OtpCode};
 pub use crate::domain::outbound::{MailConfig, MailProvider, TwilioConfig, TwilioSender};
@@ -145,6 +146,9 @@ pub struct Config {
     pub turnstile_site_key: Option<String>,
     /// Signed webhooks of audit events (`WEBHOOK_URL`); none without a URL.
     pub webhooks: Option<WebhookConfig>,
+    /// `ADMIN_API_TOKENS`: the admin API's service tokens, as hashes and
+    /// scopes (`domain::admin`); none: every admin request is 401.
+    pub admin_tokens: Vec<AdminToken>,
 }
 
 /// Where audit events go as Standard Webhooks, and how (README "Webhooks").
@@ -403,6 +407,8 @@ impl Config {
                 "must be a Turnstile site key such as 0x4AAAAAAAB... (A-Z a-z 0-9 _ -)",
             ));
         }
+        let admin_tokens = crate::domain::admin::parse_tokens(&s.get("ADMIN_API_TOKENS").unwrap_or_default())
+            .map_err(|p| err("ADMIN_API_TOKENS", p))?;
         let limits = parse_limits(&s)?;
         let webhooks = parse_webhooks(&s)?;
         // The service's public URL (https://auth.example.com), so JWT
@@ -449,6 +455,7 @@ impl Config {
             turnstile,
             turnstile_site_key,
             webhooks,
+            admin_tokens,
         })
     }
 
@@ -1160,6 +1167,22 @@ mod tests {
         let mut p = prod();
         p.insert("DEMO_PAGE", "true".into());
         assert!(parse(&p).unwrap().demo_page);
+    }
+
+    #[test]
+    fn admin_tokens_are_optional_and_a_malformed_entry_is_a_configuration_error() {
+        assert!(parse(&dev()).unwrap().admin_tokens.is_empty());
+        let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let mut m = prod();
+        m.insert("ADMIN_API_TOKENS", format!("support:users:read audit:read:{hash}\n"));
+        let tokens = parse(&m).unwrap().admin_tokens;
+        assert_eq!(tokens.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["support"]);
+        for bad in ["oea_not_a_hash", "support:users:read:oea_not_a_hash", "x:root:0"] {
+            m.insert("ADMIN_API_TOKENS", bad.into());
+            let e = parse(&m).unwrap_err();
+            assert_eq!(e.setting, "ADMIN_API_TOKENS", "{bad}");
+            assert!(!e.to_string().contains("oea_"), "{e}");
+        }
     }
 
     #[test]

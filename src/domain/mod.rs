@@ -2,6 +2,7 @@
 //! Nothing here imports `worker`; everything is unit-tested natively.
 
 pub mod account;
+pub mod admin;
 pub mod crypto;
 pub mod delivery;
 pub mod destination;

@@ -29,10 +29,7 @@ pub async fn authenticate(app: &App, authorization: Option<&str>) -> Result<Prin
     let Some(header) = authorization else {
         return Err(Error::Auth(AuthFailure::Missing));
     };
-    let token = match header.trim().split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
-        _ => return Err(Error::Auth(AuthFailure::Malformed)),
-    };
+    let token = bearer(header).ok_or(Error::Auth(AuthFailure::Malformed))?;
     let claims = app
         .keys
         .verify_access(&app.config.tokens, token, app.now_ms)
@@ -42,6 +39,17 @@ pub async fn authenticate(app: &App, authorization: Option<&str>) -> Result<Prin
         return Err(Error::Auth(AuthFailure::SessionEnded));
     };
     Ok(Principal { user_id: claims.sub, session_id: claims.sid, user })
+}
+
+/// The token of an `Authorization: Bearer <token>` header (RFC 6750 2.1;
+/// the scheme in any case), if it is one.
+pub fn bearer(header: &str) -> Option<&str> {
+    match header.trim().split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+            Some(token.trim())
+        }
+        _ => None,
+    }
 }
 
 pub fn me(who: &Principal) -> UserView {

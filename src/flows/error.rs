@@ -3,6 +3,7 @@
 //! in one place; the audit trail takes its outcome from here
 //! (`Error::audit_outcome`), never from a message text.
 
+use crate::domain::admin::Scope;
 use crate::domain::destination::Channel;
 use crate::domain::limits::Limit;
 use crate::domain::otp::VerifyFailure;
@@ -43,6 +44,10 @@ pub enum Error {
     RefreshTokenInvalid,
     RefreshTokenReused,
     SessionNotFound,
+    /// The admin API refused the caller's service token.
+    Admin(AdminDenied),
+    /// The admin API found no user with this id, email or phone.
+    NoSuchUser,
     /// No such endpoint here (Twilio callbacks without `PUBLIC_BASE_URL`).
     NotFound,
     /// A webhook not signed by its provider.
@@ -63,6 +68,17 @@ pub enum AuthFailure {
     Token(TokenError),
     /// The token's session was revoked or has ended.
     SessionEnded,
+}
+
+/// Why the admin API refused a request's service token (`flows::admin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminDenied {
+    /// No `Authorization` header.
+    Missing,
+    /// Not `Bearer <token>`, or a token no entry of `ADMIN_API_TOKENS` has.
+    Invalid,
+    /// A valid token without the scope the endpoint needs.
+    Scope(Scope),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

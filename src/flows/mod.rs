@@ -6,6 +6,7 @@
 
 pub mod abuse;
 pub mod account;
+pub mod admin;
 pub mod delivery;
 pub mod delivery_status;
 pub mod error;

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::domain::destination::Channel;
 use crate::domain::limits::Limit;
 use crate::domain::outbound::Undeliverable;
-use crate::flows::error::{AuthFailure, Error};
+use crate::flows::error::{AdminDenied, AuthFailure, Error};
 
 /// Every error code the API answers: clients may rely on each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,10 +52,12 @@ pub enum ErrorCode {
     DestinationTaken,
     LastDestination,
     DestinationNotFound,
+    AdminTokenInvalid,
+    InsufficientScope,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 35] = [
+    pub const ALL: [ErrorCode; 37] = [
         ErrorCode::ValidationError,
         ErrorCode::InvalidOtp,
         ErrorCode::InvalidVerificationToken,
@@ -91,6 +93,8 @@ impl ErrorCode {
         ErrorCode::DestinationTaken,
         ErrorCode::LastDestination,
         ErrorCode::DestinationNotFound,
+        ErrorCode::AdminTokenInvalid,
+        ErrorCode::InsufficientScope,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -130,6 +134,8 @@ impl ErrorCode {
             ErrorCode::DestinationTaken => "DESTINATION_TAKEN",
             ErrorCode::LastDestination => "LAST_DESTINATION",
             ErrorCode::DestinationNotFound => "DESTINATION_NOT_FOUND",
+            ErrorCode::AdminTokenInvalid => "ADMIN_TOKEN_INVALID",
+            ErrorCode::InsufficientScope => "INSUFFICIENT_SCOPE",
         }
     }
 
@@ -331,6 +337,17 @@ impl From<Error> for ApiError {
                 "Refresh token was already used; the session has been revoked",
             ),
             Error::SessionNotFound => ApiError::new(404, C::SessionNotFound, "No such active session"),
+            Error::Admin(denied) => match denied {
+                AdminDenied::Missing => {
+                    ApiError::unauthorized(C::NotAuthenticated, "Authorization: Bearer <admin token> is required")
+                }
+                AdminDenied::Invalid => ApiError::unauthorized(C::AdminTokenInvalid, "This admin token is not valid"),
+                AdminDenied::Scope(scope) => ApiError {
+                    www_authenticate: Some(scope.challenge()),
+                    ..ApiError::new(403, C::InsufficientScope, "This admin token lacks the scope this endpoint needs")
+                },
+            },
+            Error::NoSuchUser => ApiError::new(404, C::UserNotFound, "No user has this id, email or phone"),
             Error::NotFound => ApiError::not_found(),
             Error::SignatureInvalid => {
                 ApiError::new(403, C::SignatureInvalid, "The request does not carry Twilio's signature")
@@ -400,6 +417,21 @@ mod tests {
             let api = ApiError::from(e);
             assert_eq!((api.status, api.code), (status, code));
         }
+        let admin = |d| ApiError::from(Error::Admin(d));
+        assert_eq!(
+            (admin(AdminDenied::Missing).code, admin(AdminDenied::Missing).www_authenticate),
+            ("NOT_AUTHENTICATED", Some("Bearer"))
+        );
+        let invalid = admin(AdminDenied::Invalid);
+        assert_eq!((invalid.status, invalid.code), (401, "ADMIN_TOKEN_INVALID"));
+        assert_eq!(invalid.www_authenticate, Some("Bearer error=\"invalid_token\""));
+        let scope = admin(AdminDenied::Scope(crate::domain::admin::Scope::AuditRead));
+        assert_eq!((scope.status, scope.code), (403, "INSUFFICIENT_SCOPE"));
+        assert_eq!(scope.www_authenticate, Some("Bearer error=\"insufficient_scope\", scope=\"audit:read\""));
+        assert_eq!(
+            (ApiError::from(Error::NoSuchUser).status, ApiError::from(Error::NoSuchUser).code),
+            (404, "USER_NOT_FOUND")
+        );
         let limited = ApiError::from(Error::Limited { limit: Limit::IpRequests, retry_after_seconds: 7 });
         assert_eq!(limited.retry_after, Some(7));
         assert_eq!(ApiError::from(Error::Auth(AuthFailure::Missing)).www_authenticate, Some("Bearer"));

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use crate::domain::account::{Device, Username};
-use crate::domain::destination::Destination;
+use crate::domain::destination::{Channel, Destination};
 use crate::domain::otp::{OtpCode, Purpose};
 pub use crate::flows::otp_request::OtpRequestInput;
 pub use crate::flows::otp_verify::OtpVerifyInput;
@@ -200,6 +200,37 @@ pub fn include_current(query: Option<&str>) -> Result<bool, ApiError> {
     }
 }
 
+/// The first query parameter of `query` named `name`.
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    let mut pairs = form_urlencoded::parse(query.unwrap_or_default().as_bytes());
+    pairs.find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// `?email=` or `?phone=` of an admin lookup: exactly one, normalized as a
+/// login normalizes a destination (`Destination::parse`). In a query, `+`
+/// means a space: a phone's `+` is sent as `%2B`.
+pub fn admin_lookup(query: Option<&str>) -> Result<Destination, ApiError> {
+    let found = match (query_value(query, "email"), query_value(query, "phone")) {
+        (Some(email), None) => Destination::parse(&email).ok().filter(|d| d.channel() == Channel::Email),
+        (None, Some(phone)) => Destination::parse(&phone).ok().filter(|d| d.channel() == Channel::Phone),
+        _ => None,
+    };
+    found.ok_or_else(|| ApiError::validation("Give one of email (an address) and phone (E.164, + sent as %2B)"))
+}
+
+/// `?limit=` of an event listing: 1 to `MAX_EVENTS`, `DEFAULT_EVENTS` when absent.
+pub fn events_limit(query: Option<&str>) -> Result<u32, ApiError> {
+    use crate::flows::admin::{DEFAULT_EVENTS, MAX_EVENTS};
+    match query_value(query, "limit") {
+        None => Ok(DEFAULT_EVENTS),
+        Some(n) => n
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_EVENTS).contains(n))
+            .ok_or_else(|| ApiError::validation("limit must be a whole number from 1 to 200")),
+    }
+}
+
 /// Only the canonical hyphenated form (what `otp_id` answers carry).
 pub fn parse_uuid(s: &str) -> Option<Uuid> {
     (s.len() == 36).then(|| Uuid::try_parse(s).ok()).flatten()
@@ -344,6 +375,37 @@ mod tests {
         assert_eq!(refresh(br#"{"refresh":"abc"}"#).unwrap(), "abc");
         assert_eq!(refresh(br#"{"refresh":5}"#).unwrap_err().code, "VALIDATION_ERROR");
         assert_eq!(refresh(b"{}").unwrap_err().code, "VALIDATION_ERROR");
+    }
+
+    #[test]
+    fn admin_lookups_take_one_destination_normalized_as_a_login_does() {
+        let email = admin_lookup(Some("email=%20Ana%40Example.COM%20")).unwrap();
+        assert_eq!(email, Destination::parse("ana@example.com").unwrap());
+        let phone = admin_lookup(Some("x=1&phone=%2B1%20(555)%20010-9999")).unwrap();
+        assert_eq!(phone.as_str(), "+15550109999");
+        for bad in [
+            None,
+            Some(""),
+            Some("email="),
+            Some("email=ana@example.com&phone=%2B15550109999"),
+            Some("email=%2B15550109999"),
+            Some("phone=ana@example.com"),
+            Some("phone=+15550109999"),
+            Some("phone=15550109999"),
+            Some("destination=a@b.co"),
+        ] {
+            assert_eq!(code_of(admin_lookup(bad).unwrap_err()), (400, "VALIDATION_ERROR"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_event_listing_takes_1_to_200() {
+        assert_eq!(events_limit(None).unwrap(), 50);
+        assert_eq!(events_limit(Some("limit=1")).unwrap(), 1);
+        assert_eq!(events_limit(Some("limit=200")).unwrap(), 200);
+        for bad in ["limit=0", "limit=201", "limit=-1", "limit=", "limit=ten", "limit=1.5"] {
+            assert_eq!(code_of(events_limit(Some(bad)).unwrap_err()), (400, "VALIDATION_ERROR"), "{bad}");
+        }
     }
 
     #[test]

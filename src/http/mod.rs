@@ -11,9 +11,12 @@ use worker::{Context, Env, Headers, Request, Response};
 
 pub use error::{ApiError, ErrorCode};
 
+use crate::domain::admin::Scope;
 use crate::domain::crypto::new_uuid;
+use crate::flows::admin::Action;
 use crate::flows::{self, App, Client, MAX_USER_AGENT};
 use crate::platform::{env, runtime};
+use crate::store::admin::UserKey;
 
 /// The OpenAPI 3.1 description of this API (`assets/openapi.json`, served
 /// at /openapi.json from the Worker's static assets, and checked against
@@ -44,10 +47,15 @@ enum Route {
     Session(String),
     Logout,
     TwilioStatus,
+    /// `GET /api/admin/users?email=|phone=`.
+    AdminLookup,
+    /// `/api/admin/users/{id}` and below: what it does, and the path's id, unparsed.
+    Admin(Action, String),
 }
 
 /// The route of a path and the methods it accepts.
 fn route_of(path: &str) -> Result<(Route, &'static str), ApiError> {
+    use Action::*;
     let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
     Ok(match path {
         "/" => (Route::DemoPage, "GET"),
@@ -67,14 +75,29 @@ fn route_of(path: &str) -> Result<(Route, &'static str), ApiError> {
         "/api/auth/sessions" => (Route::Sessions, "GET, DELETE"),
         "/api/auth/logout" => (Route::Logout, "POST"),
         "/api/webhooks/twilio/status" => (Route::TwilioStatus, "POST"),
+        "/api/admin/users" => (Route::AdminLookup, "GET"),
         _ => match path.strip_prefix("/api/auth/sessions/") {
             Some(id) if !id.contains('/') => (Route::Session(id.to_string()), "DELETE"),
             _ => match path.strip_prefix("/api/auth/me/destinations/") {
                 Some(kind) if !kind.contains('/') => (Route::Destination(kind.to_string()), "DELETE"),
-                _ => return Err(ApiError::not_found()),
+                _ => match path.strip_prefix("/api/admin/users/").and_then(id_and_below) {
+                    Some((id, "")) => (Route::Admin(View, id.into()), "GET"),
+                    Some((id, "disable")) => (Route::Admin(Disable, id.into()), "POST"),
+                    Some((id, "enable")) => (Route::Admin(Enable, id.into()), "POST"),
+                    Some((id, "sessions")) => (Route::Admin(RevokeSessions, id.into()), "DELETE"),
+                    // The limit is read from the query once the caller is authorized.
+                    Some((id, "events")) => (Route::Admin(Events { limit: 0 }, id.into()), "GET"),
+                    _ => return Err(ApiError::not_found()),
+                },
             },
         },
     })
+}
+
+/// `{id}` or `{id}/{below}` of a path: the first segment, if not empty, and the rest.
+fn id_and_below(rest: &str) -> Option<(&str, &str)> {
+    let (id, below) = rest.split_once('/').unwrap_or((rest, ""));
+    (!id.is_empty()).then_some((id, below))
 }
 
 /// `method` is the raw request method: the `worker` crate maps methods it
@@ -227,6 +250,22 @@ async fn dispatch(route: Route, mut req: Request, app: &App) -> Result<Response,
         Route::Logout => {
             let who = authenticate().await?;
             json(200, &flows::account::logout(app, &who).await?)
+        }
+        Route::AdminLookup => {
+            let actor = flows::admin::authorize(app, authorization.as_deref(), Scope::UsersRead)?;
+            let destination = input::admin_lookup(query(&req).as_deref())?;
+            json(200, &flows::admin::act(app, &actor, UserKey::Destination(&destination), Action::View).await?)
+        }
+        Route::Admin(mut action, id) => {
+            let actor = flows::admin::authorize(app, authorization.as_deref(), action.scope())?;
+            if let Action::Events { limit } = &mut action {
+                *limit = input::events_limit(query(&req).as_deref())?;
+            }
+            // Only the canonical form names a user: anything else is no user's id.
+            let Some(id) = input::parse_uuid(&id).map(|id| id.hyphenated().to_string()) else {
+                return Err(flows::error::Error::NoSuchUser.into());
+            };
+            json(200, &flows::admin::act(app, &actor, UserKey::Id(&id), action).await?)
         }
         Route::TwilioStatus => {
             let signature = header(&req, "x-twilio-signature");
@@ -419,5 +458,31 @@ mod tests {
         let path = crate::domain::webhook::STATUS_CALLBACK_PATH;
         assert!(matches!(route_of(path), Ok((Route::TwilioStatus, "POST"))));
         assert!(matches!(route_of(&format!("{path}/")), Ok((Route::TwilioStatus, "POST"))));
+    }
+
+    #[test]
+    fn admin_routes_take_the_id_segment_and_nothing_else_below_it() {
+        let id = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+        assert!(matches!(route_of("/api/admin/users/"), Ok((Route::AdminLookup, "GET"))));
+        for (below, methods) in [("", "GET"), ("/disable", "POST"), ("/enable/", "POST"), ("/sessions", "DELETE")] {
+            let path = format!("/api/admin/users/{id}{below}");
+            assert!(
+                matches!(route_of(&path), Ok((Route::Admin(_, ref got), m)) if got == id && m == methods),
+                "{path}"
+            );
+        }
+        assert!(matches!(
+            route_of("/api/admin/users/not-a-uuid/events"),
+            Ok((Route::Admin(Action::Events { .. }, _), "GET"))
+        ));
+        for path in [
+            "/api/admin",
+            "/api/admin/users//disable",
+            "/api/admin/users/x/sessions/revoke",
+            "/api/admin/users/x/disable/now",
+            "/api/admin/users/x/delete",
+        ] {
+            assert_eq!(route_of(path).err().map(|e| e.code), Some("NOT_FOUND"), "{path}");
+        }
     }
 }

@@ -18,8 +18,8 @@ impl Db {
             .map(|e| {
                 Stmt::new(
                     "INSERT INTO audit_events (at, request_id, event, outcome, latency_ms, ip_hash, destination, \
-                     user_id, session_id, otp_id, provider_code, attempt) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT id FROM users WHERE id = ?8), ?9, ?10, ?11, ?12)",
+                     user_id, session_id, otp_id, provider_code, attempt, actor) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT id FROM users WHERE id = ?8), ?9, ?10, ?11, ?12, ?13)",
                     vec![
                         e.at_ms.into(),
                         e.request_id.as_str().into(),
@@ -33,6 +33,7 @@ impl Db {
                         e.otp_id.as_deref().into(),
                         e.provider_code.as_deref().into(),
                         e.attempt.into(),
+                        e.actor.as_deref().into(),
                     ],
                 )
             })

@@ -7,6 +7,7 @@
 //! RETURNING`) or one batch (one transaction), so parallel requests cannot
 //! interleave them.
 
+pub mod admin;
 pub mod audit;
 pub mod maintenance;
 pub mod otp;

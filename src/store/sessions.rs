@@ -38,7 +38,7 @@ pub struct RetiredToken {
 /// than `SESSION_MAX_LIFETIME_SECONDS`), and its account active. `now` and
 /// `created_after` are parameters (`?2`). The one definition every
 /// authenticated request and every refresh uses.
-fn live(s: &str, now: &str, created_after: &str) -> String {
+pub(super) fn live(s: &str, now: &str, created_after: &str) -> String {
     format!(
         "{s}.revoked_at IS NULL AND {s}.expires_at > {now} AND {s}.created_at > {created_after} \
          AND EXISTS (SELECT 1 FROM users a WHERE a.id = {s}.user_id AND a.status = 'active')"

@@ -10,10 +10,10 @@ use crate::helpers::{assert_error, json_of, random_email, random_hex, random_pho
 
 /// A signed-in session of a user.
 #[derive(Debug, Clone)]
-struct Session {
-    access: String,
-    refresh: String,
-    user_id: String,
+pub(crate) struct Session {
+    pub(crate) access: String,
+    pub(crate) refresh: String,
+    pub(crate) user_id: String,
 }
 
 impl Session {
@@ -45,13 +45,13 @@ async fn new_user_with(app: &TestApp, destination: &str) -> Session {
 }
 
 /// A new user registered with a fresh email, signed in.
-async fn new_user(app: &TestApp) -> (Session, String) {
+pub(crate) async fn new_user(app: &TestApp) -> (Session, String) {
     let email = random_email();
     (new_user_with(app, &email).await, email)
 }
 
 /// Another session of the user of `destination`.
-async fn sign_in(app: &TestApp, destination: &str) -> Session {
+pub(crate) async fn sign_in(app: &TestApp, destination: &str) -> Session {
     let otp = app.otp_for(destination, "login").await;
     let (status, body) = json_of(app.verify_otp(&otp.id, &otp.code).await).await;
     assert_eq!(status, 200, "signing in {destination}: {body}");
@@ -71,7 +71,7 @@ async fn me(app: &TestApp, access: &str) -> reqwest::Response {
 }
 
 /// Whether the access token still opens `GET /api/auth/me/` (else 401 SESSION_REVOKED).
-async fn accepted(app: &TestApp, access: &str) -> bool {
+pub(crate) async fn accepted(app: &TestApp, access: &str) -> bool {
     let resp = me(app, access).await;
     if resp.status() == 200 {
         return true;
@@ -425,7 +425,7 @@ async fn recover(app: &TestApp, body: &Value) -> reqwest::Response {
     app.post_json("/api/auth/recover/", body).await
 }
 
-async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
+pub(crate) async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
     app.post_json("/api/auth/token/refresh/", &json!({ "refresh": token })).await
 }
 

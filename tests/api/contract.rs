@@ -318,7 +318,7 @@ fn router_routes() -> Vec<(String, Vec<String>)> {
     let source = std::fs::read_to_string(project_root().join("src/http/mod.rs")).unwrap();
     let start = source.find("fn route_of(").expect("src/http/mod.rs has no route_of");
     let end = start + source[start..].find("\n}\n").expect("route_of has no end");
-    let mut routes = Vec::new();
+    let (mut routes, mut prefix) = (Vec::new(), None::<String>);
     for line in source[start..end].lines().map(str::trim) {
         // `"/path" => (Route::X, "GET"),`
         if let Some((path, rest)) = line.strip_prefix('"').and_then(|l| l.split_once("\" => (Route::")) {
@@ -327,17 +327,28 @@ fn router_routes() -> Vec<(String, Vec<String>)> {
         }
         // `match path.strip_prefix("/api/auth/sessions/") {` then
         // `Some(id) if ... => (Route::Session(id...), "DELETE")`: the path
-        // template `/api/auth/sessions/{id}`, named by the binding.
-        if let Some(prefix) = line.split("strip_prefix(\"").nth(1).and_then(|r| r.split('"').next()) {
-            routes.push((prefix.to_string(), Vec::new()));
+        // template `/api/auth/sessions/{id}`, named by the binding; and
+        // `Some((id, "disable")) => (Route::Admin(...), "POST")`: the
+        // template `{prefix}{id}/disable` (`""`: `{prefix}{id}`).
+        if let Some(found) = line.split("strip_prefix(\"").nth(1).and_then(|r| r.split('"').next()) {
+            prefix = Some(found.to_string());
         }
-        if let Some(name) = line.strip_prefix("Some(").and_then(|l| l.split(')').next()) {
-            if line.contains("=> (Route::") {
-                let methods = line.rsplit('"').nth(1).expect("a prefix route without methods");
-                let route = routes.last_mut().unwrap();
-                route.0 = format!("{}{{{name}}}", route.0);
-                route.1 = methods.split(", ").map(str::to_string).collect();
-            }
+        if let Some(binding) = line.strip_prefix("Some(").filter(|_| line.contains("=> (Route::")) {
+            let prefix = prefix.as_deref().expect("a Some(..) arm before any strip_prefix");
+            let template = match binding.strip_prefix('(') {
+                Some(pair) => {
+                    let (name, below) = pair.split_once(", \"").expect("Some((name, \"below\"))");
+                    let below = below.split('"').next().unwrap();
+                    if below.is_empty() {
+                        format!("{prefix}{{{name}}}")
+                    } else {
+                        format!("{prefix}{{{name}}}/{below}")
+                    }
+                }
+                None => format!("{prefix}{{{}}}", binding.split(')').next().unwrap()),
+            };
+            let methods = line.rsplit('"').nth(1).expect("a prefix route without methods");
+            routes.push((template, methods.split(", ").map(str::to_string).collect()));
         }
     }
     routes
@@ -376,7 +387,7 @@ fn the_document_is_valid_openapi_3_1_and_lists_every_route() {
     // Every route the router has is in the document, with the same methods
     // (and OPTIONS, which every known path answers) ...
     let routes = router_routes();
-    assert!(routes.len() >= 13, "read too few routes from src/http/mod.rs: {routes:?}");
+    assert!(routes.len() >= 23, "read too few routes from src/http/mod.rs: {routes:?}");
     let mut covered = BTreeSet::new();
     for (path, methods) in &routes {
         let template = c.find_path(path).unwrap_or_else(|| panic!("the route {path} is not in the document"));

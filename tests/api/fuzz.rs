@@ -12,7 +12,9 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::contract::python_tools;
-use crate::helpers::{json_of, project_root, random_email, random_hex, spawn_app_with, Profile, TestApp};
+use crate::helpers::{
+    json_of, project_root, random_email, random_hex, spawn_app_with, sql_str, Profile, TestApp, ADMIN_TOKEN,
+};
 
 /// Limits high enough that the fuzzer explores the endpoints rather than the
 /// 429s (which the document still declares), and access tokens that outlive
@@ -103,9 +105,9 @@ async fn schemathesis_finds_no_server_error_and_no_contract_violation() {
     // Revoking a session (the stateful phase follows the link from the
     // sessions list to DELETE, and may pick the caller's own), logging out
     // and signing out everywhere end the session of the token: each run is a user of its own, so
-    // that one run ending sessions cannot end another's, and the three run
+    // that one run ending sessions cannot end another's, and the runs go
     // side by side (one after another they were the suite's longest test).
-    let runs: [&[&str]; 3] = [
+    let runs: [&[&str]; 4] = [
         &[
             "--exclude-operation-id",
             "revokeSession",
@@ -113,6 +115,8 @@ async fn schemathesis_finds_no_server_error_and_no_contract_violation() {
             "logout",
             "--exclude-operation-id",
             "signOutEverywhere",
+            "--exclude-tag",
+            "admin",
         ],
         &["--include-operation-id", "listSessions", "--include-operation-id", "revokeSession"],
         // Alone, it has no links to follow: no stateful phase.
@@ -124,14 +128,30 @@ async fn schemathesis_finds_no_server_error_and_no_contract_violation() {
             "--phases",
             "examples,coverage,fuzzing",
         ],
+        // The admin API, with a service token that has every scope (every
+        // Worker's ADMIN_API_TOKENS, tests/api/helpers.rs); its ids and
+        // destinations are generated, so it finds no user of the other runs.
+        &["--include-tag", "admin"],
     ];
     let started = Instant::now();
     let mut running = Vec::new();
     for (n, filter) in runs.into_iter().enumerate() {
-        let email = if n == 0 { email.clone() } else { new_user(&app).await };
-        let access = sign_in(&app, &email).await;
-        let (st, app, dir) = (st.clone(), app.clone(), work_dir.join(format!("run-{n}")));
+        let (st, dir) = (st.clone(), work_dir.join(format!("run-{n}")));
         std::fs::create_dir_all(&dir).unwrap();
+        let access = if n == 3 {
+            // Every `{id}` is a user of the admin run's own, so its answers
+            // are the user's, not only 404s (schemathesis.toml in its
+            // working directory, `[parameters]`: schemathesis.readthedocs.io,
+            // reference/configuration).
+            let email = new_user(&app).await;
+            let id = &app.d1(&format!("SELECT id FROM users WHERE email = {}", sql_str(&email))).await[0]["id"];
+            std::fs::write(dir.join("schemathesis.toml"), format!("[parameters]\n\"path.id\" = {id}\n")).unwrap();
+            ADMIN_TOKEN.to_string()
+        } else {
+            let email = if n == 0 { email.clone() } else { new_user(&app).await };
+            sign_in(&app, &email).await
+        };
+        let app = app.clone();
         running.push(tokio::task::spawn_blocking(move || schemathesis(&st, &app, &access, filter, &dir)));
     }
     let mut total = 0;

@@ -27,6 +27,18 @@ pub const TEST_KEY_B: &str = "key-b:HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE"
 pub const TWILIO_SID: &str = "AC00000000000000000000000000000000";
 pub const TWILIO_TOKEN: &str = "twilio-test-auth-token";
 pub const MAIL_KEY: &str = "re_test_mail_api_key";
+/// Admin API tokens, in the shape scripts/admin-token.sh mints: `ADMIN_TOKEN`
+/// (id `ops`) has every scope, `SUPPORT_TOKEN` (id `support`) `users:read` only.
+pub const ADMIN_TOKEN: &str = "oea_YwfrINqH20j7DHSwTlZ5Y-QEoZq-mJ4y1HrX9f7hVxQ";
+pub const SUPPORT_TOKEN: &str = "oea_1VKHyHu2E1TNFy7z30WJpBiVnTqPYNptCfmE22VOYUg";
+
+/// Every test Worker's `ADMIN_API_TOKENS`: the two tokens' entries.
+fn admin_api_tokens() -> String {
+    use otp_edge::domain::crypto::{hex, sha256};
+    let entry = |id: &str, scopes: &str, token: &str| format!("{id}:{scopes}:{}", hex(&sha256(token.as_bytes())));
+    let ops = entry("ops", "users:read users:write sessions:write audit:read", ADMIN_TOKEN);
+    format!("{ops},{}", entry("support", "users:read", SUPPORT_TOKEN))
+}
 
 /// A named set of settings; each profile gets its own running Worker.
 #[derive(Clone, Copy)]
@@ -82,6 +94,7 @@ fn base_vars(mail: &str, sms: &str, captcha: &str) -> Vec<(String, String)> {
         v("JWT_ISSUER", WORKER_ADDRESS),
         // Used only by profiles that set TURNSTILE_SECRET_KEY.
         v("TURNSTILE_API_BASE", captcha),
+        v("ADMIN_API_TOKENS", &admin_api_tokens()),
     ]
 }
 

@@ -2,6 +2,7 @@
 //! One file per endpoint or flow; `helpers` starts everything.
 
 mod account;
+mod admin;
 mod audit;
 mod bad_input;
 mod browser;

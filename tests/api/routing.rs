@@ -4,7 +4,15 @@ use crate::helpers::spawn_app;
 async fn unknown_paths_get_a_json_404() {
     let app = spawn_app().await;
 
-    for path in ["/nope", "/api/auth/otp/", "/healthz/extra", "/api/auth/sessions/a/b"] {
+    for path in [
+        "/nope",
+        "/api/auth/otp/",
+        "/healthz/extra",
+        "/api/auth/sessions/a/b",
+        "/api/admin/",
+        "/api/admin/users//disable/",
+        "/api/admin/users/67e55044-10b1-426f-9247-bb680e5fe0c8/sessions/revoke/",
+    ] {
         let resp = app.get(path).await;
         assert_eq!(resp.status(), 404, "{path}");
         assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
@@ -43,6 +51,9 @@ async fn unknown_methods_get_a_json_405_not_the_get_answer() {
         ("PROPFIND", "/healthz", "GET"),
         ("QUERY", "/api/auth/me/", "GET, DELETE, PATCH"),
         ("PATCH", "/api/auth/otp/request/", "POST"),
+        ("POST", "/api/admin/users/", "GET"),
+        ("GET", "/api/admin/users/67e55044-10b1-426f-9247-bb680e5fe0c8/disable/", "POST"),
+        ("POST", "/api/admin/users/67e55044-10b1-426f-9247-bb680e5fe0c8/sessions/", "DELETE"),
     ] {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let resp = app.send(app.client.request(method.clone(), app.url(path))).await;

@@ -4,6 +4,7 @@
 //! the test moves. A `World` is one deployment; `world.app(ip)` one request.
 
 mod account;
+mod admin;
 mod cleanup;
 mod disabled;
 mod limits;
