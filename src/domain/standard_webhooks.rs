@@ -107,8 +107,10 @@ impl EventType {
         Some(match event {
             "user_created" => EventType::UserCreated,
             "session_created" => EventType::SessionCreated,
-            // One session ended, or every other one (or all) of the user's.
+            // One session ended, or every other one (or all) of the user's;
+            // or an admin ended them all (revoking them, or disabling the user).
             "session_revoked" | "sessions_revoked" => EventType::SessionRevoked,
+            "admin_sessions_revoked" | "admin_user_disabled" if outcome == "ok" => EventType::SessionRevoked,
             "refresh_reuse_detected" => EventType::RefreshTokenReuseDetected,
             "destination_added" => EventType::DestinationAdded,
             "account_deleted" => EventType::AccountDeleted,
@@ -260,6 +262,9 @@ mod tests {
         assert_eq!(t("session_created", "ok"), Some("session.created"));
         assert_eq!(t("session_revoked", "logout"), Some("session.revoked"));
         assert_eq!(t("sessions_revoked", "others"), Some("session.revoked"));
+        assert_eq!(t("session_revoked", "token_revoked"), Some("session.revoked"));
+        assert_eq!(t("admin_sessions_revoked", "ok"), Some("session.revoked"));
+        assert_eq!(t("admin_user_disabled", "ok"), Some("session.revoked"));
         assert_eq!(t("refresh_reuse_detected", "session_revoked"), Some("refresh_token.reuse_detected"));
         assert_eq!(t("destination_added", "phone"), Some("destination.added"));
         assert_eq!(t("account_deleted", "ok"), Some("account.deleted"));
@@ -278,6 +283,12 @@ mod tests {
             ("otp_delivered", "ok"),
             ("otp_delivery_retry", "provider_unavailable"),
             ("webhook_dead_lettered", "session.created"),
+            // An admin's look, a change that changed nothing, a refusal.
+            ("admin_user_viewed", "ok"),
+            ("admin_user_enabled", "ok"),
+            ("admin_user_disabled", "unchanged"),
+            ("admin_sessions_revoked", "not_found"),
+            ("admin_denied", "insufficient_scope"),
         ] {
             assert_eq!(t(event, outcome), None, "{event}");
         }

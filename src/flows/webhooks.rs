@@ -27,10 +27,20 @@ const REPLAY_ROUNDS: u32 = 10;
 /// What a webhook's `data` may hold of an audit event (an allow list, so a
 /// field added to the trail is not sent unless added here): its name and
 /// outcome, the request id, the ids it names, the destination masked, a
-/// provider's error code, a delivery's attempt. Never a code, a token, an
-/// address or the client's IP hash.
-const DATA_FIELDS: [&str; 9] =
-    ["event", "outcome", "request_id", "user_id", "session_id", "otp_id", "destination", "provider_code", "attempt"];
+/// provider's error code, a delivery's attempt, the admin token's id that
+/// acted (`actor`). Never a code, a token, an address or the client's IP hash.
+const DATA_FIELDS: [&str; 10] = [
+    "event",
+    "outcome",
+    "request_id",
+    "user_id",
+    "session_id",
+    "otp_id",
+    "destination",
+    "provider_code",
+    "attempt",
+    "actor",
+];
 
 /// A deleted account's event names the account's id alone: receivers erase
 /// what they hold of it (GDPR Art. 17(2), 19), and nothing more of the
