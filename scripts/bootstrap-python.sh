@@ -2,8 +2,11 @@
 # Python tools for the tests: schemathesis, which fuzzes the Worker against
 # src/http/assets/openapi.json (tests/api/fuzz.rs); openapi-spec-validator, which
 # checks that document against the OpenAPI 3.1 specification's own schema
-# (tests/api/contract.rs); and openapi-python-client, which generates a
-# Python client from the served document (tests/api/generated_client.rs).
+# (tests/api/contract.rs); openapi-python-client, which generates a
+# Python client from the served document (tests/api/generated_client.rs);
+# and standardwebhooks, the Standard Webhooks project's own library, which
+# verifies the Worker's signed webhooks as a receiver would
+# (tests/api/webhooks.rs, tests/python/verify_webhooks.py).
 # Installed with the machine's python3 into a project-local virtualenv,
 # target/venv, so a clean clone has none and `cargo clean` or
 # `git clean -xdf` removes it.
@@ -12,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PINNED="schemathesis==4.32.5 openapi-spec-validator==0.9.0 openapi-python-client==0.29.1"
+PINNED="schemathesis==4.32.5 openapi-spec-validator==0.9.0 openapi-python-client==0.29.1 standardwebhooks==1.1.0"
 VENV=target/venv
 
 say() { printf 'bootstrap-python: %s\n' "$*" >&2; }

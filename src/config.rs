@@ -15,6 +15,7 @@ use crate::domain::otp::{self, OtpCode};
 pub use crate::domain::outbound::{MailConfig, MailProvider, TwilioConfig, TwilioSender};
 pub use crate::domain::secret::Secret;
 use crate::domain::sms_policy::{self, SmsPolicy};
+use crate::domain::standard_webhooks::{self as webhooks, EventType, SigningKey};
 pub use crate::domain::tokens::SigningKeySeed;
 use crate::domain::tokens::TokenSettings;
 
@@ -143,9 +144,24 @@ pub struct Config {
     pub turnstile: Option<TurnstileConfig>,
     /// `TURNSTILE_SITE_KEY`: the widget the demo page shows.
     pub turnstile_site_key: Option<String>,
+    /// Signed webhooks of audit events (`WEBHOOK_URL`); none without a URL.
+    pub webhooks: Option<WebhookConfig>,
     /// `ADMIN_API_TOKENS`: the admin API's service tokens, as hashes and
     /// scopes (`domain::admin`); none: every admin request is 401.
     pub admin_tokens: Vec<AdminToken>,
+}
+
+/// Where audit events go as Standard Webhooks, and how (README "Webhooks").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// `WEBHOOK_URL`, whole: https in production.
+    pub url: String,
+    /// `WEBHOOK_SECRET`: the key of the `whsec_` secret.
+    pub key: SigningKey,
+    /// `WEBHOOK_EVENTS`: the types sent; others are not queued.
+    pub events: Vec<EventType>,
+    /// `WEBHOOK_RETRY_DELAYS_SECONDS`: the wait before each retry.
+    pub retry_delays: Vec<u32>,
 }
 
 /// Which OTP requests need a Turnstile token.
@@ -394,6 +410,7 @@ impl Config {
         let admin_tokens = crate::domain::admin::parse_tokens(&s.get("ADMIN_API_TOKENS").unwrap_or_default())
             .map_err(|p| err("ADMIN_API_TOKENS", p))?;
         let limits = parse_limits(&s)?;
+        let webhooks = parse_webhooks(&s)?;
         // The service's public URL (https://auth.example.com), so JWT
         // middleware finds the keys from it (/.well-known/openid-configuration).
         let issuer = s.get("JWT_ISSUER").unwrap_or_else(|| "otp-edge".to_string());
@@ -437,6 +454,7 @@ impl Config {
             demo_page,
             turnstile,
             turnstile_site_key,
+            webhooks,
             admin_tokens,
         })
     }
@@ -508,6 +526,35 @@ fn parse_limits(s: &Settings) -> Result<LimitSettings, ConfigError> {
         ip48_requests: count("IPV6_48_REQUESTS_PER_HOUR", 1200)?,
         ip48_verifies: count("IPV6_48_VERIFIES_PER_HOUR", 2400)?,
     })
+}
+
+/// The webhook settings, when `WEBHOOK_URL` is set. The URL is checked as
+/// the provider base URLs are (https in production) and kept whole.
+fn parse_webhooks(s: &Settings) -> Result<Option<WebhookConfig>, ConfigError> {
+    let Some(url) = s.get("WEBHOOK_URL") else { return Ok(None) };
+    s.base_url("WEBHOOK_URL", "")?;
+    // Never echoed: a malformed secret is described, not shown.
+    let key = SigningKey::parse(&s.required("WEBHOOK_SECRET")?)
+        .ok_or_else(|| err("WEBHOOK_SECRET", "must be whsec_ followed by the base64 of 24 to 64 random bytes"))?;
+    let events = webhooks::parse_event_types(&s.get("WEBHOOK_EVENTS").unwrap_or_else(|| "all".into()))
+        .map_err(|p| err("WEBHOOK_EVENTS", p))?;
+    let retry_delays = match s.get("WEBHOOK_RETRY_DELAYS_SECONDS") {
+        None => webhooks::DEFAULT_RETRY_DELAYS.to_vec(),
+        Some(list) => {
+            let bad =
+                || err("WEBHOOK_RETRY_DELAYS_SECONDS", "must be 1 to 100 comma-separated seconds, each 1 to 43200");
+            let mut delays = Vec::new();
+            for d in list.split(',') {
+                let d = d.trim().parse::<u32>().ok().filter(|d| (1..=webhooks::MAX_DELAY_SECONDS).contains(d));
+                delays.push(d.ok_or_else(bad)?);
+            }
+            if delays.len() > 100 {
+                return Err(bad());
+            }
+            delays
+        }
+    };
+    Ok(Some(WebhookConfig { url, key, events, retry_delays }))
 }
 
 fn parse_mail(s: &Settings) -> Result<MailConfig, ConfigError> {
@@ -931,6 +978,62 @@ mod tests {
         let mut d = dev();
         d.insert("PUBLIC_BASE_URL", "http://127.0.0.1:8787".into());
         assert_eq!(parse(&d).unwrap().public_base_url.as_deref(), Some("http://127.0.0.1:8787"));
+    }
+
+    #[test]
+    fn webhooks_need_a_url_an_https_one_in_production_and_a_whsec_secret() {
+        const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let mut m = prod();
+        // No URL: no webhooks, whatever else is set.
+        m.insert("WEBHOOK_SECRET", "nonsense".into());
+        m.insert("WEBHOOK_EVENTS", "nonsense".into());
+        assert_eq!(parse(&m).unwrap().webhooks, None);
+        m.insert("WEBHOOK_URL", "https://hooks.acme.test/otp-edge/".into());
+        m.remove("WEBHOOK_EVENTS");
+        let e = parse(&m).unwrap_err();
+        assert_eq!(e.setting, "WEBHOOK_SECRET");
+        assert!(!e.to_string().contains("nonsense"), "{e}");
+        m.insert("WEBHOOK_SECRET", SECRET.into());
+        let w = parse(&m).unwrap().webhooks.unwrap();
+        // The URL is kept whole, its trailing slash too.
+        assert_eq!(w.url, "https://hooks.acme.test/otp-edge/");
+        assert_eq!((w.events.len(), w.retry_delays.as_slice()), (8, &webhooks::DEFAULT_RETRY_DELAYS[..]));
+        assert_eq!(w.key, SigningKey::parse(SECRET).unwrap());
+        assert!(!format!("{w:?}").contains("MfKQ9r8"));
+        // A short (23-byte) key, or one without the prefix, is refused unseen.
+        for bad in ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLa", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"] {
+            m.insert("WEBHOOK_SECRET", bad.into());
+            let e = parse(&m).unwrap_err();
+            assert_eq!(e.setting, "WEBHOOK_SECRET");
+            assert!(!e.to_string().contains("MfKQ9r8"), "{e}");
+        }
+        m.insert("WEBHOOK_SECRET", SECRET.into());
+        m.insert("WEBHOOK_EVENTS", "session.created,session.revoked".into());
+        assert_eq!(parse(&m).unwrap().webhooks.unwrap().events, [EventType::SessionCreated, EventType::SessionRevoked]);
+        m.insert("WEBHOOK_EVENTS", "session.created,user.updated".into());
+        assert_eq!(parse(&m).unwrap_err().setting, "WEBHOOK_EVENTS");
+        m.remove("WEBHOOK_EVENTS");
+        m.insert("WEBHOOK_RETRY_DELAYS_SECONDS", "1, 2,4".into());
+        assert_eq!(parse(&m).unwrap().webhooks.unwrap().retry_delays, [1, 2, 4]);
+        for bad in ["", "1,,2", "43201", "0", "-1", "a"] {
+            m.insert("WEBHOOK_RETRY_DELAYS_SECONDS", bad.into());
+            let parsed = parse(&m);
+            // An empty value is unset: the default schedule.
+            if bad.is_empty() {
+                assert_eq!(parsed.unwrap().webhooks.unwrap().retry_delays.len(), 9);
+            } else {
+                assert_eq!(parsed.unwrap_err().setting, "WEBHOOK_RETRY_DELAYS_SECONDS", "{bad}");
+            }
+        }
+        m.remove("WEBHOOK_RETRY_DELAYS_SECONDS");
+        m.insert("WEBHOOK_URL", "http://hooks.acme.test/x".into());
+        assert_eq!(parse(&m).unwrap_err().setting, "WEBHOOK_URL");
+        m.insert("WEBHOOK_URL", "hooks.acme.test".into());
+        assert_eq!(parse(&m).unwrap_err().setting, "WEBHOOK_URL");
+        let mut d = dev();
+        d.insert("WEBHOOK_URL", "http://127.0.0.1:9999/hook".into());
+        d.insert("WEBHOOK_SECRET", SECRET.into());
+        assert_eq!(parse(&d).unwrap().webhooks.unwrap().url, "http://127.0.0.1:9999/hook");
     }
 
     #[test]

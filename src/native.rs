@@ -24,6 +24,7 @@ use crate::domain::limits::{self, Breaker, EventLog, GuessPolicy, Judged, Outcom
 use crate::domain::outbound::ProviderRequest;
 use crate::ports::{
     Answer, Arg, Background, Clock, Database, DeliveryQueue, Fut, Limiter, Ports, Row, Sender, Stmt, StoreError,
+    WebhookQueue,
 };
 
 /// Returns `Pending` once, then `Ready`: a round trip's await.
@@ -442,6 +443,35 @@ impl DeliveryQueue for Jobs {
     }
 }
 
+/// The webhook queue: each `sendBatch`'s messages, for the test to look at
+/// or consume (`flows::webhooks::consume`).
+#[derive(Default)]
+pub struct Hooks {
+    pub batches: RefCell<Vec<Vec<String>>>,
+    /// Whether the next `sendBatch` fails (the queue unavailable).
+    pub fail_next: Cell<bool>,
+    trips: Rc<Trips>,
+}
+
+impl Hooks {
+    /// Every message sent so far, in order, taken out.
+    pub fn take(&self) -> Vec<String> {
+        self.batches.borrow_mut().drain(..).flatten().collect()
+    }
+}
+
+impl WebhookQueue for Hooks {
+    fn send_batch(&self, messages: Vec<String>) -> Fut<'_, Result<(), StoreError>> {
+        Box::pin(trip(&self.trips, &self.trips.queue_sends, move || {
+            if self.fail_next.replace(false) {
+                return Err(StoreError("Queue send failed: the queue is unavailable".into()));
+            }
+            self.batches.borrow_mut().push(messages);
+            Ok(())
+        }))
+    }
+}
+
 /// Time as the test sets it; sleeping moves it on at once.
 pub struct TestClock(pub Cell<i64>);
 
@@ -496,6 +526,7 @@ pub struct Fakes {
     pub limiter: Rc<Objects>,
     pub providers: Rc<Providers>,
     pub queue: Rc<Jobs>,
+    pub hooks: Rc<Hooks>,
     pub clock: Rc<TestClock>,
     pub entropy: Rc<SeededEntropy>,
     pub later: Rc<Later>,
@@ -518,6 +549,7 @@ impl Fakes {
             }),
             providers: Rc::new(Providers { trips: trips.clone(), ..Providers::default() }),
             queue: Rc::new(Jobs { trips: trips.clone(), ..Jobs::default() }),
+            hooks: Rc::new(Hooks { trips: trips.clone(), ..Hooks::default() }),
             later: Rc::new(Later::default()),
             entropy: Rc::new(SeededEntropy(Cell::new(0x5EED))),
             clock,
@@ -531,6 +563,7 @@ impl Fakes {
             limiter: self.limiter.clone(),
             sender: self.providers.clone(),
             queue: Some(self.queue.clone()),
+            webhooks: Some(self.hooks.clone()),
             clock: self.clock.clone(),
             entropy: self.entropy.clone(),
             background: self.later.clone(),

@@ -292,6 +292,13 @@ pub trait DeliveryQueue {
     fn enqueue(&self, job: &DeliveryJob, delay_seconds: u64) -> Fut<'_, Result<(), StoreError>>;
 }
 
+/// The webhook queue: signed webhooks sent later by this Worker's consumer
+/// (`flows::webhooks`), each message a `standard_webhooks::Queued`.
+pub trait WebhookQueue {
+    /// One `sendBatch` (at most 100 messages and 256 KB).
+    fn send_batch(&self, messages: Vec<String>) -> Fut<'_, Result<(), StoreError>>;
+}
+
 /// Everything a flow may reach outside itself. Cheap to clone, so work
 /// after the answer can take its own copy.
 #[derive(Clone)]
@@ -301,6 +308,8 @@ pub struct Ports {
     pub sender: Rc<dyn Sender>,
     /// `None` where no delivery queue is bound: codes are then sent directly.
     pub queue: Option<Rc<dyn DeliveryQueue>>,
+    /// `None` where no webhook queue is bound: webhooks are then not sent.
+    pub webhooks: Option<Rc<dyn WebhookQueue>>,
     pub clock: Rc<dyn Clock>,
     /// Random bytes for codes, ids, tokens and nonces.
     pub entropy: Rc<dyn Entropy>,

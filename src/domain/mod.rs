@@ -13,6 +13,7 @@ pub mod otp;
 pub mod outbound;
 pub mod secret;
 pub mod sms_policy;
+pub mod standard_webhooks;
 pub mod time;
 pub mod tokens;
 pub mod turnstile;

@@ -56,6 +56,8 @@ pub enum Provider {
     Twilio,
     /// Cloudflare Turnstile's siteverify (not a delivery provider).
     Turnstile,
+    /// The operator's webhook receiver (`flows::webhooks`; not a delivery provider).
+    Webhook,
 }
 
 impl Provider {
@@ -65,6 +67,7 @@ impl Provider {
             Provider::Postmark => "postmark",
             Provider::Twilio => "twilio",
             Provider::Turnstile => "turnstile",
+            Provider::Webhook => "webhook",
         }
     }
 }
@@ -287,7 +290,7 @@ pub fn classify(provider: Provider, answer: &ProviderAnswer) -> Outcome {
         Provider::Twilio => twilio(status, body.get("code").and_then(|c| c.as_i64()), retry_after),
         Provider::Postmark => postmark(status, body.get("ErrorCode").and_then(|c| c.as_i64()), retry_after),
         Provider::Resend => resend(status, body.get("name").and_then(|n| n.as_str()), retry_after),
-        Provider::Turnstile => by_status(status, None, retry_after),
+        Provider::Turnstile | Provider::Webhook => by_status(status, None, retry_after),
     }
 }
 

@@ -246,8 +246,8 @@ pub struct AnonymisedRows {
 
 /// Deletes the caller's account, given a fresh `verify` verification token
 /// for one of its destinations (`STEP_UP_MS`): one D1 transaction
-/// (`Db::delete_user`). Its audit event names neither the user nor a
-/// destination.
+/// (`Db::delete_user`). Its stored audit event names neither the user nor
+/// a destination.
 pub async fn delete_account<'a>(
     app: &App,
     who: &'a Principal,
@@ -271,7 +271,9 @@ pub async fn delete_account<'a>(
     let Some(erased) = app.db.delete_user(&erasure).await.map_err(db_down)? else {
         return Err(Error::VerificationTokenInvalid);
     };
-    app.audit(Event::new("account_deleted", "ok"));
+    // Its D1 row keeps no user id (the account is gone when it is stored:
+    // `Db::insert_audit`); its webhook tells receivers which account to erase.
+    app.audit(Event::new("account_deleted", "ok").user(Some(&who.user_id)));
     let Erased { sessions, devices, otp_requests, verification_tokens, audit_events } = erased;
     Ok(AccountDeleted {
         message: "Account deleted",

@@ -358,7 +358,7 @@ pub fn send_after_response(config: &'static Config, ports: &Ports, trail: &Trail
     let background = ports.background.clone();
     background.spawn(Box::pin(async move {
         queue_login(config, &ports, &trail, &job).await;
-        Db::new(ports.db.clone()).keep_audit(&trail.take(), &*ports.clock).await;
+        super::keep_events(config, &ports, &trail.take()).await;
     }));
 }
 

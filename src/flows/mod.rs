@@ -17,11 +17,12 @@ pub mod recover;
 pub mod refresh;
 pub mod register;
 pub mod session;
+pub mod webhooks;
 
 #[cfg(test)]
 mod tests;
 
-use crate::audit::{Event, Trail};
+use crate::audit::{AuditEvent, Event, Trail};
 use crate::config::Config;
 use crate::domain::tokens::Keys;
 use crate::ports::Ports;
@@ -77,13 +78,21 @@ impl App {
         self.trail.record(event, self.ports.clock.now_ms());
     }
 
-    /// Stores this request's audit events after the response.
+    /// Keeps this request's audit events after the response (`keep_events`).
     pub fn store_trail(&self) {
         let events = self.trail.take();
         if events.is_empty() {
             return;
         }
-        let (db, clock) = (self.db.clone(), self.ports.clock.clone());
-        self.ports.background.spawn(Box::pin(async move { db.keep_audit(&events, &*clock).await }));
+        let (config, ports) = (self.config, self.ports.clone());
+        self.ports.background.spawn(Box::pin(async move { keep_events(config, &ports, &events).await }));
     }
+}
+
+/// Where every recorded audit event goes, after the answer: its D1 row, and
+/// for the events the webhook settings select, the webhook queue (one
+/// `sendBatch`). Failures are logged.
+pub async fn keep_events(config: &Config, ports: &Ports, events: &[AuditEvent]) {
+    Db::new(ports.db.clone()).keep_audit(events, &*ports.clock).await;
+    webhooks::publish(config, ports, events).await;
 }

@@ -186,12 +186,12 @@ fn store_after_response(app: &App, row: NewOtp, job: DeliveryJob) {
                     ..job
                 };
                 if !delivery::queue_login(config, &ports, &trail, &job).await {
-                    db.keep_audit(&[own, trail.take()].concat(), &*ports.clock).await;
+                    super::keep_events(config, &ports, &[own, trail.take()].concat()).await;
                 }
             }
             Err(e) => {
                 crate::log::error("otp_store_failed", &format!("{}: {e}", row.id));
-                db.keep_audit(&trail.take(), &*ports.clock).await;
+                super::keep_events(config, &ports, &trail.take()).await;
             }
         }
     }));

@@ -4,9 +4,10 @@
 use super::error::{db_down, Error};
 use super::session::{LoggedIn, Opening};
 use super::App;
+use crate::audit::Event;
 use crate::domain::account::{Device, Username};
 use crate::domain::crypto::uuid_from;
-use crate::domain::destination::Channel;
+use crate::domain::destination::{Channel, Destination};
 use crate::flows::otp_verify::verification_token_hash;
 use crate::store::sessions::{AuthChannel, SessionUser};
 use crate::store::users::CreateUserError;
@@ -42,6 +43,12 @@ pub async fn register(app: &App, input: RegisterInput) -> Result<LoggedIn, Error
     // The token's channel: a new account has that one destination only.
     let channel = if user.email.is_some() { Channel::Email } else { Channel::Phone };
     let logged_in = session.logged_in(app, &user, channel);
+    let destination = user.email.as_deref().or(user.phone_e164.as_deref());
+    let created = Event::new("user_created", "ok").user(Some(&user.id));
+    app.audit(match destination.and_then(|d| Destination::from_stored(channel, d).ok()) {
+        Some(d) => created.destination(&d),
+        None => created,
+    });
     app.audit(super::session::created(&logged_in));
     Ok(logged_in)
 }

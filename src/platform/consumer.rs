@@ -1,37 +1,108 @@
-//! The consumer of the delivery queue and of its dead-letter queue (the
-//! Worker's `queue` entry point).
+//! The queue entry point's work: the delivery queue and its dead-letter
+//! queue, and the webhook queue and its dead-letter queue, told apart by
+//! the batch's queue name (wrangler.toml).
 //!
-//! Retries are re-sent jobs, not `message.retry()`: the job carries its own
-//! try count and the next delay (workers-rs 0.8 does not expose a message's
-//! `attempts`). The platform's own retries (and, after `max_retries`, the
-//! dead-letter queue) catch a consumer that fails before deciding.
+//! Delivery retries are re-sent jobs, not `message.retry()`: the job carries
+//! its own try count and the next delay. The platform's own retries (and,
+//! after `max_retries`, the dead-letter queue) catch a consumer that fails
+//! before deciding.
+//!
+//! Webhook retries are the platform's: `message.retry()` with the backoff's
+//! delay, so that after the consumer's `max_retries` the platform moves the
+//! message to the dead-letter queue. The backoff needs the message's
+//! `attempts` ("The number of times the consumer has attempted to process
+//! this message. Starts at 1": developers.cloudflare.com/queues/configuration/
+//! javascript-apis; miniflare's broker sets it the same way), which
+//! workers-rs 0.8 does not expose: it is read from the platform's message
+//! object.
 
-use worker::{Context, Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
+use worker::js_sys::Reflect;
+use worker::worker_sys::{Message as MessageSys, MessageBatch as MessageBatchSys};
+use worker::{Context, Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, RawMessage};
 
-use super::queue::is_dead_letter_queue;
+use super::queue::{is_dead_letter_queue, is_webhook_queue};
 use super::{env, runtime};
 use crate::audit::Trail;
+use crate::config::Config;
 use crate::domain::delivery::{DeliveryJob, JOB_VERSION};
 use crate::flows::delivery::{self, Courier, Processed};
-use crate::ports::{join_all, StoreError};
+use crate::flows::keep_events;
+use crate::flows::webhooks::{self, Attempted};
+use crate::ports::{join_all, Ports, StoreError};
 
 /// A platform retry after the consumer could not decide (D1 unavailable).
 const UNDECIDED_RETRY_SECONDS: u32 = 5;
 
+/// A dead webhook whose row could not be written waits this long before
+/// the next try.
+const DEAD_LETTER_RETRY_SECONDS: u32 = 60;
+
+fn retry_in(seconds: u32) -> worker::QueueRetryOptions {
+    QueueRetryOptionsBuilder::new().with_delay_seconds(seconds).build()
+}
+
 /// The queue handler: every message of the batch at once.
-pub async fn consume(batch: MessageBatch<String>, env: Env, ctx: Context) {
-    let dead_letters = is_dead_letter_queue(&batch.queue());
+pub async fn consume(raw: MessageBatchSys, env: Env, ctx: Context) {
+    let batch: MessageBatch<String> = MessageBatch::from(raw.clone());
+    let queue = batch.queue();
     let config = match env::config(&env) {
         Ok(config) => config,
         Err(e) => {
             crate::log::error("config_invalid", &e.to_string());
-            batch.retry_all_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(60).build());
+            batch.retry_all_with_options(&retry_in(60));
             return;
         }
     };
     let ports = runtime::ports(&env, ctx);
-    let courier = Courier::new(config, &ports);
-    let (ports, c) = (&ports, &courier);
+    match (is_webhook_queue(&queue), is_dead_letter_queue(&queue)) {
+        (true, false) => send_webhooks(&raw, config, &ports).await,
+        (true, true) => keep_dead_webhooks(&raw, &ports).await,
+        (false, dead_letters) => deliver(batch, dead_letters, config, &ports).await,
+    }
+}
+
+/// Each message of a raw batch, with its body (text) and `attempts`.
+fn with_attempts(raw: &MessageBatchSys) -> Vec<(RawMessage, String, u32)> {
+    let mut out = Vec::new();
+    let Ok(messages) = raw.messages() else { return out };
+    for m in messages.iter() {
+        let attempts = Reflect::get(&m, &"attempts".into()).ok().and_then(|a| a.as_f64()).unwrap_or(1.0);
+        let message = RawMessage::from(MessageSys::from(m));
+        let body = message.body().as_string().unwrap_or_default();
+        out.push((message, body, attempts.max(1.0) as u32));
+    }
+    out
+}
+
+/// The webhook queue: one attempt at each message, side by side; a failed
+/// one is retried by the platform after the backoff's delay.
+async fn send_webhooks(raw: &MessageBatchSys, config: &'static Config, ports: &Ports) {
+    let attempts = with_attempts(raw).into_iter().map(|(message, body, attempts)| async move {
+        match webhooks::attempt(config, ports, &body, attempts).await {
+            Attempted::Done => message.ack(),
+            Attempted::RetryIn(seconds) => message.retry_with_options(&retry_in(seconds)),
+        }
+    });
+    join_all(attempts.collect()).await;
+}
+
+/// The webhook dead-letter queue: each message kept in D1, one at a time.
+async fn keep_dead_webhooks(raw: &MessageBatchSys, ports: &Ports) {
+    for (message, body, _) in with_attempts(raw) {
+        match webhooks::dead_letter(ports, &body).await {
+            Ok(()) => message.ack(),
+            Err(e) => {
+                crate::log::error("dependency_unavailable", &format!("Database: {e}"));
+                message.retry_with_options(&retry_in(DEAD_LETTER_RETRY_SECONDS));
+            }
+        }
+    }
+}
+
+/// The delivery queue (or, with `dead_letters`, its dead-letter queue).
+async fn deliver(batch: MessageBatch<String>, dead_letters: bool, config: &'static Config, ports: &Ports) {
+    let courier = Courier::new(config, ports);
+    let c = &courier;
     // Every message's events, stored in one D1 write for the whole batch.
     let handled = batch.iter().map(|message| async move {
         let message = match message {
@@ -74,9 +145,7 @@ pub async fn consume(batch: MessageBatch<String>, env: Env, ctx: Context) {
                 }
                 Err(e) => {
                     crate::log::error("dependency_unavailable", &format!("Database: {e}"));
-                    message.retry_with_options(
-                        &QueueRetryOptionsBuilder::new().with_delay_seconds(UNDECIDED_RETRY_SECONDS).build(),
-                    );
+                    message.retry_with_options(&retry_in(UNDECIDED_RETRY_SECONDS));
                     // The message comes again, with its carried events.
                     return trail.take();
                 }
@@ -85,5 +154,5 @@ pub async fn consume(batch: MessageBatch<String>, env: Env, ctx: Context) {
         [carried, trail.take()].concat()
     });
     let events = join_all(handled.collect()).await.concat();
-    c.db.keep_audit(&events, &*ports.clock).await;
+    keep_events(config, ports, &events).await;
 }

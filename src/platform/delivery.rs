@@ -1,13 +1,13 @@
-//! The `Sender` port with `fetch`: one request to a provider, aborted when
-//! its time runs out. What to send and whether to try again is decided in
+//! The `Sender` port with `fetch`: one request to a provider (or to the
+//! webhook receiver), aborted when its time runs out. What to send and whether to try again is decided in
 //! `flows::delivery` and `domain::delivery`.
 
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
+use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect};
 
-use crate::domain::outbound::ProviderRequest;
+use crate::domain::outbound::{Provider, ProviderRequest};
 use crate::ports::{Answer, Fut, Sender};
 
 pub struct FetchSender;
@@ -27,6 +27,11 @@ async fn send_once(request: &ProviderRequest, timeout: Duration) -> Result<Answe
     }
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_headers(headers).with_body(Some(request.body.clone().into()));
+    if request.provider == Provider::Webhook {
+        // A receiver's 3xx is its answer, a failure: the Standard Webhooks
+        // spec recommends not following redirects ("Delivery success and failure").
+        init.with_redirect(RequestRedirect::Manual);
+    }
     let req = Request::new_with_init(&request.url, &init).map_err(|_| false)?;
 
     let controller = AbortController::default();

@@ -1,5 +1,5 @@
 //! Platform glue: the only code that talks to the Workers runtime (vars and
-//! secrets, D1, the Durable Object, the delivery queue, outbound fetch). The rules it serves live
+//! secrets, D1, the Durable Object, the delivery and webhook queues, outbound fetch). The rules it serves live
 //! in `domain` and `config`, which do not import `worker`.
 
 pub mod assets;

@@ -1,15 +1,16 @@
 //! The ports of one Worker invocation, on the Workers runtime: D1, the
-//! rate-limiter objects, `fetch`, the delivery queue, `Date.now()` and
-//! timers, and `ctx.waitUntil`.
+//! rate-limiter objects, `fetch`, the delivery and webhook queues,
+//! `Date.now()` and timers, and `ctx.waitUntil`.
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use worker::{Context, Date, Delay, Env};
 
-use super::{d1::D1, delivery::FetchSender, limiter::DurableLimiter, queue::WorkersQueue};
+use super::queue::{WebhooksQueue, WorkersQueue};
+use super::{d1::D1, delivery::FetchSender, limiter::DurableLimiter};
 use crate::domain::crypto::Csprng;
-use crate::ports::{Background, Clock, DeliveryQueue, Fut, Ports};
+use crate::ports::{Background, Clock, DeliveryQueue, Fut, Ports, WebhookQueue};
 
 pub struct WorkerClock;
 
@@ -41,6 +42,7 @@ pub fn ports(env: &Env, ctx: Context) -> Ports {
         limiter: Rc::new(DurableLimiter::from_env(env)),
         sender: Rc::new(FetchSender),
         queue,
+        webhooks: WebhooksQueue::from_env(env).map(|q| Rc::new(q) as Rc<dyn WebhookQueue>),
         clock: Rc::new(WorkerClock),
         entropy: Rc::new(Csprng),
         background: Rc::new(WaitUntil(ctx)),

@@ -1,10 +1,11 @@
 //! Every SQL statement the service runs, per aggregate: codes (`otp`),
 //! accounts (`users`), sessions and refresh tokens (`sessions`), the audit
-//! trail (`audit`) and the cron cleanup (`maintenance`). Statements are plain
-//! data (`ports::Stmt`) run through the `Database` port, so the same SQL runs
-//! on D1 in the Worker and on SQLite in native tests. Read-modify-write steps
-//! are single statements (`UPDATE ... RETURNING`) or one batch (one
-//! transaction), so parallel requests cannot interleave them.
+//! trail (`audit`), the dead webhooks (`webhooks`) and the cron cleanup
+//! (`maintenance`). Statements are plain data (`ports::Stmt`) run through the
+//! `Database` port, so the same SQL runs on D1 in the Worker and on SQLite in
+//! native tests. Read-modify-write steps are single statements (`UPDATE ...
+//! RETURNING`) or one batch (one transaction), so parallel requests cannot
+//! interleave them.
 
 pub mod admin;
 pub mod audit;
@@ -12,6 +13,7 @@ pub mod maintenance;
 pub mod otp;
 pub mod sessions;
 pub mod users;
+pub mod webhooks;
 
 use std::rc::Rc;
 

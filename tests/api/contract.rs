@@ -233,6 +233,45 @@ impl Contract {
     }
 }
 
+/// Checks a webhook as its receiver got it against the document's
+/// `webhooks` entry for its `type`: the required `webhook-*` headers and
+/// their schemas, and the JSON body against the request body's schema.
+pub fn check_webhook(kind: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+    let c = contract();
+    let op = format!("#/webhooks/{}/post", escape(kind));
+    if c.doc.pointer(&op[1..]).is_none() {
+        return Err(format!("the document has no webhook {kind}"));
+    }
+    let parameters = c.at(&format!("{op}/parameters")).as_array().cloned().unwrap_or_default();
+    for i in 0..parameters.len() {
+        let (reference, parameter) = c.resolve(format!("{op}/parameters/{i}"));
+        let name = parameter["name"].as_str().unwrap_or_default();
+        let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) else {
+            return Err(format!("the required header {name} is missing"));
+        };
+        let instance = match parameter["schema"]["type"].as_str() {
+            Some("integer") => serde_json::from_str::<Value>(value).map_err(|_| format!("{name} is not a number"))?,
+            _ => Value::String(value.to_string()),
+        };
+        c.validate(&format!("{reference}/schema"), &instance).map_err(|e| format!("the header {name}: {e}"))?;
+    }
+    let instance = serde_json::from_slice::<Value>(body).map_err(|e| format!("the body is not JSON ({e})"))?;
+    c.validate(&format!("{op}/requestBody/content/application~1json/schema"), &instance)
+        .map_err(|e| format!("the body {e}"))
+}
+
+/// The document's webhooks: each type and its example body.
+pub fn webhook_examples() -> Vec<(String, Value)> {
+    let hooks = contract().doc["webhooks"].as_object().cloned().unwrap_or_default();
+    hooks
+        .into_iter()
+        .map(|(kind, item)| {
+            let example = item["post"]["requestBody"]["content"]["application/json"]["example"].clone();
+            (kind, example)
+        })
+        .collect()
+}
+
 /// The methods a path item lists, upper-case, OPTIONS last if listed.
 fn declared_methods(item: &Value) -> Vec<String> {
     METHODS.iter().filter(|m| item.get(**m).is_some()).map(|m| m.to_uppercase()).collect()

@@ -29,7 +29,7 @@ async fn deploy_bundle_packages() {
         let gzipped: u64 = String::from_utf8_lossy(&gzip.stdout).trim().parse().expect("a byte count");
         assert!(gzipped < 400_000, "the gzipped wasm is {gzipped} bytes, over the 400 KB budget");
         // The bindings the service needs are in the bundle's manifest.
-        for binding in ["RATE_LIMITER", "DB", "DELIVERY_QUEUE"] {
+        for binding in ["RATE_LIMITER", "DB", "DELIVERY_QUEUE", "WEBHOOK_QUEUE"] {
             assert!(stdout.contains(binding), "no {binding} binding: {stdout}");
         }
     })
@@ -57,6 +57,7 @@ async fn the_staging_environment_packages_with_its_own_resources() {
         for binding in [
             "env.DB (otp-edge-staging)",
             "env.DELIVERY_QUEUE (otp-edge-staging-delivery)",
+            "env.WEBHOOK_QUEUE (otp-edge-staging-webhooks)",
             "env.RATE_LIMITER (RateLimiter)",
             "env.ENVIRONMENT (\"production\")",
             "env.JWT_ISSUER (\"https://auth-staging.example.com\")",

@@ -200,27 +200,41 @@ impl WorkerState {
     /// rate-limiter Durable Object binding: the platform failing to reach
     /// the object, as the service sees it.
     pub async fn start_without_rate_limiter(&self, profile: Profile) -> TestApp {
+        let unbound = ("bindings = [{ name = \"RATE_LIMITER\", class_name = \"RateLimiter\" }]", "bindings = []");
+        self.start_with_wrangler_changes(profile, "no-rate-limiter", &[unbound], false).await
+    }
+
+    /// Starts a Worker on this state with `changes` (from, to) made to
+    /// wrangler.toml, each of which must find its text there; `variant`
+    /// names its files. Unless `healthy`, a 503 from /healthz counts as up.
+    pub async fn start_with_wrangler_changes(
+        &self,
+        profile: Profile,
+        variant: &str,
+        changes: &[(&str, &str)],
+        healthy: bool,
+    ) -> TestApp {
         let root = project_root();
         let config = std::fs::read_to_string(root.join("wrangler.toml")).unwrap();
         let abs = |p: &str| root.join(p).display().to_string();
-        let replaced = [
+        let mut replaced = vec![
             ("main = \"build/index.js\"", format!("main = {:?}", abs("build/index.js"))),
             ("command = \"sh scripts/build.sh\"", "command = \"true\"".to_string()),
             ("migrations_dir = \"migrations\"", format!("migrations_dir = {:?}", abs("migrations"))),
             ("directory = \"src/http/assets\"", format!("directory = {:?}", abs("src/http/assets"))),
-            ("bindings = [{ name = \"RATE_LIMITER\", class_name = \"RateLimiter\" }]", "bindings = []".to_string()),
-        ]
-        .into_iter()
-        .fold(config, |text, (from, to)| {
+        ];
+        replaced.extend(changes.iter().map(|(from, to)| (*from, to.to_string())));
+        let replaced = replaced.into_iter().fold(config, |text, (from, to)| {
             assert!(text.contains(from), "wrangler.toml no longer has {from}");
             text.replace(from, &to)
         });
-        let dir = self.run_dir.join("no-rate-limiter");
+        let dir = self.run_dir.join(variant);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("wrangler.toml"), replaced).unwrap();
-        let log_path = self.run_dir.join(format!("wrangler-{}-no-rate-limiter.log", self.name));
+        let log_path = self.run_dir.join(format!("wrangler-{}-{variant}.log", self.name));
         TestApp::of(
-            launch_with(profile, self.state_dir.clone(), log_path, None, Some(&dir.join("wrangler.toml")), false).await,
+            launch_with(profile, self.state_dir.clone(), log_path, None, Some(&dir.join("wrangler.toml")), healthy)
+                .await,
         )
     }
 

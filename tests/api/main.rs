@@ -32,3 +32,4 @@ mod routing;
 mod sessions;
 mod turnstile;
 mod twilio_status;
+mod webhooks;

@@ -27,7 +27,7 @@ async fn accepted(w: &World, access: &str) -> bool {
 }
 
 /// Runs a flow as one request, then stores its audit trail.
-async fn as_request<T>(w: &World, work: impl AsyncFnOnce(&crate::flows::App) -> T) -> T {
+pub(super) async fn as_request<T>(w: &World, work: impl AsyncFnOnce(&crate::flows::App) -> T) -> T {
     let app = w.app(IP);
     let out = work(&app).await;
     app.store_trail();

@@ -375,3 +375,44 @@ fn the_script_mints_a_256_bit_token_whose_entry_admits_it_once_shown() {
         assert!(!refused.status.success() && refused.stdout.is_empty(), "{bad:?}");
     }
 }
+
+#[test]
+fn an_admin_ending_a_users_sessions_is_a_session_revoked_webhook_naming_the_token() {
+    run(async {
+        let mut settings = vec![("WEBHOOK_URL", "https://hooks.acme.test/h"), ("WEBHOOK_SECRET", SECRET)];
+        let tokens = entry("ops", "users:read users:write sessions:write audit:read", OPS);
+        settings.push(("ADMIN_API_TOKENS", &tokens));
+        let w = World::with(&settings);
+        let user = w.seed_user("ivo@example.com", "active");
+        w.logged_in(IP, "ivo@example.com").await;
+        w.fakes.run_later().await;
+        w.fakes.hooks.take();
+
+        act(&w, OPS, UserKey::Id(&user), Action::RevokeSessions).await.unwrap();
+        act(&w, OPS, UserKey::Id(&user), Action::View).await.unwrap();
+        act(&w, OPS, UserKey::Id(&user), Action::Disable).await.unwrap();
+        act(&w, OPS, UserKey::Id(&user), Action::Disable).await.unwrap();
+
+        let bodies: Vec<serde_json::Value> = w
+            .fakes
+            .hooks
+            .take()
+            .iter()
+            .map(|m| {
+                let q = crate::domain::standard_webhooks::Queued::from_message(m).unwrap();
+                serde_json::from_str(&q.body).unwrap()
+            })
+            .collect();
+        // Revoking and disabling end sessions; a look, or disabling again, does not.
+        let events: Vec<(&str, &str)> =
+            bodies.iter().map(|b| (b["type"].as_str().unwrap(), b["data"]["event"].as_str().unwrap())).collect();
+        assert_eq!(events, [("session.revoked", "admin_sessions_revoked"), ("session.revoked", "admin_user_disabled")]);
+        for b in &bodies {
+            assert_eq!(b["data"]["actor"], "admin:ops");
+            assert_eq!(b["data"]["user_id"], user.as_str());
+            assert!(!b.to_string().contains(OPS), "the token itself: {b}");
+        }
+    })
+}
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

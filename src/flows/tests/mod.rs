@@ -20,6 +20,7 @@ mod round_trips;
 mod sessions;
 mod step_up;
 mod turnstile;
+mod webhooks;
 
 use std::collections::HashMap;
 
@@ -221,7 +222,7 @@ impl World {
                     self.fakes.queue.queued.borrow_mut().push_back((next, seconds));
                 }
             }
-            courier.db.insert_audit(&[carried, trail.take()].concat()).await.unwrap();
+            super::keep_events(self.config, &ports, &[carried, trail.take()].concat()).await;
         }
     }
 
