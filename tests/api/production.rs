@@ -14,6 +14,7 @@ const PRODUCTION: Profile = Profile {
         ("ENVIRONMENT", "production"),
         ("MAIL_API_BASE", "https://mail.invalid"),
         ("TWILIO_API_BASE", "https://sms.invalid"),
+        ("JWT_ISSUER", "https://auth.invalid"),
     ],
 };
 
@@ -23,6 +24,7 @@ const PRODUCTION_WITH_DEMO_PAGE: Profile = Profile {
         ("ENVIRONMENT", "production"),
         ("MAIL_API_BASE", "https://mail.invalid"),
         ("TWILIO_API_BASE", "https://sms.invalid"),
+        ("JWT_ISSUER", "https://auth.invalid"),
         ("DEMO_PAGE", "true"),
     ],
 };
@@ -35,6 +37,7 @@ const PRODUCTION_WITH_LOG_MAIL: Profile = Profile {
         ("MAIL_PROVIDER", "log"),
         ("MAIL_API_BASE", "https://mail.invalid"),
         ("TWILIO_API_BASE", "https://sms.invalid"),
+        ("JWT_ISSUER", "https://auth.invalid"),
     ],
 };
 

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{
     assert_error, is_uuid, json_of, now_ms, random_email, random_hex, random_ip, random_phone, random_uuid, spawn_app,
-    spawn_app_with, sql_str, Profile, TestApp, WorkerState, DEFAULT, TEST_KEY_A, TEST_KEY_B,
+    spawn_app_with, sql_str, Profile, TestApp, WorkerState, TEST_KEY_A, TEST_KEY_B,
 };
 
 /// A rotated refresh token is honoured again for one second only.
@@ -27,19 +27,27 @@ const SHORT_GRACE: Profile = Profile { name: "sessions-short-grace", vars: &[("R
 const SHORT_SESSIONS: Profile =
     Profile { name: "sessions-short-lifetime", vars: &[("SESSION_MAX_LIFETIME_SECONDS", "4")] };
 
+/// Key rotation, step 0: key A alone, as the default Worker has it.
+const SIGNING_WITH_A: Profile =
+    Profile { name: "sessions-keys-a", vars: &[("JWT_SIGNING_KEYS", TEST_KEY_A), ("JWT_ISSUER", "otp-edge")] };
+
 /// Key rotation, step 1: signs with key B, still accepts key A
 /// (`TEST_KEY_B,TEST_KEY_A`; a const cannot concatenate, so spelled out and
 /// checked in the test).
 const SIGNING_WITH_B_ACCEPTING_A: Profile = Profile {
     name: "sessions-keys-b-a",
-    vars: &[(
-        "JWT_SIGNING_KEYS",
-        "key-b:HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE,key-a:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
-    )],
+    vars: &[
+        (
+            "JWT_SIGNING_KEYS",
+            "key-b:HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE,key-a:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+        ),
+        ("JWT_ISSUER", "otp-edge"),
+    ],
 };
 
 /// Key rotation, step 2: key A dropped.
-const SIGNING_WITH_B_ONLY: Profile = Profile { name: "sessions-keys-b", vars: &[("JWT_SIGNING_KEYS", TEST_KEY_B)] };
+const SIGNING_WITH_B_ONLY: Profile =
+    Profile { name: "sessions-keys-b", vars: &[("JWT_SIGNING_KEYS", TEST_KEY_B), ("JWT_ISSUER", "otp-edge")] };
 
 // ---------------------------------------------------------------------------
 // Signing in and registering
@@ -988,8 +996,9 @@ async fn signing_keys_rotate_without_signing_anyone_out() {
     let (kid_b, _) = test_key(TEST_KEY_B);
     let state = WorkerState::new("sessions-key-rotation").await;
 
-    // Signed in while the Worker signs with key A.
-    let app = state.start(DEFAULT).await;
+    // Signed in while the Worker signs with key A. Each start has another
+    // port, so the issuer is fixed here (it is the Worker's URL by default).
+    let app = state.start(SIGNING_WITH_A).await;
     let user = new_user(&app).await;
     assert_eq!(parse_jwt(&user.access).header["kid"], kid_a);
     app.worker.stop().await;
