@@ -84,17 +84,23 @@ async fn verify(
     };
     let (purpose, channel) = (held.purpose, held.channel);
     let guess_hash = otp::code_hash(app.config.otp_pepper.expose(), otp_id, purpose, &input.code);
-    // Made before the transaction, so that it can store them: the session a
+    // Made before the transaction, so that it can store it: the session a
     // login opens, or the single-use token other purposes issue (256 random
-    // bits, base64url; only its SHA-256 is stored).
-    let session =
-        super::session::Opening::new(app, SessionUser::OfCode(otp_id), AuthChannel::Of(channel), &input.device);
-    let token = Base64UrlUnpadded::encode_string(&random_bytes_from::<32>(&*app.ports.entropy));
-    let token_hash = verification_token_hash(&token);
-    let row = session.row();
-    let completion = match purpose {
-        Purpose::Login => Completion::Login(row),
-        Purpose::Register | Purpose::Verify | Purpose::Reset => Completion::Token {
+    // bits, base64url; only its SHA-256 is stored). Only the one the
+    // purpose needs.
+    let (session, token) = match purpose {
+        Purpose::Login => {
+            let user = SessionUser::OfCode(otp_id);
+            (Some(super::session::Opening::new(app, user, AuthChannel::Of(channel), &input.device)), String::new())
+        }
+        Purpose::Register | Purpose::Verify | Purpose::Reset => {
+            (None, Base64UrlUnpadded::encode_string(&random_bytes_from::<32>(&*app.ports.entropy)))
+        }
+    };
+    let token_hash = if session.is_none() { verification_token_hash(&token) } else { String::new() };
+    let completion = match &session {
+        Some(session) => Completion::Login(session.row()),
+        None => Completion::Token {
             hash: &token_hash,
             expires_at_ms: app.now_ms + app.config.otp.verification_token_ttl_seconds as i64 * 1000,
         },
@@ -117,7 +123,10 @@ async fn verify(
     match attempted.attempt {
         Attempt::Refused(state) => Err(invalid(otp::refusal_reason(state.as_ref(), app.now_ms))),
         Attempt::Wrong => Err(invalid(VerifyFailure::WrongCode)),
-        Attempt::LoggedIn(user) => Ok(Verified::Login(session.logged_in(app, &user, channel))),
+        Attempt::LoggedIn(user) => match session {
+            Some(session) => Ok(Verified::Login(session.logged_in(app, &user, channel))),
+            None => Err(Error::internal(format!("otp row {otp_id} logged in for purpose {}", purpose.as_str()))),
+        },
         Attempt::NoActiveUser => match attempted.user_id {
             Some(user_id) if db.user_by_id(&user_id).await.map_err(db_down)?.is_some() => Err(Error::AccountDisabled),
             _ => Err(Error::UserNotFound),
