@@ -680,25 +680,48 @@ async fn start_worker(profile: Profile) -> Arc<RunningWorker> {
 }
 
 /// Builds the Worker (once), and creates `run_dir/state` with the D1
-/// migrations applied; returns the state directory.
+/// migrations applied (a copy of `migrated_template`); returns the state
+/// directory.
 async fn migrated_state_dir(run_dir: &Path) -> PathBuf {
-    tokio::task::spawn_blocking(build_once).await.unwrap();
+    let template = migrated_template().await;
     let state_dir = run_dir.join("state");
     std::fs::create_dir_all(&state_dir).unwrap();
+    let copy = Command::new("cp").arg("-a").arg(template.join(".")).arg(&state_dir).output().expect("cp");
+    assert!(copy.status.success(), "could not copy the migrated state: {}", String::from_utf8_lossy(&copy.stderr));
+    state_dir
+}
 
-    let migrate = tokio::task::spawn_blocking({
-        let state_dir = state_dir.clone();
-        move || {
-            wrangler()
-                .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
-                .arg(&state_dir)
-                .output()
-                .expect("could not run wrangler d1 migrations apply")
-        }
-    })
-    .await
-    .unwrap();
-    assert!(migrate.status.success(), "migrations failed: {}", String::from_utf8_lossy(&migrate.stderr));
+/// A state directory with every D1 migration applied, made once per test
+/// process and copied for each Worker: `wrangler d1 migrations apply` takes
+/// about 10 s of CPU here, and the suite starts dozens of Workers. Removed
+/// when the test process exits (its supervisor, as for a Worker's).
+async fn migrated_template() -> &'static Path {
+    static TEMPLATE: OnceCell<(PathBuf, Mutex<(Child, ChildStdin)>)> = OnceCell::const_new();
+    let (state_dir, _) = TEMPLATE
+        .get_or_init(|| async {
+            tokio::task::spawn_blocking(build_once).await.unwrap();
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("migrated-{}", std::process::id()));
+            let mut idle = Command::new("sleep");
+            idle.arg("infinity");
+            let cleanup = supervise(idle, Path::new("/dev/null"), Some(&dir));
+            let state_dir = dir.join("state");
+            std::fs::create_dir_all(&state_dir).unwrap();
+            let migrate = tokio::task::spawn_blocking({
+                let state_dir = state_dir.clone();
+                move || {
+                    wrangler()
+                        .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
+                        .arg(&state_dir)
+                        .output()
+                        .expect("could not run wrangler d1 migrations apply")
+                }
+            })
+            .await
+            .unwrap();
+            assert!(migrate.status.success(), "migrations failed: {}", String::from_utf8_lossy(&migrate.stderr));
+            (state_dir, Mutex::new(cleanup))
+        })
+        .await;
     state_dir
 }
 
