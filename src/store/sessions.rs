@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use super::{Db, UserRow};
 use crate::domain::destination::Channel;
-use crate::ports::{first, first_of, typed, Arg, Stmt, StoreError};
+use crate::ports::{first, first_of, text, typed, Arg, Stmt, StoreError};
 
 /// A live session, as the refresh and auth checks need it.
 #[derive(Debug, Deserialize)]
@@ -417,10 +417,7 @@ impl Db {
                 vec![hash.into(), now_ms.into()],
             ))
             .await?;
-        Ok(rows.first().and_then(|row| {
-            let text = |k: &str| row.get(k)?.as_str().map(str::to_string);
-            Some((text("id")?, text("user_id")?))
-        }))
+        Ok(rows.first().and_then(|row| Some((text(row, "id")?, text(row, "user_id")?))))
     }
 
     /// Revokes every live session (`live`) of the user, but `keep` when
