@@ -62,17 +62,13 @@ pub fn authorize(app: &App, authorization: Option<&str>, scope: Scope) -> Result
     Ok(actor)
 }
 
-/// A user as support sees it: the account, unmasked, its status and times,
-/// and how many sessions are live.
+/// A user as support sees it: the account as its owner sees it (unmasked),
+/// its status and times, and how many sessions are live.
 #[derive(Serialize)]
 #[cfg_attr(test, derive(Debug))]
 pub struct AdminUser {
-    pub id: String,
-    pub username: String,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub email_verified: bool,
-    pub phone_verified: bool,
+    #[serde(flatten)]
+    pub user: session::UserView,
     /// `active` or `disabled`.
     pub status: String,
     pub created_at: String,
@@ -83,13 +79,8 @@ pub struct AdminUser {
 impl From<AdminUserRow> for AdminUser {
     fn from(u: AdminUserRow) -> Self {
         AdminUser {
-            id: u.id,
-            username: u.username,
-            email: u.email,
-            phone: u.phone_e164,
-            email_verified: u.email_verified,
-            phone_verified: u.phone_verified,
-            status: u.status,
+            user: session::UserView::from(&u.user),
+            status: u.user.status,
             created_at: rfc3339_millis(u.created_at),
             updated_at: rfc3339_millis(u.updated_at),
             live_sessions: u.live_sessions,
@@ -170,29 +161,31 @@ pub async fn act(app: &App, actor: &Actor, key: UserKey<'_>, action: Action) -> 
         record("not_found", None);
         return Err(Error::NoSuchUser);
     };
-    let (db, now) = (&app.db, app.now_ms);
+    let (db, now, id) = (&app.db, app.now_ms, user.user.id.clone());
     let mut answer = None;
     let changed = match action {
         Action::View => true,
-        Action::Disable => db.disable_user(&user.id, now).await.map_err(db_down)?,
-        Action::Enable => db.enable_user(&user.id, now).await.map_err(db_down)?,
+        Action::Disable => db.disable_user(&id, now).await.map_err(db_down)?,
+        Action::Enable => db.enable_user(&id, now).await.map_err(db_down)?,
         Action::RevokeSessions => {
-            let revoked = db.revoke_user_sessions(&user.id, None, "revoked_by_admin", session::liveness(app));
+            let revoked = db.revoke_user_sessions(&id, None, "revoked_by_admin", session::liveness(app));
             answer = Some(Answer::Revoked { revoked: revoked.await.map_err(db_down)? });
             true
         }
         Action::Events { limit } => {
-            let events = db.user_events(&user.id, limit.clamp(1, MAX_EVENTS)).await.map_err(db_down)?;
+            let events = db.user_events(&id, limit.clamp(1, MAX_EVENTS)).await.map_err(db_down)?;
             answer = Some(Answer::Events { events });
             true
         }
     };
     // The user as the change left it (the statements that made it say so).
     match action {
-        Action::Disable if changed => (user.status, user.updated_at, user.live_sessions) = ("disabled".into(), now, 0),
-        Action::Enable if changed => (user.status, user.updated_at) = ("active".into(), now),
+        Action::Disable if changed => {
+            (user.user.status, user.updated_at, user.live_sessions) = ("disabled".into(), now, 0)
+        }
+        Action::Enable if changed => (user.user.status, user.updated_at) = ("active".into(), now),
         _ => {}
     }
-    record(if changed { "ok" } else { "unchanged" }, Some(&user.id));
+    record(if changed { "ok" } else { "unchanged" }, Some(&id));
     Ok(answer.unwrap_or_else(|| Answer::User(user.into())))
 }

@@ -3,20 +3,14 @@
 //! (Disabling is `Db::disable_user`; revoking sessions `revoke_user_sessions`.)
 
 use super::sessions::{live, Liveness};
-use super::{channel_column, Db};
+use super::{channel_column, Db, UserRow, USER_COLUMNS};
 use crate::domain::destination::Destination;
-use crate::ports::{int, text, Row, Stmt, StoreError};
+use crate::ports::{first, int, Row, Stmt, StoreError};
 
 /// A user row with its times and how many live sessions it has.
 #[derive(Debug, Clone)]
 pub struct AdminUserRow {
-    pub id: String,
-    pub username: String,
-    pub email: Option<String>,
-    pub phone_e164: Option<String>,
-    pub status: String,
-    pub email_verified: bool,
-    pub phone_verified: bool,
+    pub user: UserRow,
     pub created_at: i64,
     pub updated_at: i64,
     pub live_sessions: i64,
@@ -40,26 +34,21 @@ impl Db {
             .db
             .all(Stmt::new(
                 format!(
-                    "SELECT id, username, email, phone_e164, status, email_verified, phone_verified, created_at, \
-                     updated_at, (SELECT COUNT(*) FROM sessions s WHERE s.user_id = users.id AND {}) AS live_sessions \
+                    "SELECT {USER_COLUMNS}, created_at, updated_at, \
+                     (SELECT COUNT(*) FROM sessions s WHERE s.user_id = users.id AND {}) AS live_sessions \
                      FROM users WHERE {column} = ?1",
                     live("s", "?2", "?3")
                 ),
                 vec![value.into(), at.now_ms.into(), at.created_after_ms.into()],
             ))
             .await?;
-        // Read by hand: a derived Deserialize costs the bundle more.
-        Ok(rows.first().map(|r: &Row| AdminUserRow {
-            id: text(r, "id").unwrap_or_default(),
-            username: text(r, "username").unwrap_or_default(),
-            email: text(r, "email"),
-            phone_e164: text(r, "phone_e164"),
-            status: text(r, "status").unwrap_or_default(),
-            email_verified: int(r, "email_verified") != 0,
-            phone_verified: int(r, "phone_verified") != 0,
-            created_at: int(r, "created_at"),
-            updated_at: int(r, "updated_at"),
-            live_sessions: int(r, "live_sessions"),
+        let extra = rows.first().map(|r| (int(r, "created_at"), int(r, "updated_at"), int(r, "live_sessions")));
+        let user: Option<UserRow> = first(rows)?;
+        Ok(user.zip(extra).map(|(user, (created_at, updated_at, live_sessions))| AdminUserRow {
+            user,
+            created_at,
+            updated_at,
+            live_sessions,
         }))
     }
 

@@ -152,19 +152,19 @@ fn a_user_is_found_by_id_email_or_phone_unmasked_and_each_lookup_is_recorded() {
 
         let by_id = user_after(&w, SUPPORT, UserKey::Id(&ana), Action::View).await;
         assert_eq!(
-            (by_id.id.as_str(), by_id.email.as_deref(), by_id.phone.as_deref()),
+            (by_id.user.id.as_str(), by_id.user.email.as_deref(), by_id.user.phone.as_deref()),
             (ana.as_str(), Some("ana@example.com"), None)
         );
-        assert_eq!((by_id.status.as_str(), by_id.live_sessions, by_id.email_verified), ("active", 2, true));
+        assert_eq!((by_id.status.as_str(), by_id.live_sessions, by_id.user.email_verified), ("active", 2, true));
         assert_eq!(by_id.created_at, crate::domain::time::rfc3339_millis(crate::native::T0));
 
         // Normalized as a login normalizes: case and spaces of an email, punctuation of a phone.
         let email = Destination::parse("  ANA@Example.com ").unwrap();
         let found = user_after(&w, SUPPORT, UserKey::Destination(&email), Action::View).await;
-        assert_eq!(found.id, ana);
+        assert_eq!(found.user.id, ana);
         let phone = Destination::parse("+1 (555) 010-7777").unwrap();
         let found = user_after(&w, SUPPORT, UserKey::Destination(&phone), Action::View).await;
-        assert_eq!((found.id.as_str(), found.phone.as_deref()), (phone_user.as_str(), Some("+15550107777")));
+        assert_eq!((found.user.id.as_str(), found.user.phone.as_deref()), (phone_user.as_str(), Some("+15550107777")));
         let nobody = Destination::parse("nobody@example.com").unwrap();
         let missing = act(&w, SUPPORT, UserKey::Destination(&nobody), Action::View).await;
         assert_eq!(refusal(missing), (404, "USER_NOT_FOUND", "No user has this id, email or phone".into()));
