@@ -28,8 +28,14 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// request), but `application/json` only after a preflight the origin allows.
 /// A missing Content-Type is not JSON either.
 pub fn is_json(content_type: Option<&str>) -> bool {
-    let media_type = content_type.map(|v| v.split(';').next().unwrap_or_default().trim());
-    media_type.is_some_and(|t| t.eq_ignore_ascii_case("application/json"))
+    is_media_type(content_type, "application/json")
+}
+
+/// Whether a `Content-Type` value names `media_type` (in any case, with any
+/// parameters).
+fn is_media_type(content_type: Option<&str>, media_type: &str) -> bool {
+    let declared = content_type.map(|v| v.split(';').next().unwrap_or_default().trim());
+    declared.is_some_and(|t| t.eq_ignore_ascii_case(media_type))
 }
 
 /// Whether a `cf-ray` header value is a Cloudflare Ray ID: 16 lowercase hex
@@ -168,8 +174,7 @@ pub fn refresh(bytes: &[u8]) -> Result<String, ApiError> {
 
 /// Whether a body is declared form-encoded (`application/x-www-form-urlencoded`).
 pub fn is_form(content_type: Option<&str>) -> bool {
-    let media_type = content_type.map(|v| v.split(';').next().unwrap_or_default().trim());
-    media_type.is_some_and(|t| t.eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+    is_media_type(content_type, "application/x-www-form-urlencoded")
 }
 
 /// The `token` of a revocation request: form-encoded, as RFC 7009 2.1 sends
