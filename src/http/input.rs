@@ -197,8 +197,7 @@ pub fn revocation(content_type: Option<&str>, bytes: &[u8]) -> Result<String, Ap
 
 /// `?include_current=true|false` of signing out everywhere (absent: false).
 pub fn include_current(query: Option<&str>) -> Result<bool, ApiError> {
-    let value = form_urlencoded::parse(query.unwrap_or_default().as_bytes()).find(|(k, _)| k == "include_current");
-    match value.as_ref().map(|(_, v)| v.as_ref()) {
+    match query_value(query, "include_current").as_deref() {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
         Some(_) => Err(ApiError::validation("include_current must be true or false")),
